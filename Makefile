@@ -1,0 +1,89 @@
+# basefactory's entry points. `make demo` and `make test` are the README's two commands:
+# each installs what it needs (apt packages as root, the venv), starts the services and runs.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+BF := $(VENV)/bin/basefactory
+PYTEST_ARGS ?=
+# Debian packages the factory needs: the engine (+ classic client that builds with BuildKit),
+# the distribution registry, debootstrap for local platforms, git for git-pinned recipes,
+# chromium for the catalog's browser test.
+APT_PACKAGES ?= docker.io docker-registry debootstrap git ca-certificates chromium
+
+.PHONY: setup up down demo test test-unit test-cuda cuda vllm bench lint status clean
+
+setup: $(VENV)/.installed
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "setup: apt-get install$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends$$missing >/dev/null; \
+	  else \
+	    echo "basefactory: missing Debian packages:$$missing (as root: apt-get install$$missing)" >&2; exit 1; \
+	  fi; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -e '.[test]'
+	@touch $@
+
+up: setup
+	$(BF) up
+
+down:
+	@test -x $(BF) && $(BF) down || true
+
+status:
+	$(BF) status
+
+# The main job on the embedded default: services, platform, wheels, images, catalog.
+demo: setup
+	$(BF) up
+	$(BF) publish
+	$(BF) ls
+	$(BF) catalog start
+
+# Unit tests need nothing; integration tests start their own devpi and registry on other
+# ports (the session's fixtures) and use the engine that `up` guarantees.
+test: setup lint
+	$(BF) up
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The CUDA platform from scratch in a factory of its own (fresh devpi and registry): torch
+# 2.14.1 + CUDA 13.0 toolkit, torchsort's CUDA kernel for sm_80 and sm_90, cuda-deps.
+test-cuda: setup
+	$(BF) up
+	$(VENV)/bin/python -m pytest tests/cuda $(PYTEST_ARGS)
+
+# The CUDA platform, its wheels and cuda-deps in this factory (and so in its catalog).
+CUDA_PLATFORM ?= cu130-py311-torch2.14
+cuda: setup
+	$(BF) up
+	$(BF) publish --platform $(CUDA_PLATFORM) --only torchsort --only cuda-deps
+
+# vLLM from source against a CUDA platform's torch. Needs network access to GitHub (its
+# CMake build fetches CUTLASS and FlashAttention) and a CUDA platform; remove "vllm" from
+# [wheels] exclude in factory.toml on such a host first.
+PLATFORM ?= $(CUDA_PLATFORM)
+vllm: setup
+	$(BF) up
+	$(BF) wheels build vllm --platform $(PLATFORM)
+
+test-unit: setup
+	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(BF) up
+	$(VENV)/bin/python -m bench $(BENCH_ARGS)
+
+clean: down
+	rm -rf .factory wheels/*/ tests/artifacts bench/work

@@ -1,0 +1,3 @@
+from basefactory.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""The catalog's FastAPI app: HTML pages and a JSON API over the in-memory snapshot.
+
+Every reply comes from memory (pages are rendered once per snapshot version), carries an
+ETag, and errors have one JSON shape: {"error": {"status": ..., "message": ...}}. The
+catalog is read-only: it has no route that writes anything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from basefactory import __version__
+from basefactory.catalog import views
+from basefactory.catalog.snapshot import Snapshot
+from basefactory.catalog.state import Catalog
+from basefactory.output import human_size
+
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+    autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+)
+TEMPLATES.filters["size"] = lambda n: human_size(n) if n else "—"
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"status": status, "message": message}}, status_code=status)
+
+
+def create_app(catalog: Catalog) -> FastAPI:
+    app = FastAPI(title="basefactory catalog", version=__version__,
+                  description="Which images and wheels go together, each combination proven"
+                  " by a test that ran inside the image.")
+
+    @app.exception_handler(views.NotFound)
+    async def _not_found(_: Request, exc: views.NotFound) -> JSONResponse:
+        return error(404, str(exc))
+
+    @app.exception_handler(views.BadRequest)
+    async def _bad(_: Request, exc: views.BadRequest) -> JSONResponse:
+        return error(422, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        return error(422, f"{where}: {first.get('msg', 'invalid request')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _crash(_: Request, exc: Exception) -> JSONResponse:
+        return error(500, f"internal error: {type(exc).__name__}")
+
+    def snapshot() -> Snapshot:
+        if catalog.snapshot is None:
+            raise StarletteHTTPException(503, f"no data yet: {catalog.error or 'first read'}")
+        return catalog.snapshot
+
+    def cached(request: Request, key: str, make: Callable[[], bytes], media: str) -> Response:
+        """One rendering per snapshot version; 304 when the client has it."""
+        etag = f'W/"{catalog.version}-{hash(key) & 0xffffffff:x}"'
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        version = catalog.version
+        body = catalog.derived.get(key)
+        if body is None:
+            body = make()
+            if catalog.version == version:
+                catalog.derived[key] = body
+        return Response(body, media_type=media, headers={"ETag": etag,
+                                                         "Cache-Control": "no-cache"})
+
+    def page(request: Request, key: str, template: str, **context: Callable[[], Any]) -> Response:
+        def make() -> bytes:
+            s = snapshot()
+            values = {k: fn() for k, fn in context.items()}
+            return TEMPLATES.get_template(template).render(
+                s=s, error=catalog.error, version=__version__, **values).encode()
+        return cached(request, key, make, "text/html; charset=utf-8")
+
+    def api(request: Request, key: str, fn: Callable[[], Any]) -> Response:
+        def make() -> bytes:
+            return json.dumps({"data": fn(), "taken_at": snapshot().taken_at,
+                               "stale": catalog.error}, default=str).encode()
+        return cached(request, key, make, "application/json")
+
+    # --- pages -----------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def overview_page(request: Request) -> Response:
+        return page(request, "page:/", "overview.html",
+                    overview=lambda: views.overview(snapshot()))
+
+    @app.get("/images/{name}", response_class=HTMLResponse, include_in_schema=False)
+    def image_page(request: Request, name: str) -> Response:
+        data = views.image(snapshot(), name)  # 404 before rendering
+        return page(request, f"page:/images/{name}", "image.html", image=lambda: data)
+
+    @app.get("/platforms/{name}", response_class=HTMLResponse, include_in_schema=False)
+    def platform_page(request: Request, name: str) -> Response:
+        data = views.platform(snapshot(), name)
+        return page(request, f"page:/platforms/{name}", "platform.html", platform=lambda: data)
+
+    # --- API -------------------------------------------------------------------------
+
+    @app.get("/api/platforms", summary="Platforms and their fingerprints")
+    def api_platforms(request: Request) -> Response:
+        return api(request, "api:platforms", lambda: views.platforms(snapshot()))
+
+    @app.get("/api/platforms/{name}", summary="One platform: fingerprint, wheels, pip line")
+    def api_platform(request: Request, name: str) -> Response:
+        data = views.platform(snapshot(), name)
+        return api(request, f"api:platform:{name}", lambda: data)
+
+    @app.get("/api/images", summary="Images, each with its tag per platform")
+    def api_images(request: Request) -> Response:
+        return api(request, "api:images", lambda: views.images(snapshot()))
+
+    @app.get("/api/images/{name}", summary="One image: tags, parent chain, packages, tests")
+    def api_image(request: Request, name: str) -> Response:
+        data = views.image(snapshot(), name)
+        return api(request, f"api:image:{name}", lambda: data)
+
+    @app.get("/api/images/{name}/platforms/{platform}",
+             summary="One image on one platform, with the smoke test that proved it")
+    def api_image_on(request: Request, name: str, platform: str) -> Response:
+        data = views.image_on(snapshot(), name, platform)
+        return api(request, f"api:image:{name}:{platform}", lambda: data)
+
+    @app.get("/api/wheels", summary="Published wheels, with their test records")
+    def api_wheels(request: Request,
+                   platform: str | None = Query(None, max_length=64),
+                   project: str | None = Query(None, max_length=200)) -> Response:
+        data = views.wheels(snapshot(), platform, project)
+        return api(request, f"api:wheels:{platform}:{project}", lambda: data)
+
+    @app.get("/api/combos", summary="Which wheels an image takes, which images a wheel fits")
+    def api_combos(request: Request,
+                   image: str | None = Query(None, max_length=200),
+                   wheel: str | None = Query(None, max_length=200)) -> Response:
+        data = views.combos(snapshot(), image, wheel)
+        return api(request, f"api:combos:{image}:{wheel}", lambda: data)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> JSONResponse:
+        return JSONResponse({"ok": catalog.snapshot is not None, "stale": catalog.error,
+                             "version": catalog.version})
+
+    return app

@@ -1,0 +1,205 @@
+"""A snapshot of what is published, read only from the sources of truth: the registry's
+v2 API (repositories, tags, manifests, config labels) and devpi's JSON API (indexes,
+projects, files, test records, fingerprints). No database that could drift.
+
+Reads run concurrently; what never changes (a manifest's config, by digest) is cached for
+the process's life, so a refresh after the first costs one request per repository and
+one per project.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from basefactory.config import Factory
+from basefactory.index.client import DevpiClient
+from basefactory.registry import Registry
+
+TAG_DATE = re.compile(r"-(\d{8})-([0-9a-f]{12})$")
+
+
+@dataclass(frozen=True)
+class Tag:
+    name: str
+    date: str | None  # YYYY-MM-DD, from the immutable tag's name
+    digest: str | None  # the manifest digest (filled for the current tag)
+
+
+@dataclass(frozen=True)
+class ImageCell:
+    """One image on one platform: its moving tag and what it points at."""
+
+    image: str
+    platform: str
+    ref: str  # REGISTRY/factory/<image>:<platform>
+    current: str | None  # the immutable tag the moving tag points at
+    date: str | None
+    digest: str
+    size: int  # compressed bytes, as pulled
+    parent: str
+    description: str
+    wheels: dict[str, str]  # recipe wheels: distribution -> version
+    manifest: list[dict[str, Any]]  # installed distributions with sizes
+    smoke: dict[str, Any]  # the smoke test that proved it
+    input_digest: str
+    created: str
+    tags: list[Tag] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Wheel:
+    index: str
+    platform: str | None  # None: factory/common (pure Python, every platform)
+    project: str
+    version: str
+    filename: str
+    url: str
+    sha256: str
+    test_urls: list[str]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    taken_at: str
+    registry: str
+    index: str
+    platforms: dict[str, dict[str, Any]]  # name -> fingerprint (or {} if not probed)
+    images: dict[str, dict[str, ImageCell]]  # image -> platform -> cell
+    wheels: list[Wheel]
+    errors: list[str]
+
+    @property
+    def platform_names(self) -> list[str]:
+        return list(self.platforms)
+
+
+class Reader:
+    def __init__(self, factory: Factory, *, workers: int = 16) -> None:
+        self.factory = factory
+        self.registry = Registry(factory.config.registry.base_url, timeout=10)
+        index = factory.config.index
+        read_from = (index.replica_url if factory.config.catalog.read_replica and
+                     index.replica_url else index.base_url)
+        self.devpi = DevpiClient(read_from, timeout=10)
+        self.pool = ThreadPoolExecutor(max_workers=workers)
+        self._configs: dict[str, dict[str, Any]] = {}  # config digest -> config blob
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.registry.close()
+        self.devpi.close()
+
+    def read(self) -> Snapshot:
+        """Raise if either source is down: the caller keeps the last good snapshot."""
+        platforms_future = self.pool.submit(self._platforms)
+        images_future = self.pool.submit(self._images)
+        wheels_future = self.pool.submit(self._wheels)
+        return Snapshot(
+            taken_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            registry=self.factory.config.registry.address,
+            index=self.devpi.base_url,
+            platforms=platforms_future.result(),
+            images=images_future.result(),
+            wheels=wheels_future.result(),
+            errors=[],
+        )
+
+    # --- devpi ---------------------------------------------------------------------------
+
+    def _platforms(self) -> dict[str, dict[str, Any]]:
+        user = self.factory.config.index.user
+        names = list(self.factory.config.platforms)
+        configs = self.pool.map(lambda n: self.devpi.index_config(f"{user}/{n}"), names)
+        found: dict[str, dict[str, Any]] = {}
+        for name, config in zip(names, configs, strict=True):
+            data: dict[str, Any] = {}
+            if config and config.get("custom_data"):
+                try:
+                    data = json.loads(config["custom_data"]).get("fingerprint") or {}
+                except (json.JSONDecodeError, AttributeError):
+                    data = {}
+            found[name] = data
+        return found
+
+    def _wheels(self) -> list[Wheel]:
+        cfg = self.factory.config.index
+        indexes = [(f"{cfg.user}/{cfg.common}", None)] + [
+            (f"{cfg.user}/{p}", p) for p in self.factory.config.platforms]
+        jobs = []
+        for index, platform in indexes:
+            config = self.devpi.index_config(index)
+            for project in (config or {}).get("projects") or []:
+                jobs.append((index, platform, project))
+        results = self.pool.map(lambda j: self.devpi.release_files(j[0], j[2]), jobs)
+        wheels = []
+        for (index, platform, _), files in zip(jobs, results, strict=True):
+            for f in files:
+                if not f.filename.endswith(".whl") or f.project.lower() == "torch":
+                    continue
+                wheels.append(Wheel(index, platform, f.project, f.version, f.filename, f.url,
+                                    f.sha256, list(f.toxresults)))
+        return sorted(wheels, key=lambda w: (w.project.lower(), w.index, w.filename))
+
+    # --- registry ------------------------------------------------------------------------
+
+    def _images(self) -> dict[str, dict[str, ImageCell]]:
+        prefix = f"{self.factory.config.registry.namespace}/"
+        repos = [r for r in self.registry.repositories() if r.startswith(prefix)]
+        tag_lists = dict(zip(repos, self.pool.map(self.registry.tags, repos), strict=True))
+        jobs = [(repo, platform) for repo, tags in tag_lists.items()
+                for platform in self.factory.config.platforms if platform in tags]
+        cells = self.pool.map(lambda j: self._cell(j[0], j[1], tag_lists[j[0]]), jobs)
+        found: dict[str, dict[str, ImageCell]] = {}
+        for cell in cells:
+            if cell is not None:
+                found.setdefault(cell.image, {})[cell.platform] = cell
+        return dict(sorted(found.items()))
+
+    def _cell(self, repo: str, platform: str, tags: list[str]) -> ImageCell | None:
+        manifest = self.registry.manifest(repo, platform)
+        if manifest is None or manifest.config_digest is None:
+            return None
+        config = self._configs.get(manifest.config_digest)
+        if config is None:
+            config = self.registry.blob_json(repo, manifest.config_digest)
+            self._configs[manifest.config_digest] = config
+        labels: dict[str, str] = dict((config.get("config") or {}).get("Labels") or {})
+        image = repo.split("/", 1)[1]
+        current = labels.get("org.opencontainers.image.version")
+        immutable = sorted((t for t in tags if t.startswith(f"{platform}-")), reverse=True)
+        tag_rows = []
+        for tag in immutable:
+            m = TAG_DATE.search(tag)
+            date = f"{m.group(1)[:4]}-{m.group(1)[4:6]}-{m.group(1)[6:]}" if m else None
+            tag_rows.append(Tag(tag, date, manifest.digest if tag == current else None))
+        m = TAG_DATE.search(current or "")
+        created = labels.get("org.opencontainers.image.created", "")
+        return ImageCell(
+            image=image, platform=platform,
+            ref=f"{self.factory.config.registry.address}/{repo}:{platform}",
+            current=current,
+            date=(created[:10] or (f"{m.group(1)[:4]}-{m.group(1)[4:6]}-{m.group(1)[6:]}"
+                                   if m else None)),
+            digest=manifest.digest, size=manifest.size,
+            parent=labels.get("org.basefactory.parent", ""),
+            description=labels.get("org.opencontainers.image.description", ""),
+            wheels=_json(labels.get("org.basefactory.wheels"), {}),
+            manifest=_json(labels.get("org.basefactory.manifest"), []),
+            smoke=_json(labels.get("org.basefactory.smoke"), {}),
+            input_digest=labels.get("org.basefactory.input-digest", ""),
+            created=created, tags=tag_rows,
+        )
+
+
+def _json(text: str | None, default: Any) -> Any:
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return default

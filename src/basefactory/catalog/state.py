@@ -1,0 +1,115 @@
+"""The catalog's view of the world: the newest good snapshot, refreshed in the background.
+
+Requests never wait on the registry or devpi: they read the snapshot in memory. When a
+refresh fails (a source is down) the last good snapshot stays and `error` feeds the
+page's banner. The snapshot is also saved to disk, so a restarted catalog answers at
+once from it while the first refresh runs.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from basefactory.catalog.snapshot import ImageCell, Reader, Snapshot, Tag, Wheel
+
+
+class Catalog:
+    def __init__(self, reader: Reader, *, cache_file: Path | None = None,
+                 ttl: float = 10.0) -> None:
+        self.reader = reader
+        self.cache_file = cache_file
+        self.ttl = ttl
+        self.snapshot: Snapshot | None = None
+        self.error: str | None = None
+        self.version = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.derived: dict[str, Any] = {}  # per-version caches (rendered pages, indexes)
+
+    def start(self) -> None:
+        self._load_cache()
+        self._thread = threading.Thread(target=self._loop, name="catalog-refresh", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.reader.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.refresh()
+            self._stop.wait(self.ttl)
+
+    def refresh(self) -> bool:
+        """Read the sources; True when the snapshot changed."""
+        try:
+            fresh = self.reader.read()
+        except Exception as exc:  # any failure of a source: keep the last good data
+            with self._lock:
+                self.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                self.version += 1  # the banner changed
+                self.derived = {}
+            return False
+        with self._lock:
+            changed = self.snapshot is None or _content(self.snapshot) != _content(fresh)
+            if changed or self.error is not None:  # new data, or the banner goes away
+                self.version += 1
+                self.derived = {}
+            if changed:
+                self.snapshot = fresh
+            self.error = None
+        if changed:
+            self._save_cache(fresh)
+        return changed
+
+    def wait_ready(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.snapshot is None and self.error is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.snapshot is not None
+
+    # --- disk cache ----------------------------------------------------------------------
+
+    def _save_cache(self, snapshot: Snapshot) -> None:
+        if self.cache_file is None:
+            return
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(snapshot)))
+        tmp.replace(self.cache_file)
+
+    def _load_cache(self) -> None:
+        if self.cache_file is None or not self.cache_file.exists():
+            return
+        try:
+            data = json.loads(self.cache_file.read_text())
+            snapshot = from_dict(data)
+        except (OSError, ValueError, TypeError, KeyError):
+            return
+        with self._lock:
+            if self.snapshot is None:
+                self.snapshot = snapshot
+                self.version += 1
+
+
+def _content(snapshot: Snapshot) -> Any:
+    data = asdict(snapshot)
+    data.pop("taken_at")
+    return data
+
+
+def from_dict(data: dict[str, Any]) -> Snapshot:
+    images = {
+        name: {p: ImageCell(**{**cell, "tags": [Tag(**t) for t in cell["tags"]]})
+               for p, cell in cells.items()}
+        for name, cells in data["images"].items()
+    }
+    return Snapshot(taken_at=data["taken_at"], registry=data["registry"], index=data["index"],
+                    platforms=data["platforms"], images=images,
+                    wheels=[Wheel(**w) for w in data["wheels"]], errors=data.get("errors", []))

@@ -1,0 +1,427 @@
+"""The command line: parse arguments, call one function, print its result. Nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from basefactory import __version__, log, output
+from basefactory.config import Factory, config_path, load_factory
+from basefactory.errors import BasefactoryError
+from basefactory.index.client import DevpiClient
+from basefactory.index.layout import client as _index_client
+from basefactory.session import Session
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _factory(args: argparse.Namespace) -> Factory:
+    return load_factory(config_path(args.config))
+
+
+# --- handlers ---------------------------------------------------------------------------
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from basefactory.checks import check_all
+
+    summary = check_all(_factory(args))
+    if args.json:
+        output.emit_json(summary)
+    else:
+        for line in summary["checked"]:
+            log.info(f"✓ {line}")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from basefactory import services
+
+    factory = _factory(args)
+    statuses = services.up(factory)
+    _print_status(statuses, args.json)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from basefactory import services
+
+    stopped = services.down(_factory(args))
+    if args.json:
+        output.emit_json({"stopped": stopped})
+    else:
+        log.info(f"stopped: {', '.join(stopped)}" if stopped else "nothing that `up` started runs")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from basefactory import services
+
+    statuses = services.status(_factory(args))
+    _print_status(statuses, args.json)
+    return 0 if all(s.state != "stopped" for s in statuses) else 1
+
+
+def cmd_platforms_build(args: argparse.Namespace) -> int:
+    from basefactory.lock import factory_lock
+    from basefactory.platforms.service import ensure_platform
+
+    factory = _factory(args)
+    with factory_lock(factory, "platforms build", wait=args.wait), Session(factory) as session:
+        results = [ensure_platform(session, name) for name in session.factory.platforms(args.names)]
+    rows = [{"platform": r.base.platform, "base": r.base.ref, "built": r.base.built,
+             "input_digest": r.base.input_digest, "local_label": r.fingerprint.local_label,
+             "torch": r.fingerprint.torch, "cuda": r.fingerprint.cuda} for r in results]
+    _print_rows("platforms", rows, args.json)
+    return 0
+
+
+def cmd_platforms_probe(args: argparse.Namespace) -> int:
+    from basefactory.platforms.service import probe_platform
+
+    with Session(_factory(args)) as session:
+        fingerprint = probe_platform(session, args.name)
+    if args.json:
+        output.emit_json(fingerprint.model_dump())
+    else:
+        data = fingerprint.model_dump()
+        dists = data.pop("distributions")
+        output.table(f"platform {args.name}", ["field", "value"],
+                     [*data.items(), ("distributions", f"{len(dists)} (the base's constraints)")])
+    return 0
+
+
+def cmd_platforms_ls(args: argparse.Namespace) -> int:
+    from basefactory.platforms import store
+
+    factory = _factory(args)
+    rows = []
+    with Session(factory) as session:
+        for name, platform in factory.config.platforms.items():
+            fp = store.load(factory, layout_client(session), name)
+            rows.append({
+                "platform": name, "enabled": platform.enabled,
+                "source": platform.image or f"bootstrap {platform.bootstrap.torch}"  # type: ignore[union-attr]
+                if platform.image or platform.bootstrap else "",
+                "probed": fp is not None, "python": fp.python if fp else None,
+                "torch": fp.torch if fp else None, "cuda": fp.cuda if fp else None,
+                "cxx11_abi": fp.cxx11_abi if fp else None, "glibc": fp.glibc if fp else None,
+                "arch": fp.arch if fp else None, "label": fp.local_label if fp else None,
+                "distributions": len(fp.distributions) if fp else None,
+            })
+    _print_rows("platforms", rows, args.json)
+    return 0
+
+
+def layout_client(session: Session) -> DevpiClient:
+    return _index_client(session.factory)
+
+
+def cmd_wheels_build(args: argparse.Namespace) -> int:
+    from basefactory.lock import factory_lock
+    from basefactory.wheels.service import build_all
+
+    factory = _factory(args)
+    with factory_lock(factory, "wheels build", wait=args.wait), Session(factory) as session:
+        results = build_all(session, args.recipes or None, args.platform or None)
+    _print_rows("wheels", [r.as_dict() for r in results], args.json)
+    return 0
+
+
+def cmd_wheels_ls(args: argparse.Namespace) -> int:
+    from basefactory.wheels.service import list_wheels
+
+    with Session(_factory(args)) as session:
+        rows = list_wheels(session)
+    _print_rows("published wheels", rows, args.json)
+    return 0
+
+
+def cmd_images_build(args: argparse.Namespace) -> int:
+    from basefactory.images.service import build_all
+    from basefactory.lock import factory_lock
+
+    factory = _factory(args)
+    with factory_lock(factory, "images build", wait=args.wait), Session(factory) as session:
+        results = build_all(session, args.images or None, args.platform or None,
+                            upgrade=args.upgrade)
+    _print_rows("images", [r.as_dict() for r in results], args.json)
+    return 0
+
+
+def cmd_images_ls(args: argparse.Namespace) -> int:
+    from basefactory.images.service import list_images
+
+    with Session(_factory(args)) as session:
+        rows = list_images(session)
+    _print_rows("published images", rows, args.json)
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    import time
+
+    from basefactory import services
+    from basefactory.lock import factory_lock
+    from basefactory.pipeline import Interrupted, publish, summary_line
+    from basefactory.progress import Progress
+
+    factory = _factory(args)
+    started = time.monotonic()
+    interrupted = False
+    if args.dry_run:
+        with Session(factory) as session:
+            steps = publish(session, platforms=args.platform or None, only=args.only or None,
+                            dry_run=True)
+    else:
+        with factory_lock(factory, "publish", wait=args.wait):
+            services.up(factory)
+            live = log.is_tty() and not args.json and not args.quiet
+            with Session(factory) as session, Progress(live=live) as progress:
+                try:
+                    steps = publish(session, platforms=args.platform or None,
+                                    only=args.only or None, jobs=args.jobs, progress=progress)
+                except Interrupted as stop:
+                    steps, interrupted = stop.steps, True
+    elapsed = time.monotonic() - started
+    if args.json:
+        output.emit_json({"steps": [s.as_dict() for s in steps], "elapsed_s": round(elapsed, 2),
+                          "dry_run": args.dry_run, "interrupted": interrupted,
+                          "logs": str(factory.logs_dir)})
+    else:
+        output.table("plan" if args.dry_run else "published",
+                     ["step", "name", "platform", "result", "why", "duration", "size",
+                      "tag / file"],
+                     [[s.kind, s.name, s.platform, s.result, s.reason, f"{s.duration_s:.1f}s",
+                       output.human_size(s.size) if s.size else "", s.tag] for s in steps])
+        log.info(summary_line(steps, elapsed) + f"; logs in {factory.logs_dir}")
+    if interrupted:
+        log.error("interrupted: the steps above finished and are published; nothing half-done"
+                  " was. Run publish again to complete the rest.")
+        return 130
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from basefactory.images.service import list_images
+    from basefactory.platforms import store
+    from basefactory.wheels.service import list_wheels
+
+    factory = _factory(args)
+    with Session(factory) as session:
+        platforms = []
+        for name in factory.config.platforms:
+            fp = store.load(factory, session.devpi, name)
+            platforms.append({"platform": name, "torch": fp.torch if fp else None,
+                              "cuda": fp.cuda if fp else None,
+                              "index": session.devpi.simple_url(f"{factory.config.index.user}/{name}")})
+        images, wheels = list_images(session), list_wheels(session)
+    if args.json:
+        output.emit_json({"platforms": platforms, "images": images, "wheels": wheels})
+        return 0
+    _print_rows("platforms", platforms, False)
+    _print_rows("images", images, False)
+    _print_rows("wheels", wheels, False)
+    return 0
+
+
+def cmd_catalog_serve(args: argparse.Namespace) -> int:
+    from basefactory.catalog.server import serve
+
+    factory = _factory(args)
+    serve(factory, args.host or factory.config.catalog.host,
+          args.port or factory.config.catalog.port)
+    return 0
+
+
+def cmd_catalog_start(args: argparse.Namespace) -> int:
+    from basefactory.catalog.server import start
+
+    url = start(_factory(args))
+    if args.json:
+        output.emit_json({"url": url})
+    else:
+        log.info(f"catalog: {url}/")
+    return 0
+
+
+def cmd_catalog_stop(args: argparse.Namespace) -> int:
+    from basefactory.catalog.server import stop
+
+    stopped = stop(_factory(args))
+    log.info("catalog stopped" if stopped else "no catalog that `catalog start` started runs")
+    return 0
+
+
+def cmd_index_import(args: argparse.Namespace) -> int:
+    from basefactory.index.importer import import_wheels
+
+    with Session(_factory(args)) as session:
+        index = args.index if "/" in args.index else f"{session.factory.config.index.user}/{args.index}"
+        done = import_wheels(session.devpi, index, Path(args.directory), args.only or None)
+    _print_rows(f"imported into {index}", [{"file": f, "state": s} for f, s in done], args.json)
+    return 0
+
+
+def _print_rows(title: str, rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        output.emit_json(rows)
+    elif rows:
+        output.table(title, list(rows[0]), [list(r.values()) for r in rows])
+    else:
+        log.info(f"{title}: none")
+
+
+def _print_status(statuses: Sequence[Any], as_json: bool) -> None:
+    if as_json:
+        output.emit_json([s.as_dict() for s in statuses])
+        return
+    output.table(
+        "basefactory services",
+        ["service", "state", "address", "started by up", "pid", "detail"],
+        [[s.name, s.state, s.address, "yes" if s.managed else "no", s.pid, s.detail]
+         for s in statuses],
+    )
+
+
+# --- parser -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # The global options are accepted before and after the subcommand. SUPPRESS keeps a
+    # subcommand's parser from resetting a value given before it.
+    common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    common.add_argument("--config", metavar="PATH",
+                        help="factory.toml to use (default: $BASEFACTORY_CONFIG or ./factory.toml)")
+    common.add_argument("--json", action="store_true", help="print a JSON result for scripts")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("-q", "--quiet", action="store_true", help="print only results")
+
+    parser = argparse.ArgumentParser(
+        prog="basefactory", parents=[common],
+        description="Compile heavy wheels against a platform, publish them to a devpi index per"
+        " platform, and build layered base images on top.",
+    )
+    parser.add_argument("--version", action="version", version=f"basefactory {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, handler: Handler, help_: str,
+            parent: Any = sub) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, parents=[common], help=help_,
+                                                       description=help_)
+        p.set_defaults(handler=handler)
+        return p
+
+    config = sub.add_parser("config", help="validate the factory's configuration")
+    config_sub = config.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+    add("check", cmd_config_check, "validate factory.toml, recipes/ and images/", config_sub)
+
+    platforms = sub.add_parser("platforms", help="make, probe and list platforms")
+    platforms_sub = platforms.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+    p = add("build", cmd_platforms_build, "make (or reuse) each platform's base, probe and push it",
+            platforms_sub)
+    p.add_argument("names", nargs="*", metavar="NAME", help="platforms (default: every enabled one)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long for another run's lock (default: fail at once)")
+    p = add("probe", cmd_platforms_probe, "fingerprint a platform's base", platforms_sub)
+    p.add_argument("name", metavar="NAME")
+    add("ls", cmd_platforms_ls, "list platforms and their fingerprints", platforms_sub)
+
+    wheels = sub.add_parser("wheels", help="build, test and publish recipe wheels")
+    wheels_sub = wheels.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+    p = add("build", cmd_wheels_build, "build, test and upload recipe wheels for each platform",
+            wheels_sub)
+    p.add_argument("recipes", nargs="*", metavar="RECIPE", help="recipes (default: all)")
+    p.add_argument("--platform", action="append", metavar="P", help="only this platform")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long for another run's lock (default: fail at once)")
+    add("ls", cmd_wheels_ls, "list the wheels published to the factory's indexes", wheels_sub)
+
+    images = sub.add_parser("images", help="lock, build, test and push the layered images")
+    images_sub = images.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+    p = add("build", cmd_images_build, "lock, build, smoke-test and push images, parents first",
+            images_sub)
+    p.add_argument("images", nargs="*", metavar="IMAGE",
+                   help="images (default: all); their ancestors are ensured too")
+    p.add_argument("--platform", action="append", metavar="P", help="only this platform")
+    p.add_argument("--upgrade", action="store_true",
+                   help="re-resolve the locks even when their inputs are unchanged")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long for another run's lock (default: fail at once)")
+    add("ls", cmd_images_ls, "list the images published to the registry", images_sub)
+
+    catalog = sub.add_parser("catalog", help="the catalog web page and JSON API")
+    catalog_sub = catalog.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+    p = add("serve", cmd_catalog_serve, "serve the catalog in the foreground", catalog_sub)
+    p.add_argument("--host", help="default: [catalog] host")
+    p.add_argument("--port", type=int, help="default: [catalog] port")
+    add("start", cmd_catalog_start, "start the catalog in the background and print its URL",
+        catalog_sub)
+    add("stop", cmd_catalog_stop, "stop the catalog that `catalog start` started", catalog_sub)
+
+    index = sub.add_parser("index", help="work with the devpi index")
+    index_sub = index.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+    p = add("import", cmd_index_import, "upload a local wheelhouse into an index (air-gapped sites)",
+            index_sub)
+    p.add_argument("directory", metavar="DIR")
+    p.add_argument("--index", required=True, help="index name: PLATFORM, common, or USER/NAME")
+    p.add_argument("--only", action="append", metavar="REQ",
+                   help="import only what this requirement needs (repeatable)")
+
+    p = add("publish", cmd_publish,
+            "platforms, then wheels, then images: build, test and publish what is not current")
+    p.add_argument("--platform", action="append", metavar="P", help="only this platform")
+    p.add_argument("--only", action="append", metavar="NAME",
+                   help="only this recipe or image (repeatable; an image brings its ancestors)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan: what would be built and why")
+    p.add_argument("--jobs", "-j", type=int, default=2, metavar="N",
+                   help="independent steps to run at once, over all builders (default 2)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long for another run's lock (default: fail at once)")
+
+    add("ls", cmd_ls, "what is published: platforms, images with tags, wheels")
+    add("up", cmd_up, "start the engine, index and registry if they are not running")
+    add("down", cmd_down, "stop what `up` started")
+    add("status", cmd_status, "show the engine, index and registry")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # not set_defaults: the parents' actions are shared objects, and a default set on one
+    # parser would reset a value given before the subcommand
+    for name, default in (("config", None), ("json", False), ("debug", False), ("quiet", False)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    log.set_json_mode(bool(args.json))
+    log.set_quiet(bool(args.quiet))
+    try:
+        result: int = args.handler(args)
+        return result
+    except BasefactoryError as exc:
+        if args.debug:
+            traceback.print_exc()
+        log.error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted: nothing half-done was published (rerun to complete)")
+        return 130
+    except OSError as exc:
+        if args.debug:
+            traceback.print_exc()
+        where = f" ({exc.filename})" if exc.filename else ""
+        hint = ("free some disk space and rerun: nothing half-written was published"
+                if exc.errno == errno.ENOSPC else "check the path's permissions and rerun")
+        log.error(f"{exc.strerror or exc}{where}\n  hint: {hint}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

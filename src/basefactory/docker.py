@@ -1,0 +1,353 @@
+"""The one place that talks to Docker.
+
+Queries (inspect, image lists) go through python-on-whales. Builds, pushes and execs go
+through `cmd.run` with the detected client, because they need streamed logs, BuildKit
+secrets and `--network host`, which python-on-whales' legacy builder does not pass.
+
+BuildKit is required (cache mounts, secrets). Two kinds of client build with it: one
+with the buildx plugin (`docker buildx build --load`), and a pre-23 client with
+DOCKER_BUILDKIT=1 (Debian's docker.io 20.10). A 23+ client without buildx cannot, so the
+first `docker` on PATH is never assumed to work.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from basefactory import cmd
+from basefactory.errors import ServiceError, ToolError
+
+INSTALL_HINT = (
+    "install a Docker client with BuildKit: `apt-get install docker.io` (Debian), or"
+    " docker with the buildx plugin; then `basefactory up`"
+)
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    path: str
+    version: str
+    buildx: bool
+
+    @property
+    def builder(self) -> str:
+        return "buildx" if self.buildx else "DOCKER_BUILDKIT=1"
+
+
+def _candidates(explicit: str | None) -> list[str]:
+    if explicit:
+        return [explicit]
+    seen: list[str] = []
+    for directory in os.environ.get("PATH", "").split(os.pathsep) + ["/usr/bin"]:
+        path = os.path.join(directory, "docker")
+        real = os.path.realpath(path)
+        if os.access(path, os.X_OK) and real not in (os.path.realpath(s) for s in seen):
+            seen.append(path)
+    return seen
+
+
+def _client_info(path: str) -> ClientInfo | None:
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"version (\d+\.\d+[\w.+~-]*)", out.stdout)
+    if out.returncode != 0 or not m:
+        return None
+    try:
+        bx = subprocess.run([path, "buildx", "version"], capture_output=True, timeout=10)
+        has_buildx = bx.returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        has_buildx = False
+    return ClientInfo(path=path, version=m.group(1), buildx=has_buildx)
+
+
+@functools.cache
+def detect_client(explicit: str | None = None) -> ClientInfo:
+    """The first client that builds with BuildKit: buildx, or a classic pre-23 client."""
+    tried: list[str] = []
+    for path in _candidates(explicit):
+        info = _client_info(path)
+        if info is None:
+            tried.append(f"{path} (does not run)")
+            continue
+        major = int(info.version.split(".")[0])
+        if info.buildx or major < 23:
+            return info
+        tried.append(f"{path} {info.version} (no buildx, and 23+ needs it for BuildKit)")
+    detail = "; ".join(tried) if tried else "no `docker` on PATH"
+    raise ToolError(f"no Docker client that builds with BuildKit: {detail}", hint=INSTALL_HINT)
+
+
+class Docker:
+    def __init__(self, client: ClientInfo, *, host: str | None = None, name: str = "local") -> None:
+        self.client = client
+        self.host = host  # DOCKER_HOST of another engine; None: the default one
+        self.name = name
+        self._whales: Any = None
+
+    @property
+    def whales(self) -> Any:
+        # imported on first use: python-on-whales costs a quarter second to import, and
+        # `up`/`status` never need it
+        if self._whales is None:
+            from python_on_whales import DockerClient
+
+            self._whales = DockerClient(client_call=[self.client.path], host=self.host)
+        return self._whales
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {} if self.client.buildx else {"DOCKER_BUILDKIT": "1"}
+        if self.host:
+            env["DOCKER_HOST"] = self.host
+        return env
+
+    def _plain(self, args: Sequence[str], timeout: float | None = None
+               ) -> subprocess.CompletedProcess[str]:
+        """A quick query whose failure the caller interprets (not through cmd.run)."""
+        return subprocess.run([self.client.path, *args], capture_output=True, text=True,
+                              timeout=timeout, env={**os.environ, **self.env})
+
+    def _run(self, args: Sequence[str], **kwargs: Any) -> cmd.Result:
+        env = dict(self.env)
+        env.update(kwargs.pop("env", None) or {})
+        kwargs.setdefault("hint", "is the Docker engine running? `basefactory up` starts one")
+        return cmd.run([self.client.path, *args], env=env, **kwargs)
+
+    # --- engine --------------------------------------------------------------------------
+
+    def server_version(self) -> str | None:
+        try:
+            out = self._plain(["version", "--format", "{{.Server.Version}}"], timeout=15)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
+
+    def pull(self, ref: str) -> bool:
+        return self._plain(["pull", ref]).returncode == 0
+
+    def pull_required(self, ref: str, *, hint: str) -> None:
+        self._run(["pull", ref], echo=False, hint=hint)
+
+    def import_file(self, tarball: Path, ref: str) -> None:
+        self._run(["import", str(tarball), ref], echo=False)
+
+    def require_engine(self) -> str:
+        version = self.server_version()
+        if version is None:
+            where = f" at {self.host}" if self.host else ""
+            raise ServiceError(
+                f"the Docker engine is not answering (builder {self.name}{where}:"
+                f" `{self.client.path} version`)",
+                hint="run `basefactory up` (starts dockerd when run as root), or start Docker",
+            )
+        return version
+
+    # --- images --------------------------------------------------------------------------
+
+    def build(
+        self,
+        context: Path,
+        *,
+        dockerfile: Path,
+        tags: Sequence[str],
+        labels: Mapping[str, str] | None = None,
+        build_args: Mapping[str, str] | None = None,
+        secrets: Mapping[str, Path] | None = None,
+        network: str = "host",
+        log_file: Path | None = None,
+        on_line: Callable[[str], None] | None = None,
+        no_cache: bool = False,
+        target: str | None = None,
+    ) -> str:
+        """Build with BuildKit; return the image id. Secrets are files mounted at build time."""
+        iidfile = (log_file.parent if log_file else context) / f".iid-{uuid.uuid4().hex}"
+        args: list[str] = ["buildx", "build", "--load"] if self.client.buildx else ["build"]
+        args += ["--progress", "plain", "--network", network, "-f", str(dockerfile)]
+        args += ["--iidfile", str(iidfile)]
+        for tag in tags:
+            args += ["-t", tag]
+        for key, value in sorted((labels or {}).items()):
+            args += ["--label", f"{key}={value}"]
+        for key, value in sorted((build_args or {}).items()):
+            args += ["--build-arg", f"{key}={value}"]
+        for sid, path in sorted((secrets or {}).items()):
+            args += ["--secret", f"id={sid},src={path}"]
+        if no_cache:
+            args.append("--no-cache")
+        if target:
+            args += ["--target", target]
+        args.append(str(context))
+        try:
+            self._run(args, log_file=log_file, on_line=on_line, echo=log_file is None,
+                      hint="read the build log above; fix the Dockerfile or its inputs")
+            return iidfile.read_text().strip()
+        finally:
+            iidfile.unlink(missing_ok=True)
+
+    def _inspect(self, ref: str) -> dict[str, Any] | None:
+        # a direct `docker image inspect`: on the no-op path of every publish, where
+        # importing python-on-whales alone would cost a quarter second
+        out = self._plain(["image", "inspect", ref])
+        if out.returncode != 0:
+            if "No such image" in out.stderr or "No such object" in out.stderr:
+                return None
+            raise ServiceError(f"`docker image inspect {ref}` failed: {out.stderr.strip()}",
+                               hint="is the Docker engine running? `basefactory status`")
+        data: list[dict[str, Any]] = json.loads(out.stdout)
+        return data[0]
+
+    def image_id(self, ref: str) -> str | None:
+        found = self._inspect(ref)
+        return str(found["Id"]) if found else None
+
+    def image_inspect(self, ref: str) -> dict[str, Any]:
+        found = self._inspect(ref)
+        if found is None:
+            raise ServiceError(f"no image {ref} on the engine")
+        return found
+
+    def image_labels(self, ref: str) -> dict[str, str]:
+        found = self._inspect(ref)
+        return dict(((found or {}).get("Config") or {}).get("Labels") or {})
+
+    def info(self) -> dict[str, Any]:
+        """The engine's facts (python-on-whales' typed `docker info`), for `status --json`."""
+        info = self.whales.system.info()
+        return {"server_version": info.server_version, "storage_driver": info.driver,
+                "cgroup_driver": info.cgroup_driver, "cpus": info.n_cpu,
+                "memory": info.mem_total, "images": info.images,
+                "containers": info.containers, "root_dir": str(info.docker_root_dir)}
+
+    def tag(self, source: str, target: str) -> None:
+        self._run(["tag", source, target], echo=False)
+
+    def push(self, ref: str, *, log_file: Path | None = None,
+             on_line: Callable[[str], None] | None = None) -> None:
+        self._run(["push", ref], log_file=log_file, on_line=on_line,
+                  hint="is the registry up? `basefactory status` shows it")
+
+    def remove_image(self, ref: str) -> None:
+        self._run(["image", "rm", "--force", ref], check=False, echo=False)
+
+    def import_tar(self, tar_stream_cmd: Sequence[str], ref: str) -> str:
+        """`tar ... | docker import - ref`: a rootfs folder becomes an image."""
+        tar = subprocess.Popen(list(tar_stream_cmd), stdout=subprocess.PIPE)
+        try:
+            out = subprocess.run(
+                [self.client.path, "import", "-", ref], stdin=tar.stdout,
+                capture_output=True, text=True, env={**os.environ, **self.env},
+            )
+        finally:
+            assert tar.stdout is not None
+            tar.stdout.close()
+            tar.wait()
+        if out.returncode != 0 or tar.returncode != 0:
+            raise ToolError(f"`docker import - {ref}` failed: {out.stderr.strip()}")
+        return out.stdout.strip()
+
+    def copy_from_image(self, ref: str, source: str, dest: Path) -> None:
+        """Copy a path out of an image (via a created, never started container)."""
+        name = f"basefactory-copy-{uuid.uuid4().hex[:12]}"
+        self._run(["create", "--name", name, ref, "true"], echo=False)
+        try:
+            self._run(["cp", f"{name}:{source}", str(dest)], echo=False)
+        finally:
+            self._run(["rm", "--force", name], check=False, echo=False)
+
+    def history_sizes(self, ref: str) -> list[tuple[str, int]]:
+        """(created_by, size in bytes) for each layer, newest first."""
+        out = self._run(["history", "--no-trunc", "--format", "{{json .}}", ref], echo=False)
+        rows = []
+        for line in out.output.splitlines():
+            row = json.loads(line)
+            rows.append((row.get("CreatedBy", ""), _parse_size(row.get("Size", "0B"))))
+        return rows
+
+    def save(self, ref: str, dest: Path) -> None:
+        self._run(["save", "-o", str(dest), ref], echo=False)
+
+    # --- containers ----------------------------------------------------------------------
+
+    def run(
+        self,
+        image: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        volumes: Sequence[tuple[Path, str, str]] = (),
+        network: str = "host",
+        log_file: Path | None = None,
+        check: bool = True,
+        hint: str | None = None,
+        entrypoint: str | None = None,
+        echo: bool = True,
+    ) -> cmd.Result:
+        """`docker run --rm` one command; volumes are (host path, container path, mode)."""
+        args = ["run", "--rm", "--network", network]
+        if entrypoint is not None:
+            args += ["--entrypoint", entrypoint]
+        for key, value in sorted((env or {}).items()):
+            args += ["-e", f"{key}={value}"]
+        for host, inside, mode in volumes:
+            args += ["-v", f"{host}:{inside}:{mode}"]
+        args += [image, *argv]
+        return self._run(args, log_file=log_file, check=check, hint=hint,
+                         echo=echo and log_file is None)
+
+    @contextmanager
+    def container(
+        self, image: str, *, network: str = "host", env: Mapping[str, str] | None = None
+    ) -> Iterator[Container]:
+        """A long-lived container for several execs; always removed on exit."""
+        name = f"basefactory-{uuid.uuid4().hex[:12]}"
+        args = ["run", "-d", "--name", name, "--network", network, "--entrypoint", "sleep"]
+        for key, value in sorted((env or {}).items()):
+            args += ["-e", f"{key}={value}"]
+        self._run([*args, image, "infinity"], echo=False)
+        try:
+            yield Container(self, name)
+        finally:
+            self._run(["rm", "--force", name], check=False, echo=False)
+
+
+@dataclass(frozen=True)
+class Container:
+    docker: Docker
+    name: str
+
+    def exec(self, argv: Sequence[str], **kwargs: Any) -> cmd.Result:
+        kwargs.setdefault("echo", False)
+        return self.docker._run(["exec", self.name, *argv], **kwargs)
+
+    def copy_in(self, source: Path, dest: str) -> None:
+        self.docker._run(["cp", str(source), f"{self.name}:{dest}"], echo=False)
+
+    def copy_out(self, source: str, dest: Path) -> None:
+        self.docker._run(["cp", f"{self.name}:{source}", str(dest)], echo=False)
+
+
+def _parse_size(text: str) -> int:
+    m = re.fullmatch(r"([\d.]+)\s*([kKMGT]?B)", text.strip())
+    if not m:
+        return 0
+    unit = {"B": 1, "kB": 1000, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4}
+    return int(float(m.group(1)) * unit[m.group(2)])
+
+
+def which_dockerd() -> str | None:
+    return shutil.which("dockerd") or (
+        "/usr/sbin/dockerd" if os.access("/usr/sbin/dockerd", os.X_OK) else None
+    )

@@ -1,0 +1,1 @@
+"""Layered images: definition -> lock -> render -> build -> smoke test -> push, parents first."""

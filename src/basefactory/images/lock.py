@@ -1,0 +1,129 @@
+"""Lock an image's requirements with uv against its platform's index.
+
+The parent's installed distributions are constraints, so nothing the parent ships (torch
+above all) is reinstalled or upgraded; a requirement that would need another torch fails
+here, before any build. The lock holds only what this layer adds, with hashes, and is
+kept in images/<name>/locks/<platform>.txt: while its inputs (requirements, parent,
+recipe wheels) are unchanged it is reused as is, so a rebuild installs the same files.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from basefactory import cmd, digest
+from basefactory.errors import BuildError
+from basefactory.images.definition import ImageDef
+from basefactory.tools import beside_python
+
+HEADER = "# basefactory lock"
+# install tools: never constrained (an image may need a newer pip than its parent's)
+UNCONSTRAINED = frozenset({"pip", "setuptools", "wheel"})
+
+
+@dataclass(frozen=True)
+class Lock:
+    path: Path
+    entries: dict[str, str]  # canonical name -> version: what this layer installs
+    text: str  # the requirements file (name==version with --hash lines)
+    reused: bool
+
+
+def python_platform(arch: str, glibc: str) -> str:
+    return f"{arch}-manylinux_{glibc.replace('.', '_')}"
+
+
+def inputs_digest(image: ImageDef, parent: dict[str, str], pins: dict[str, str],
+                  python: str, target: str) -> str:
+    return digest.of(sorted(image.requirements), sorted(parent.items()), sorted(pins.items()),
+                     python, target)
+
+
+def lock_image(
+    image: ImageDef, *, platform: str, images_dir: Path, parent: dict[str, str],
+    pins: dict[str, str], index_url: str, python: str, target: str, upgrade: bool = False,
+    write: bool = True,
+) -> Lock:
+    path = images_dir / image.name / "locks" / f"{platform}.txt"
+    wanted = inputs_digest(image, parent, pins, python, target)
+    if path.exists() and not upgrade:
+        text = path.read_text()
+        if f"inputs={wanted}" in text.split("\n", 1)[0]:
+            return Lock(path, parse(text), text, reused=True)
+    with tempfile.TemporaryDirectory(prefix="basefactory-lock-") as tmp:
+        req = Path(tmp) / "requirements.in"
+        req.write_text("".join(f"{r}\n" for r in image.requirements) +
+                       "".join(f"{n}=={v}\n" for n, v in sorted(pins.items())))
+        con = Path(tmp) / "constraints.txt"
+        con.write_text("".join(f"{n}=={v}\n" for n, v in sorted(parent.items())
+                               if n not in UNCONSTRAINED))
+        out = Path(tmp) / "compiled.txt"
+        result = cmd.run(
+            [beside_python("uv"), "pip", "compile", str(req), "--constraint", str(con),
+             "--output-file", str(out),
+             "--index-url", index_url, "--python-version", python, "--python-platform", target,
+             "--generate-hashes", "--no-header", "--no-annotate", "--quiet"],
+            check=False, echo=False, env={"UV_NO_CONFIG": "1", "UV_HTTP_TIMEOUT": "300"},
+            hint="uv is a dependency of basefactory: `make setup` installs it",
+        )
+        if result.returncode != 0:
+            raise lock_error(image.name, platform, parent.get("torch"), result.output)
+        # from the file: cmd.run keeps only the tail of a command's output
+        output = out.read_text()
+    compiled = parse(output)
+    if "torch" in compiled and parent.get("torch") and compiled["torch"] != parent["torch"]:
+        raise BuildError(f"image {image.name} on {platform} would install torch"
+                         f" {compiled['torch']} over the platform's {parent['torch']}")
+    keep = {n: v for n, v in compiled.items()
+            if parent.get(n) != v and n not in pins}
+    body = blocks(output, set(keep))
+    text = (f"{HEADER}: image={image.name} platform={platform} inputs={wanted}\n"
+            "# what this layer adds to its parent, resolved by `uv pip compile` against the\n"
+            "# platform's index with the parent's distributions as constraints. Do not edit:\n"
+            "# `basefactory images lock --upgrade` renews it.\n" + body)
+    if write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp")
+        partial.write_text(text)
+        partial.replace(path)  # never a half-written lock that a rerun would trust
+    return Lock(path, keep, text, reused=False)
+
+
+def lock_error(image: str, platform: str, torch: str | None, output: str) -> BuildError:
+    tail = "\n".join(line for line in output.strip().splitlines()[-15:])
+    if torch and re.search(r"\btorch\b", output):
+        return BuildError(
+            f"the requirements of image {image} need another torch than platform {platform}'s"
+            f" ({torch}); nothing was built. uv says:\n{tail}",
+            hint="relax or drop the requirement that pins torch (torch is never reinstalled)",
+        )
+    return BuildError(f"cannot resolve the requirements of image {image} on {platform}:\n{tail}",
+                      hint="check requirements.in against what the platform's index offers")
+
+
+def _logical_lines(text: str) -> list[str]:
+    return re.sub(r"\\\n\s*", " ", text).splitlines()
+
+
+def parse(text: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for line in _logical_lines(text):
+        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;\\]+)", line.strip())
+        if m:
+            found[canonicalize_name(m.group(1))] = m.group(3)
+    return found
+
+
+def blocks(text: str, names: set[str]) -> str:
+    """The `name==version --hash ...` entries of `names`, one per line."""
+    out = []
+    for line in _logical_lines(text):
+        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)", line.strip())
+        if m and canonicalize_name(m.group(1)) in names:
+            out.append(re.sub(r"\s+", " ", line.strip()) + "\n")
+    return "".join(sorted(out))

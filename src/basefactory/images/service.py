@@ -1,0 +1,377 @@
+"""The image step of the pipeline, parents first, for each platform:
+
+    lock -> render -> build -> smoke test -> label -> push immutable tag -> read its digest
+    back -> move the platform's tag
+
+An image's input digest (its parent's digest, lock, recipe wheels, rendered Dockerfile,
+apt and env) names its immutable tag `<platform>-<YYYYMMDD>-<digest12>`; an image whose
+digest is already tagged in the registry is not rebuilt. Nothing is pushed before the
+smoke test passed, and the moving tag `<platform>` moves only after the immutable tag is
+pushed and its digest read back from the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from basefactory import digest, log, templates
+from basefactory.errors import BuildError, ConfigError, PublishRefused, ServiceError
+from basefactory.faults import checkpoint
+from basefactory.images.definition import (
+    ImageDef,
+    chain,
+    load_images,
+    root_of,
+    with_descendants,
+)
+from basefactory.images.lock import lock_image, python_platform
+from basefactory.images.smoke import smoke_test
+from basefactory.index.layout import common_index, platform_index
+from basefactory.platforms import store
+from basefactory.platforms.fingerprint import Fingerprint
+from basefactory.refs import base_ref, image_ref, repository, slim_ref
+from basefactory.session import Session
+from basefactory.tools import beside_python
+from basefactory.wheels.recipe import Recipe, load_recipes
+from basefactory.wheels.service import input_digest as wheel_input_digest
+from basefactory.wheels.service import published, source_digest
+
+LABEL = "org.basefactory"
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    image: str
+    platform: str
+    state: str  # built | current
+    tag: str  # the immutable tag
+    ref: str  # REGISTRY/factory/<image>:<immutable tag>
+    input_digest: str
+    size: int | None
+    duration_s: float
+    installed: dict[str, str] = field(repr=False, default_factory=dict)
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("installed")
+        return data
+
+
+@dataclass(frozen=True)
+class Parent:
+    ref: str
+    input_digest: str
+    installed: dict[str, str]
+    torch: str | None
+
+
+def load_definitions(session: Session) -> dict[str, ImageDef]:
+    factory = session.factory
+    recipes = set(load_recipes(factory.recipes_dir))
+    return load_images(factory.images_dir, recipes=recipes)
+
+
+def recipe_pins(session: Session, image: ImageDef, platform: str, fp: Fingerprint
+                ) -> tuple[dict[str, str], list[str]]:
+    """(name -> exact version, hashed requirement lines) of the image's recipe wheels."""
+    factory = session.factory
+    recipes = load_recipes(factory.recipes_dir, list(image.wheels)) if image.wheels else {}
+    pins: dict[str, str] = {}
+    lines: list[str] = []
+    for recipe in recipes.values():
+        if not recipe.applies_to(platform, has_cuda=fp.cuda is not None,
+                                 distributions=fp.distributions):
+            log.detail(f"{image.name} on {platform}: recipe {recipe.name} does not apply here"
+                       " (see its requires_cuda, base_requires, platforms)")
+            continue
+        found = _published_wheel(session, recipe, platform, fp)
+        pins[recipe.distribution] = found.version
+        lines.append(f"{recipe.distribution}=={found.version} --hash=sha256:{found.sha256}")
+    return pins, lines
+
+
+def _published_wheel(session: Session, recipe: Recipe, platform: str, fp: Fingerprint) -> Any:
+    factory = session.factory
+    index = common_index(factory) if recipe.pure else platform_index(factory, platform)
+    wanted = wheel_input_digest(recipe, fp, source_digest(session, recipe))
+    found = published(session.devpi.release_files(index, recipe.distribution), wanted)
+    if found is None or not found.toxresults:
+        raise ConfigError(
+            f"the image needs recipe wheel {recipe.name} on {platform}, which is not published"
+            " (or not tested) for its current inputs",
+            hint=f"run `basefactory wheels build {recipe.name} --platform {platform}` first",
+        )
+    return found
+
+
+def root_parent(session: Session, root: str, platform: str, fp: Fingerprint) -> Parent:
+    factory = session.factory
+    labels = session.registry.labels(repository(factory, "base"), platform)
+    base_digest = labels.get(f"{LABEL}.input-digest", fp.base_digest)
+    if root == "platform":
+        return Parent(base_ref(factory, platform), base_digest, dict(fp.distributions), fp.torch)
+    if fp.slim_image is None:
+        raise ConfigError(f"platform {platform} has no slim (torch-free) image",
+                          hint="give the platform `slim_image`, or use parent = \"platform\"")
+    return Parent(slim_ref(factory, platform), "slim:" + base_digest,
+                  dict(fp.slim_distributions), None)
+
+
+def render(image: ImageDef, parent: str, *, has_lock: bool, has_wheels: bool) -> str:
+    context = {"parent": parent, "apt": image.apt, "env": image.env, "has_lock": has_lock,
+               "has_wheels": has_wheels}
+    if image.template is not None:
+        return templates.render_file(image.template, **context)
+    return templates.render("image.Dockerfile.j2", **context)
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    inputs: str
+    dockerfile: str
+    lock_text: str
+    lock_changed: bool
+    pins: dict[str, str]
+    wheel_lines: list[str]
+    installed: dict[str, str]
+    existing: str | None  # the immutable tag already pushed for these inputs
+    action: str  # current | build
+    reason: str
+
+
+def plan_image(session: Session, image: ImageDef, platform: str, parent: Parent,
+               *, upgrade: bool = False, write_lock: bool = True) -> ImagePlan:
+    factory = session.factory
+    fp = store.require(factory, session.devpi, platform)
+    pins, wheel_lines = recipe_pins(session, image, platform, fp)
+    index_url = session.devpi.simple_url(platform_index(factory, platform))
+    lock = lock_image(image, platform=platform, images_dir=factory.images_dir,
+                      parent=parent.installed, pins=pins, index_url=index_url,
+                      python=".".join(fp.python.split(".")[:2]),
+                      target=python_platform(fp.arch, fp.glibc), upgrade=upgrade,
+                      write=write_lock)
+    dockerfile = render(image, parent.ref, has_lock=bool(lock.entries),
+                        has_wheels=bool(wheel_lines))
+    inputs = digest.of(parent.input_digest, lock.text, sorted(wheel_lines), dockerfile,
+                       image.model_dump(mode="json", exclude={"description", "template"}))
+    installed = {**parent.installed, **lock.entries, **pins}
+    tags = session.registry.tags(repository(factory, image.name))
+    existing = sorted(t for t in tags
+                      if t.startswith(f"{platform}-") and t.endswith(f"-{inputs[:12]}"))
+    if existing:
+        return ImagePlan(inputs, dockerfile, lock.text, not lock.reused, pins, wheel_lines,
+                         installed, existing[-1], "current", "inputs unchanged")
+    if not any(t.startswith(f"{platform}-") for t in tags):
+        reason = "first build"
+    elif not lock.reused:
+        reason = "requirements or parent changed (new lock)"
+    else:
+        reason = "parent, recipe wheels, Dockerfile, apt or env changed"
+    return ImagePlan(inputs, dockerfile, lock.text, not lock.reused, pins, wheel_lines,
+                     installed, None, "build", reason)
+
+
+def ensure_image(session: Session, image: ImageDef, platform: str, parent: Parent,
+                 *, upgrade: bool = False) -> ImageResult:
+    started = time.monotonic()
+    factory = session.factory
+    fp = store.require(factory, session.devpi, platform)
+    plan_ = plan_image(session, image, platform, parent, upgrade=upgrade)
+    inputs, dockerfile, installed = plan_.inputs, plan_.dockerfile, plan_.installed
+    wheel_lines, pins = plan_.wheel_lines, plan_.pins
+    index_url = session.devpi.simple_url(platform_index(factory, platform))
+    repo = repository(factory, image.name)
+    moving = image_ref(factory, image.name, platform)
+    if plan_.existing is not None:
+        tag = plan_.existing
+        ref = image_ref(factory, image.name, tag)
+        _move_tag_if_behind(session, repo, tag, platform, ref, moving)
+        return ImageResult(image.name, platform, "current", tag, ref, inputs, None,
+                           round(time.monotonic() - started, 2), installed, plan_.reason)
+
+    tag = f"{platform}-{datetime.now(UTC):%Y%m%d}-{inputs[:12]}"
+    ref = image_ref(factory, image.name, tag)
+    work = factory.state_dir / "build" / "images" / f"{image.name}-{platform}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    (work / "Dockerfile").write_text(dockerfile)
+    (work / "lock.txt").write_text(plan_.lock_text)
+    (work / "wheels.txt").write_text("".join(f"{line}\n" for line in wheel_lines))
+    shutil.copy2(beside_python("uv"), work / "uv")
+    logs = factory.logs_dir / "images"
+    build_log = logs / f"{image.name}-{platform}-build.log"
+    build_log.unlink(missing_ok=True)
+    local = f"basefactory/image-build:{image.name}-{platform}"
+    with log.step(f"{image.name} on {platform}: build (log: {build_log})"):
+        try:
+            session.docker.build(work, dockerfile=work / "Dockerfile", tags=[local],
+                                 build_args={"INDEX_URL": index_url}, log_file=build_log,
+                                 on_line=lambda _: checkpoint("image:during-build"))
+        except Exception as exc:
+            if isinstance(exc, BuildError):
+                raise
+            raise BuildError(f"image {image.name} failed to build on {platform}; nothing was"
+                             f" pushed.\n{exc}", hint="read the build log") from None
+    promised = sorted(set(image.requirement_names) | set(pins))
+    with log.step(f"{image.name} on {platform}: smoke test"):
+        result = smoke_test(session.docker, local, image=image.name, platform=platform,
+                            promised=promised, torch=parent.torch,
+                            budget_mb=image.budget_for(platform), command=image.smoke.command,
+                            work=work, log_file=logs / f"{image.name}-{platform}-smoke.log")
+    labels = _labels(session, image, platform, parent, fp, tag, inputs, plan_.lock_text, pins,
+                     result)
+    final = work / "label"
+    final.mkdir()
+    (final / "Dockerfile").write_text(f"FROM {local}\n")
+    session.docker.build(final, dockerfile=final / "Dockerfile", tags=[ref, moving],
+                         labels=labels, log_file=build_log)
+    with log.step(f"{image.name} on {platform}: push {ref}"):
+        if session.registry.digest(repo, tag) is not None:
+            raise PublishRefused(f"{ref} is already in the registry; an immutable tag is never"
+                                 " overwritten", hint="rerun: the published build is reused")
+        session.docker.push(ref, log_file=logs / f"{image.name}-{platform}-push.log",
+                            on_line=lambda _: checkpoint("image:during-push"))
+        pushed = session.registry.digest(repo, tag)
+        if pushed is None:
+            raise ServiceError(f"the registry does not show {ref} after the push",
+                               hint="check the registry's storage; nothing else was tagged")
+        checkpoint("image:after-immutable-push")
+        session.docker.push(moving, log_file=logs / f"{image.name}-{platform}-push.log")
+        if session.registry.digest(repo, platform) != pushed:
+            raise ServiceError(f"{moving} does not point at {ref} after the push")
+    session.docker.remove_image(local)
+    shutil.rmtree(work, ignore_errors=True)
+    return ImageResult(image.name, platform, "built", tag, ref, inputs, result.size,
+                       round(time.monotonic() - started, 2), installed, plan_.reason)
+
+
+def _move_tag_if_behind(session: Session, repo: str, tag: str, platform: str, ref: str,
+                        moving: str) -> None:
+    """A run that died between the two pushes left the moving tag behind: finish it."""
+    target = session.registry.digest(repo, tag)
+    if session.registry.digest(repo, platform) == target:
+        return
+    log.info(f"moving {moving} to {tag} (a previous run stopped before it did)")
+    if session.docker.image_id(ref) is None:
+        session.docker.pull(ref)
+    session.docker.tag(ref, moving)
+    session.docker.push(moving)
+
+
+def _labels(session: Session, image: ImageDef, platform: str, parent: Parent, fp: Fingerprint,
+            tag: str, inputs: str, lock_text: str, pins: dict[str, str], smoke: Any
+            ) -> dict[str, str]:
+    fingerprint = fp.model_dump(exclude={"distributions", "slim_distributions"})
+    return {
+        "org.opencontainers.image.title": f"{image.name} ({platform})",
+        "org.opencontainers.image.description": image.description,
+        "org.opencontainers.image.version": tag,
+        "org.opencontainers.image.revision": _revision(session.factory.root),
+        "org.opencontainers.image.created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "org.opencontainers.image.base.name": parent.ref,
+        "org.opencontainers.image.base.digest": parent.input_digest,
+        f"{LABEL}.image": image.name,
+        f"{LABEL}.platform": platform,
+        f"{LABEL}.parent": image.parent,
+        f"{LABEL}.input-digest": inputs,
+        f"{LABEL}.fingerprint": json.dumps(fingerprint, sort_keys=True),
+        f"{LABEL}.lock": lock_text,
+        f"{LABEL}.wheels": json.dumps(pins, sort_keys=True),
+        f"{LABEL}.smoke": json.dumps(smoke.summary(), sort_keys=True),
+        f"{LABEL}.manifest": json.dumps(smoke.manifest, separators=(",", ":")),
+    }
+
+
+def _revision(root: Path) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def needed(images: dict[str, ImageDef], names: list[str] | None) -> list[str]:
+    """The images to ensure, parents first: the named ones, their descendants (which
+    change with them) and their ancestors (which they are built on); all by default."""
+    selected = set(with_descendants(images, names)) if names else set(images)
+    wanted = {a for n in selected for a in chain(images, n)}
+    return [n for n in images if n in wanted]
+
+
+def build_all(session: Session, names: list[str] | None = None,
+              platforms: list[str] | None = None, *, upgrade: bool = False,
+              dry_run: bool = False) -> list[ImageResult]:
+    """Ensure the images (and their ancestors), parents first; with `dry_run`, only plan:
+    states are `current` or `build` and `reason` says which input changed."""
+    images = load_definitions(session)
+    if names:
+        unknown = [n for n in names if n not in images]
+        if unknown:
+            raise ConfigError(f"no image {', '.join(unknown)} in {session.factory.images_dir}",
+                              hint=f"images: {', '.join(images)}")
+    selected = set(with_descendants(images, names)) if names else set(images)
+    needed = {a for n in selected for a in chain(images, n)}
+    results: list[ImageResult] = []
+    for platform in session.factory.platforms(platforms):
+        fp = store.require(session.factory, session.devpi, platform)
+        done: dict[str, ImageResult] = {}
+        for name, image in images.items():
+            if name not in needed or not image.applies_to(platform):
+                continue
+            if image.parent in images and image.parent not in done:
+                continue  # its parent does not apply to this platform
+            if image.parent in done:
+                p = done[image.parent]
+                parent = Parent(p.ref, p.input_digest, p.installed,
+                                fp.torch if root_of(images, name) == "platform" else None)
+            else:
+                parent = root_parent(session, image.parent, platform, fp)
+            if dry_run:
+                result = _planned(session, image, platform, parent, upgrade)
+            else:
+                result = ensure_image(session, image, platform, parent, upgrade=upgrade)
+            done[name] = result
+            if name in selected:
+                results.append(result)
+    return results
+
+
+def _planned(session: Session, image: ImageDef, platform: str, parent: Parent,
+             upgrade: bool) -> ImageResult:
+    plan_ = plan_image(session, image, platform, parent, upgrade=upgrade, write_lock=False)
+    tag = plan_.existing or f"{platform}-{datetime.now(UTC):%Y%m%d}-{plan_.inputs[:12]}"
+    return ImageResult(image.name, platform, plan_.action, tag,
+                       image_ref(session.factory, image.name, tag), plan_.inputs, None, 0.0,
+                       plan_.installed, plan_.reason)
+
+
+def list_images(session: Session) -> list[dict[str, Any]]:
+    factory = session.factory
+    prefix = f"{factory.config.registry.namespace}/"
+    rows = []
+    for repo in session.registry.repositories():
+        if not repo.startswith(prefix):
+            continue
+        name = repo.removeprefix(prefix)
+        tags = session.registry.tags(repo)
+        for platform in factory.config.platforms:
+            if platform not in tags:
+                continue
+            immutable = [t for t in tags if t.startswith(f"{platform}-")]
+            manifest = session.registry.manifest(repo, platform)
+            current = next((t for t in immutable if manifest is not None and
+                            session.registry.digest(repo, t) == manifest.digest), None)
+            rows.append({"image": name, "platform": platform,
+                         "tag": f"{factory.config.registry.address}/{repo}:{platform}",
+                         "immutable": current, "builds": len(immutable),
+                         "compressed_size": manifest.size if manifest else None})
+    return rows

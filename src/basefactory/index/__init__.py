@@ -1,0 +1,1 @@
+"""devpi: the index client and the factory's index layout (user, common, one per platform)."""

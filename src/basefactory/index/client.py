@@ -1,0 +1,286 @@
+"""devpi's HTTP API over httpx: login, users, indexes, uploads and queries.
+
+The JSON API is devpi's own (the one devpi-client speaks); uploads use the same
+multipart `file_upload` action twine sends. Every failure becomes a ServiceError or
+PublishRefused that names the URL and what to do.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from packaging.utils import canonicalize_name
+
+from basefactory import http
+from basefactory.errors import PublishRefused, ServiceError
+
+JSON = {"Accept": "application/json", "Content-Type": "application/json"}
+
+
+@dataclass(frozen=True)
+class ReleaseFile:
+    project: str
+    version: str
+    filename: str
+    url: str
+    sha256: str
+    toxresults: tuple[str, ...] = ()  # URLs of test records attached to this file
+
+
+class DevpiClient:
+    def __init__(self, base_url: str, *, timeout: float = 60.0,
+                 credentials: tuple[str, str] | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = http.client(self.base_url, timeout=timeout)
+        self._auth: dict[str, str] = {}
+        self.user: str | None = None
+        # logged in on the first request that needs it: a login costs devpi a password
+        # hash (~0.2 s), and a no-op publish only reads
+        self._credentials = credentials
+        self._custom: dict[str, dict[str, Any]] = {}  # index -> custom_data, this process's view
+
+    def _authenticate(self) -> None:
+        if not self._auth and self._credentials is not None:
+            self.login(*self._credentials)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DevpiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {**JSON, **self._auth, **kwargs.pop("headers", {})}
+        try:
+            return self._http.request(method, path, headers=headers, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ServiceError(
+                f"devpi at {self.base_url} is not answering ({type(exc).__name__}: {exc})",
+                hint="run `basefactory up`, or check [index] in factory.toml",
+            ) from None
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        if method != "GET":
+            self._authenticate()
+        response = self._request(method, path, **kwargs)
+        if response.status_code in (401, 403):
+            raise ServiceError(
+                f"devpi refused {method} {path} ({response.status_code}): {_message(response)}",
+                hint="check the index credentials (BASEFACTORY_INDEX_PASSWORD or the secret file)",
+            )
+        if response.status_code >= 400:
+            raise ServiceError(
+                f"devpi {method} {self.base_url}{path} answered {response.status_code}:"
+                f" {_message(response)}"
+            )
+        return response.json().get("result") if response.content else None
+
+    def ping(self) -> bool:
+        try:
+            return self._http.get("/+api", headers=JSON, timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    # --- auth ----------------------------------------------------------------------------
+
+    def login(self, user: str, password: str) -> None:
+        response = self._request(
+            "POST", "/+login", content=json.dumps({"user": user, "password": password})
+        )
+        if response.status_code != 200:
+            raise ServiceError(
+                f"devpi login as `{user}` at {self.base_url} failed ({response.status_code})",
+                hint="check the index password (BASEFACTORY_INDEX_PASSWORD or the secret file)",
+            )
+        token = response.json()["result"]["password"]
+        self._auth = {"X-Devpi-Auth": base64.b64encode(f"{user}:{token}".encode()).decode()}
+        self.user = user
+
+    # --- users and indexes ---------------------------------------------------------------
+
+    def user_exists(self, user: str) -> bool:
+        return self._request("GET", f"/{user}").status_code == 200
+
+    def create_user(self, user: str, password: str) -> None:
+        self._json("PUT", f"/{user}", content=json.dumps({"password": password, "email": ""}))
+
+    def set_password(self, user: str, password: str) -> None:
+        self._json("PATCH", f"/{user}", content=json.dumps({"password": password}))
+
+    def index_config(self, index: str) -> dict[str, Any] | None:
+        response = self._request("GET", f"/{index}")
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise ServiceError(f"devpi GET /{index} answered {response.status_code}")
+        result: dict[str, Any] = response.json()["result"]
+        return result
+
+    def ensure_index(self, index: str, **config: Any) -> bool:
+        """Create the index, or bring its settings to `config`; True if it was created."""
+        current = self.index_config(index)
+        if current is None:
+            self._json("PUT", f"/{index}", content=json.dumps({"type": "stage", **config}))
+            return True
+        changed = {k: v for k, v in config.items() if current.get(k) != v}
+        if changed:
+            self._json("PATCH", f"/{index}", content=json.dumps({**_settable(current), **changed}))
+        return False
+
+    def custom_data(self, index: str) -> dict[str, Any]:
+        """An index's custom_data (the platform's fingerprint), read once per client."""
+        if index in self._custom:
+            return dict(self._custom[index])
+        config = self.index_config(index)
+        data: dict[str, Any] = {}
+        if config and config.get("custom_data"):
+            try:
+                data = json.loads(config["custom_data"])
+            except json.JSONDecodeError:
+                data = {}
+        self._custom[index] = data
+        return dict(data)
+
+    def set_custom_data(self, index: str, data: dict[str, Any]) -> None:
+        config = self.index_config(index)
+        if config is None:
+            raise ServiceError(f"devpi index {index} does not exist", hint="run `basefactory up`")
+        payload = {**_settable(config), "custom_data": json.dumps(data, sort_keys=True)}
+        self._json("PATCH", f"/{index}", content=json.dumps(payload))
+        self._custom[index] = dict(data)
+
+    # --- releases ------------------------------------------------------------------------
+
+    def upload(self, index: str, path: Path, *, name: str, version: str) -> str:
+        """Upload one file; return 'uploaded' or 'identical' (already there, same bytes).
+
+        A different file under a name already published is refused by the non-volatile
+        index (409): raised as PublishRefused, never overwritten.
+        """
+        self._authenticate()
+        try:
+            with path.open("rb") as fh:
+                response = self._http.post(
+                    f"/{index}/",
+                    headers=self._auth,
+                    data={":action": "file_upload", "name": name, "version": version},
+                    files={"content": (path.name, fh, "application/octet-stream")},
+                    timeout=600.0,
+                )
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"upload of {path.name} to {self.base_url}/{index} failed: {exc}",
+                               hint="is devpi up? `basefactory status`") from None
+        if response.status_code == 409:
+            raise PublishRefused(
+                f"{index} already holds a different {path.name}; published files are never"
+                " overwritten",
+                hint="change the recipe's inputs so that the build gets a new build tag",
+            )
+        if response.status_code in (401, 403):
+            raise ServiceError(
+                f"devpi refused the upload of {path.name} to {index} ({response.status_code})",
+                hint="uploads need the factory user's credentials",
+            )
+        if response.status_code >= 400:
+            raise ServiceError(
+                f"upload of {path.name} to {index} answered {response.status_code}:"
+                f" {_message(response)}"
+            )
+        return "identical" if "identical" in response.text else "uploaded"
+
+    def projects(self, index: str) -> list[str]:
+        """Projects that live in this index itself (not inherited from bases)."""
+        result = self._json("GET", f"/{index}")
+        return sorted(result.get("projects") or [])
+
+    def release_files(self, index: str, project: str, *, inherited: bool = False
+                      ) -> list[ReleaseFile]:
+        """Files of `project` in `index` itself (with `inherited`, its bases' too)."""
+        response = self._request("GET", f"/{index}/{canonicalize_name(project)}")
+        if response.status_code == 404:
+            return []
+        if response.status_code >= 400:
+            raise ServiceError(f"devpi GET /{index}/{project} answered {response.status_code}")
+        files = []
+        for version, meta in (response.json().get("result") or {}).items():
+            links = meta.get("+links") or []
+            results: dict[str, list[str]] = {}
+            for link in links:
+                if link.get("rel") == "toxresult" and link.get("for_href"):
+                    results.setdefault(link["for_href"], []).append(link["href"])
+            for link in links:
+                if link.get("rel") != "releasefile":
+                    continue
+                if not inherited and f"/{index}/+f/" not in link["href"]:
+                    continue
+                files.append(
+                    ReleaseFile(
+                        project=meta.get("name", project),
+                        version=version,
+                        filename=link["href"].rsplit("/", 1)[-1],
+                        url=link["href"],
+                        sha256=(link.get("hashes") or {}).get("sha256", ""),
+                        toxresults=tuple(results.get(link["href"], ())),
+                    )
+                )
+        return files
+
+    def attach_test_result(self, file_url: str, record_json: str) -> None:
+        """Attach a JSON test record to a release file (devpi's toxresult mechanism)."""
+        path = httpx.URL(file_url).path
+        self._json("POST", path, content=record_json)
+
+    def test_record(self, url: str) -> Any:
+        """A test record attached to a file, as it was uploaded (not devpi's file metadata,
+        which an `Accept: application/json` request would return instead)."""
+        response = self._request("GET", httpx.URL(url).path, headers={"Accept": "*/*"})
+        if response.status_code >= 400:
+            raise ServiceError(f"devpi GET {url} answered {response.status_code}")
+        return response.json()
+
+    def simple_has(self, index: str, project: str) -> bool:
+        """True when the index's simple page lists at least one file of `project`."""
+        response = self._request("GET", f"/{index}/+simple/{project}/",
+                                 headers={"Accept": "text/html"})
+        return response.status_code == 200 and "<a " in response.text
+
+    def simple_url(self, index: str) -> str:
+        return f"{self.base_url}/{index}/+simple/"
+
+    def download(self, url: str, dest: Path) -> None:
+        try:
+            with self._http.stream("GET", url, timeout=600.0, follow_redirects=True) as r:
+                if r.status_code >= 400:
+                    raise ServiceError(f"download of {url} answered {r.status_code}")
+                with dest.open("wb") as fh:
+                    for chunk in r.iter_bytes():
+                        fh.write(chunk)
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"download of {url} failed: {exc}") from None
+
+
+_SETTABLE = (
+    "type", "bases", "volatile", "acl_upload", "acl_toxresult_upload", "mirror_whitelist",
+    "mirror_whitelist_inheritance", "title", "description", "custom_data",
+)
+
+
+def _settable(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k in _SETTABLE}
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("message", ""))[:300]
+    except (ValueError, AttributeError):
+        return response.text[:300]

@@ -1,0 +1,85 @@
+"""The factory's index layout on devpi.
+
+    root/pypi            the PyPI mirror (devpi's own)
+    factory/common       pure-Python wheels the factory builds; bases: root/pypi
+    factory/<platform>   wheels built against that platform; bases: factory/common
+
+Every factory index is non-volatile: a published file is never overwritten (409), and
+only the factory user may upload. Because devpi hides a mirror's releases of any
+project an index holds itself, a private wheel (or the platform's own torch) can never
+be shadowed by a public one of the same name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from basefactory.config import Factory
+from basefactory.index.client import DevpiClient
+from basefactory.index.credentials import index_password, root_password
+
+
+def common_index(factory: Factory) -> str:
+    return f"{factory.config.index.user}/{factory.config.index.common}"
+
+
+def platform_index(factory: Factory, platform: str) -> str:
+    return f"{factory.config.index.user}/{platform}"
+
+
+def _stage(user: str, bases: list[str], title: str) -> dict[str, Any]:
+    return {
+        "bases": bases,
+        "volatile": False,
+        "acl_upload": [user],
+        "acl_toxresult_upload": [user],
+        "title": title,
+    }
+
+
+def client(factory: Factory, *, login: bool = False) -> DevpiClient:
+    """A client of the factory's devpi; with `login`, it authenticates when it first writes."""
+    credentials = (factory.config.index.user, index_password(factory)) if login else None
+    return DevpiClient(factory.config.index.base_url, credentials=credentials)
+
+
+def _wanted(factory: Factory) -> dict[str, dict[str, Any]]:
+    cfg = factory.config.index
+    common = common_index(factory)
+    wanted = {common: _stage(cfg.user, [cfg.mirror], "pure-Python wheels")}
+    for name, platform in factory.config.platforms.items():
+        title = platform.description or f"wheels built against platform {name}"
+        wanted[platform_index(factory, name)] = _stage(cfg.user, [common], title)
+    return wanted
+
+
+def layout_current(factory: Factory) -> bool:
+    """True when every index exists with its settings: checked anonymously, no login."""
+    with DevpiClient(factory.config.index.base_url) as devpi:
+        for index, settings in _wanted(factory).items():
+            current = devpi.index_config(index)
+            if current is None or any(current.get(k) != v for k, v in settings.items()):
+                return False
+    return True
+
+
+def ensure_layout(factory: Factory) -> list[str]:
+    """Create the user and indexes that are missing; return what was created."""
+    cfg = factory.config.index
+    created: list[str] = []
+    if layout_current(factory):
+        return created
+    password = index_password(factory)
+    with DevpiClient(cfg.base_url) as devpi:
+        if cfg.embedded:
+            devpi.login("root", root_password(factory))
+            if not devpi.user_exists(cfg.user):
+                devpi.create_user(cfg.user, password)
+                created.append(f"user {cfg.user}")
+        # the factory user owns its indexes (and may change their settings, e.g. the
+        # fingerprint in custom_data); only it may upload to them
+        devpi.login(cfg.user, password)
+        for index, settings in _wanted(factory).items():
+            if devpi.ensure_index(index, **settings):
+                created.append(index)
+    return created

@@ -1,0 +1,80 @@
+"""One shared logger: timed, named steps on stdout; warnings and errors on stderr.
+
+Colour only on a TTY (rich decides). Machine-readable output (`--json`) is printed by the
+CLI on stdout, so in JSON mode steps go to stderr to keep stdout parseable.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.markup import escape
+
+
+def _console(stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    # a pipe or a CI log has no width: rich would fold tables at 80 columns
+    return Console(stderr=stderr, highlight=False, soft_wrap=True,
+                   width=None if stream.isatty() else 160)
+
+
+_out = _console()
+_err = _console(stderr=True)
+_quiet = False
+
+
+def set_json_mode(enabled: bool) -> None:
+    """In JSON mode human progress goes to stderr so stdout stays one JSON document."""
+    global _out
+    _out = _err if enabled else _console()
+
+
+def set_quiet(enabled: bool) -> None:
+    global _quiet
+    _quiet = enabled
+
+
+def info(message: str) -> None:
+    if not _quiet:
+        _out.print(escape(message))
+
+
+def detail(message: str) -> None:
+    if not _quiet:
+        _out.print(f"[dim]{escape(message)}[/dim]")
+
+
+def warning(message: str) -> None:
+    _err.print(f"[yellow]basefactory: warning:[/yellow] {escape(message)}")
+
+
+def error(message: str) -> None:
+    _err.print(f"[red]basefactory: error:[/red] {escape(message)}")
+
+
+def console() -> Console:
+    return _out
+
+
+@contextmanager
+def step(name: str) -> Iterator[None]:
+    """Mark a named step with its duration and a ✓ or ✕."""
+    start = time.monotonic()
+    if not _quiet:
+        _out.print(f"[bold]▸ {escape(name)}[/bold]")
+    try:
+        yield
+    except BaseException:
+        if not _quiet:
+            _out.print(f"[red]✕ {escape(name)}[/red] [dim]({time.monotonic() - start:.1f}s)[/dim]")
+        raise
+    if not _quiet:
+        _out.print(f"[green]✓ {escape(name)}[/green] [dim]({time.monotonic() - start:.1f}s)[/dim]")
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()

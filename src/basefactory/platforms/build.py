@@ -1,0 +1,150 @@
+"""Make a platform's base image: pull a reference image, or bootstrap one locally.
+
+A bootstrapped base is content-addressed: the digest of its Dockerfile, its rootfs and
+the torch wheel(s) it installs is a label, and a base whose digest is unchanged is not
+rebuilt. The base is pushed as REGISTRY/factory/base:<platform> (and an immutable
+<platform>-<digest> tag) so images and remote builders can start FROM it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from basefactory import digest, log, templates
+from basefactory.config import Bootstrap, Factory
+from basefactory.docker import Docker
+from basefactory.errors import ToolError
+from basefactory.index.client import DevpiClient
+from basefactory.index.importer import import_wheels
+from basefactory.index.layout import platform_index
+from basefactory.platforms.rootfs import ROOTFS_VERSION, ensure_rootfs
+from basefactory.refs import base_ref, slim_ref
+
+DIGEST_LABEL = "org.basefactory.input-digest"
+PLATFORM_LABEL = "org.basefactory.platform"
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    platform: str
+    ref: str
+    image_id: str
+    input_digest: str
+    built: bool  # False: it was current and reused
+    slim_ref: str | None = None  # Python without torch, for the lean tier
+
+
+def build_platform(factory: Factory, name: str, docker: Docker, devpi: DevpiClient) -> BaseImage:
+    platform = factory.platform(name)
+    ref = base_ref(factory, name)
+    if platform.image is not None:
+        base = _pull(docker, name, platform.image, ref)
+        if platform.slim_image is not None:
+            slim = slim_ref(factory, name)
+            _pull(docker, name, platform.slim_image, slim)
+            base = BaseImage(name, ref, base.image_id, base.input_digest, False, slim)
+        return base
+    assert platform.bootstrap is not None
+    return _bootstrap(factory, name, platform.bootstrap, docker, devpi, ref)
+
+
+def _pull(docker: Docker, name: str, image: str, ref: str) -> BaseImage:
+    with log.step(f"pull {image}"):
+        docker.pull_required(image, hint=f"this host cannot pull {image}: declare a"
+                             f" [platforms.{name}.bootstrap] platform instead, or set"
+                             " enabled = false")
+    docker.tag(image, ref)
+    image_id = docker.image_id(ref) or ""
+    return BaseImage(name, ref, image_id, image_id.removeprefix("sha256:"), built=False)
+
+
+def _bootstrap(
+    factory: Factory, name: str, boot: Bootstrap, docker: Docker, devpi: DevpiClient, ref: str
+) -> BaseImage:
+    rootfs = ensure_rootfs(docker, boot.suite, str(boot.mirror))
+    index = platform_index(factory, name)
+    imported: list[tuple[str, str]] = []
+    if boot.wheelhouse is not None:
+        with log.step(f"import {boot.torch} from {boot.wheelhouse} into {index}"):
+            imported = import_wheels(devpi, index, factory.root / boot.wheelhouse, [boot.torch],
+                                     python=boot.python, memo_dir=factory.state_dir / "memo")
+    context_vars = {
+        "rootfs": rootfs, "python": boot.python, "apt": boot.apt, "torch": boot.torch,
+        "cuda_toolkit": boot.cuda_toolkit is not None, "env": boot.env,
+    }
+    dockerfile = templates.render("platform.Dockerfile.j2", **context_vars)
+    # the rootfs by what it is (suite, mirror, recipe version), not by its local image id,
+    # which differs on every engine that imports it: so another builder computes the same
+    # digest and pulls the published base instead of building a different one
+    inputs = digest.of(dockerfile, [boot.suite, str(boot.mirror), ROOTFS_VERSION],
+                       sorted(f for f, _ in imported), str(boot.cuda_toolkit or ""))
+    slim = slim_ref(factory, name)
+    existing = docker.image_id(ref)
+    if existing is None or docker.image_id(slim) is None:
+        # not on this engine (another builder, a pruned cache): the same base, if the
+        # registry has it, is pulled rather than rebuilt, so its identity (and every
+        # wheel and image digest that follows from it) stays the same
+        existing = _pull_published(docker, ref, slim, inputs)
+    if existing is not None and docker.image_labels(ref).get(DIGEST_LABEL) == inputs \
+            and docker.image_id(slim) is not None:
+        log.detail(f"{ref} is current ({inputs[:12]})")
+        return BaseImage(name, ref, existing, inputs, built=False, slim_ref=slim)
+    with tempfile.TemporaryDirectory(prefix="basefactory-platform-") as tmp:
+        context = Path(tmp)
+        (context / "Dockerfile").write_text(dockerfile)
+        if boot.cuda_toolkit is not None:
+            _copy_toolkit(factory.root / boot.cuda_toolkit, context / "cuda")
+        log_file = factory.logs_dir / f"platform-{name}.log"
+        log_file.unlink(missing_ok=True)
+        labels = {DIGEST_LABEL: inputs, PLATFORM_LABEL: name,
+                  "org.opencontainers.image.base.name": rootfs}
+        args = {"INDEX_URL": devpi.simple_url(index)}
+        with log.step(f"build platform base {ref} (log: {log_file})"):
+            docker.build(context, dockerfile=context / "Dockerfile", target="python",
+                         tags=[slim, f"{slim}-{inputs[:12]}"], build_args=args,
+                         labels={**labels, "org.opencontainers.image.title":
+                                 f"basefactory slim {name} (Python, no torch)"},
+                         log_file=log_file)
+            image_id = docker.build(
+                context, dockerfile=context / "Dockerfile", target="torch",
+                tags=[ref, f"{ref}-{inputs[:12]}"], build_args=args, log_file=log_file,
+                labels={**labels, "org.opencontainers.image.title": f"basefactory platform {name}"},
+            )
+    return BaseImage(name, ref, image_id, inputs, built=True, slim_ref=slim)
+
+
+def _pull_published(docker: Docker, ref: str, slim: str, inputs: str) -> str | None:
+    pulled = []
+    for local, published in ((ref, f"{ref}-{inputs[:12]}"), (slim, f"{slim}-{inputs[:12]}")):
+        if not docker.pull(published):
+            return None
+        docker.tag(published, local)
+        pulled.append(local)
+    log.detail(f"pulled the published base {ref}-{inputs[:12]}")
+    return docker.image_id(ref)
+
+
+def _copy_toolkit(source: Path, dest: Path) -> None:
+    """The parts of a CUDA toolkit that compiling needs: bin, include, lib64, nvvm."""
+    if not (source / "bin" / "nvcc").exists():
+        raise ToolError(f"{source} holds no bin/nvcc", hint="point cuda_toolkit at a CUDA toolkit"
+                        " (e.g. /usr/local/cuda-13.0)")
+    for part in ("bin", "include", "lib64", "nvvm", "targets", "version.json"):
+        src = source / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, symlinks=True)
+        elif src.exists():
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / part)
+
+
+def push_base(docker: Docker, base: BaseImage) -> None:
+    refs = [base.ref, f"{base.ref}-{base.input_digest[:12]}"]
+    if base.slim_ref is not None:
+        refs += [base.slim_ref, f"{base.slim_ref}-{base.input_digest[:12]}"]
+    for ref in refs:
+        if docker.image_id(ref) is not None:
+            docker.push(ref)

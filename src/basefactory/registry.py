@@ -1,0 +1,154 @@
+"""OCI distribution v2 client over httpx: repositories, tags, manifests and config labels.
+
+The catalog, the skip logic and publish's read-back all go through here, so a registry
+that is down becomes one ServiceError naming the URL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from basefactory import http
+from basefactory.errors import ServiceError
+
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    digest: str
+    media_type: str
+    body: dict[str, Any]
+
+    @property
+    def config_digest(self) -> str | None:
+        config = self.body.get("config")
+        return str(config["digest"]) if isinstance(config, dict) else None
+
+    @property
+    def size(self) -> int:
+        """Compressed bytes of the image's layers, as the registry stores them."""
+        layers = self.body.get("layers") or []
+        return sum(int(layer.get("size", 0)) for layer in layers)
+
+
+class Registry:
+    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = http.client(self.base_url, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _get(self, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.get(path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ServiceError(
+                f"registry {self.base_url} is not answering ({type(exc).__name__}: {exc})",
+                hint="run `basefactory up`, or check [registry] in factory.toml",
+            ) from None
+
+    def _check(self, response: httpx.Response) -> httpx.Response:
+        if response.status_code >= 400:
+            raise ServiceError(
+                f"registry GET {response.request.url} answered {response.status_code}:"
+                f" {response.text[:300]}"
+            )
+        return response
+
+    def ping(self) -> bool:
+        try:
+            return self._http.get("/v2/", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def repositories(self) -> list[str]:
+        repos: list[str] = []
+        url: str | None = "/v2/_catalog?n=1000"
+        while url:
+            response = self._check(self._get(url))
+            repos.extend(response.json().get("repositories") or [])
+            url = _next_link(response)
+        return repos
+
+    def tags(self, repository: str) -> list[str]:
+        tags: list[str] = []
+        url: str | None = f"/v2/{repository}/tags/list?n=1000"
+        while url:
+            response = self._get(url)
+            if response.status_code == 404:
+                return []
+            self._check(response)
+            tags.extend(response.json().get("tags") or [])
+            url = _next_link(response)
+        return sorted(tags)
+
+    def manifest(self, repository: str, reference: str) -> Manifest | None:
+        response = self._get(
+            f"/v2/{repository}/manifests/{reference}", headers={"Accept": MANIFEST_TYPES}
+        )
+        if response.status_code == 404:
+            return None
+        self._check(response)
+        return Manifest(
+            digest=response.headers.get("Docker-Content-Digest", ""),
+            media_type=response.headers.get("Content-Type", ""),
+            body=response.json(),
+        )
+
+    def digest(self, repository: str, reference: str) -> str | None:
+        try:
+            response = self._http.head(
+                f"/v2/{repository}/manifests/{reference}", headers={"Accept": MANIFEST_TYPES}
+            )
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"registry {self.base_url} is not answering: {exc}") from None
+        if response.status_code == 404:
+            return None
+        self._check(response)
+        digest: str | None = response.headers.get("Docker-Content-Digest")
+        return digest
+
+    def blob_json(self, repository: str, digest: str) -> dict[str, Any]:
+        response = self._check(self._get(f"/v2/{repository}/blobs/{digest}", follow_redirects=True))
+        data: dict[str, Any] = json.loads(response.content)
+        return data
+
+    def labels(self, repository: str, reference: str) -> dict[str, str]:
+        manifest = self.manifest(repository, reference)
+        if manifest is None or manifest.config_digest is None:
+            return {}
+        config = self.blob_json(repository, manifest.config_digest)
+        return dict((config.get("config") or {}).get("Labels") or {})
+
+    def iter_tags(self, prefix: str = "") -> Iterator[tuple[str, str]]:
+        for repo in self.repositories():
+            if repo.startswith(prefix):
+                for tag in self.tags(repo):
+                    yield repo, tag
+
+
+def _next_link(response: httpx.Response) -> str | None:
+    link = str(response.headers.get("Link") or "")
+    if 'rel="next"' not in link:
+        return None
+    return link.split(";")[0].strip().strip("<>")

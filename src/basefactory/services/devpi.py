@@ -1,0 +1,130 @@
+"""The embedded devpi-server: initialised once, then run as a managed background process."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from basefactory import cmd, log
+from basefactory.config import Factory
+from basefactory.index.client import DevpiClient
+from basefactory.index.credentials import root_password
+from basefactory.services.process import ManagedProcess, wait_until
+from basefactory.services.status import ServiceStatus
+from basefactory.tools import beside_python
+
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def serverdir(factory: Factory) -> Path:
+    return factory.state_dir / "devpi"
+
+
+def secret_file(factory: Factory) -> Path:
+    """devpi's server secret, shared by the primary and its replica (which it authorises),
+    made once with devpi-gen-secret; stable, so logins survive a restart."""
+    path = factory.state_dir / "secrets" / "devpi-server-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cmd.run([beside_python("devpi-gen-secret"), "--secretfile", str(path)], echo=False)
+        path.chmod(0o600)
+    return path
+
+
+def process(factory: Factory) -> ManagedProcess:
+    cfg = factory.config.index
+    # `primary`: serves devpi's replication protocol, which a read replica follows
+    argv = [beside_python("devpi-server"), "--serverdir", str(serverdir(factory)),
+            "--host", cfg.host, "--port", str(cfg.port), "--role", "primary",
+            "--secretfile", str(secret_file(factory))]
+    configfile = factory.root / "index" / "devpi-server.yml"
+    if configfile.exists():
+        argv += ["--configfile", str(configfile)]
+    env = {}
+    # devpi's PyPI mirror uses requests/httpx: point them at the system CA store, which
+    # holds any corporate proxy's CA; certifi's bundle would not.
+    if Path(CA_BUNDLE).exists() and not os.environ.get("SSL_CERT_FILE"):
+        env = {"SSL_CERT_FILE": CA_BUNDLE, "REQUESTS_CA_BUNDLE": CA_BUNDLE}
+    return ManagedProcess("devpi", argv, factory.state_dir, env=env)
+
+
+def ensure(factory: Factory) -> None:
+    client = DevpiClient(factory.config.index.base_url)
+    if client.ping():
+        return
+    proc = process(factory)
+    directory = serverdir(factory)
+    fresh = not (directory / ".nodeinfo").exists()
+    if fresh:
+        log.info(f"initialising devpi in {directory}")
+        cmd.run([beside_python("devpi-init"), "--serverdir", str(directory)], echo=False,
+                hint="devpi-server is a dependency of basefactory: `make setup` installs it")
+    if proc.pid() is None:
+        log.info(f"starting devpi-server on {factory.config.index.base_url}")
+        proc.start()
+    wait_until(client.ping, timeout=60, what="devpi-server", process=proc, interval=0.2)
+    if fresh:
+        # devpi-init leaves root without a password: set one at once, over loopback
+        client.login("root", "")
+        client.set_password("root", root_password(factory))
+    warm_mirror(factory)
+
+
+def warm_mirror(factory: Factory) -> None:
+    """Load PyPI's project list into the mirror before any build asks for a package.
+
+    After each start, devpi fetches the mirror's whole project list on the first request
+    for a project; that takes longer than pip's read timeout, and a request made
+    meanwhile is answered "does not exist". So `up` asks first and waits for the answer.
+    """
+    cfg = factory.config.index
+    with log.step(f"load the project list of {cfg.mirror}"), \
+            DevpiClient(cfg.base_url, timeout=600) as client:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if client.simple_has(cfg.mirror, "pip"):
+                return
+            time.sleep(2)
+    log.warning(f"{cfg.mirror} did not list `pip` within 10 minutes: is PyPI reachable?")
+
+
+def replica_process(factory: Factory) -> ManagedProcess:
+    cfg = factory.config.index
+    argv = [beside_python("devpi-server"), "--serverdir", str(factory.state_dir / "devpi-replica"),
+            "--primary-url", cfg.base_url, "--host", cfg.host, "--port", str(cfg.replica_port),
+            "--secretfile", str(secret_file(factory))]
+    return ManagedProcess("devpi-replica", argv, factory.state_dir, env=process(factory).env)
+
+
+def ensure_replica(factory: Factory) -> str:
+    """Start the read replica if configured and not running; return its URL."""
+    url = factory.config.index.replica_url
+    assert url is not None
+    client = DevpiClient(url)
+    if client.ping():
+        return url
+    directory = factory.state_dir / "devpi-replica"
+    if not (directory / ".nodeinfo").exists():
+        cmd.run([beside_python("devpi-init"), "--serverdir", str(directory), "--role", "replica",
+                 "--primary-url", factory.config.index.base_url], echo=False)
+    proc = replica_process(factory)
+    if proc.pid() is None:
+        log.info(f"starting the devpi replica on {url}")
+        proc.start()
+    wait_until(client.ping, timeout=120, what="the devpi replica", process=proc, interval=0.3)
+    return url
+
+
+def stop(factory: Factory) -> bool:
+    replica_process(factory).stop()
+    return process(factory).stop()
+
+
+def status(factory: Factory) -> ServiceStatus:
+    cfg = factory.config.index
+    pid = process(factory).pid() if cfg.embedded else None
+    up = DevpiClient(cfg.base_url).ping()
+    state = ("running" if cfg.embedded else "external") if up else "stopped"
+    return ServiceStatus("devpi", state, cfg.base_url, pid is not None, pid,
+                         f"indexes {cfg.user}/{cfg.common}, {cfg.user}/<platform>")

@@ -1,0 +1,66 @@
+"""What every pipeline step needs: the factory, the engine, the index and the registry.
+
+Made once per command; clients connect lazily, so a command that only reads the index
+never detects Docker.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+from basefactory.config import Factory
+from basefactory.docker import Docker, detect_client
+from basefactory.index import layout
+from basefactory.index.client import DevpiClient
+from basefactory.registry import Registry
+
+
+@dataclass
+class Session:
+    factory: Factory
+    _closers: list[object] = field(default_factory=list)
+
+    @functools.cached_property
+    def docker(self) -> Docker:
+        docker = Docker(detect_client(self.factory.config.engine.docker))
+        docker.require_engine()
+        return docker
+
+    @functools.cached_property
+    def devpi(self) -> DevpiClient:
+        """The index, logged in as the factory user (uploads need it)."""
+        client = layout.client(self.factory, login=True)
+        self._closers.append(client)
+        return client
+
+    @functools.cached_property
+    def registry(self) -> Registry:
+        client = Registry(self.factory.config.registry.base_url)
+        self._closers.append(client)
+        return client
+
+    def builders(self) -> list[Docker]:
+        """The local engine, then each [[builders]] engine of factory.toml."""
+        found = [self.docker]
+        for builder in self.factory.config.builders:
+            docker = Docker(self.docker.client, host=builder.docker_host, name=builder.name)
+            docker.require_engine()
+            found.append(docker)
+        return found
+
+    def on(self, docker: Docker) -> Session:
+        """This session with its steps run on another engine (same index and registry)."""
+        other = Session(self.factory)
+        other.__dict__.update(docker=docker, devpi=self.devpi, registry=self.registry)
+        return other
+
+    def close(self) -> None:
+        for client in self._closers:
+            client.close()  # type: ignore[attr-defined]
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

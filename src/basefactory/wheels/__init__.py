@@ -1,0 +1,1 @@
+"""The wheel factory: recipe -> source -> build -> repair -> relabel -> test -> upload."""

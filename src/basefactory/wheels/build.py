@@ -1,0 +1,113 @@
+"""Compile one recipe against one platform in a container FROM its base.
+
+The builder image (base + compilers + auditwheel) is cached per platform. The recipe's
+build runs in a BuildKit build with cache mounts for pip and ccache, `--network host`
+to reach the index, and the platform's distributions as pip constraints. The repaired
+wheel is copied out of the build's image, checked for vendored torch/CUDA libraries
+and relabelled with the platform's local version label and the inputs' build tag.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import shutil
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from basefactory import digest, log, templates
+from basefactory.config import Factory
+from basefactory.docker import Docker
+from basefactory.errors import BuildError, ToolError
+from basefactory.faults import checkpoint
+from basefactory.platforms.fingerprint import Fingerprint
+from basefactory.refs import builder_ref
+from basefactory.wheels.recipe import Recipe
+
+DIGEST_LABEL = "org.basefactory.input-digest"
+# Install tools, not runtime: builds may need newer ones than the base ships.
+UNCONSTRAINED = frozenset({"pip", "setuptools", "wheel"})
+
+
+@dataclass(frozen=True)
+class BuiltWheel:
+    path: Path  # the repaired, not yet relabelled wheel
+    log_file: Path
+
+
+def constraints(fingerprint: Fingerprint) -> str:
+    return "".join(f"{name}=={version}\n" for name, version in sorted(
+        fingerprint.distributions.items()) if name not in UNCONSTRAINED)
+
+
+def python_dev_package(factory: Factory, platform: str) -> str:
+    boot = factory.platform(platform).bootstrap
+    return f"python{boot.python}-dev" if boot is not None else "python3-dev"
+
+
+def ensure_builder(factory: Factory, docker: Docker, platform: str, base_ref: str,
+                   index_url: str) -> str:
+    """base + build-essential, ccache, git, Python headers, auditwheel, patchelf."""
+    ref = builder_ref(platform)
+    dockerfile = templates.render("builder.Dockerfile.j2", base=base_ref,
+                                  python_dev=python_dev_package(factory, platform))
+    inputs = digest.of(dockerfile, docker.image_id(base_ref))
+    if docker.image_id(ref) is not None and docker.image_labels(ref).get(DIGEST_LABEL) == inputs:
+        return ref
+    work = factory.state_dir / "build" / "builders" / platform
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    (work / "Dockerfile").write_text(dockerfile)
+    with log.step(f"build the builder for {platform}"):
+        docker.build(work, dockerfile=work / "Dockerfile", tags=[ref],
+                     labels={DIGEST_LABEL: inputs}, build_args={"INDEX_URL": index_url},
+                     log_file=factory.logs_dir / f"builder-{platform}.log")
+    return ref
+
+
+def build_wheel(
+    factory: Factory, docker: Docker, recipe: Recipe, *, platform: str, builder: str,
+    fingerprint: Fingerprint, source_dir: Path, work: Path, index_url: str, log_file: Path,
+) -> BuiltWheel:
+    context = work / "context"
+    shutil.rmtree(context, ignore_errors=True)
+    context.mkdir(parents=True)
+    shutil.move(str(source_dir), context / "source")
+    (context / "constraints.txt").write_text(constraints(fingerprint))
+    dockerfile = templates.render(
+        "wheel.Dockerfile.j2", builder=builder, apt=recipe.build.apt, env=recipe.build.env,
+        pre_build=recipe.build.pre_build, requires=recipe.build.requires,
+        no_build_isolation=recipe.build.no_build_isolation, excludes=recipe.excludes,
+    )
+    (context / "Dockerfile").write_text(dockerfile)
+    tag = f"basefactory/wheel-build:{recipe.name}-{platform}"
+    try:
+        docker.build(context, dockerfile=context / "Dockerfile", tags=[tag],
+                     build_args={"INDEX_URL": index_url}, log_file=log_file,
+                     on_line=lambda _: checkpoint("wheel:during-build"))
+    except ToolError as exc:
+        raise BuildError(
+            f"recipe {recipe.name} failed to build on {platform}; nothing was uploaded.\n"
+            f"{exc.message}", hint="fix the recipe (or its source) and run again",
+        ) from None
+    out = work / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    docker.copy_from_image(tag, "/tmp/basefactory/out/.", out)
+    docker.remove_image(tag)
+    wheels = sorted(out.glob("*.whl"))
+    if len(wheels) != 1:
+        raise BuildError(f"recipe {recipe.name} produced {len(wheels)} wheels on {platform}:"
+                         f" {[w.name for w in wheels]}", hint="a recipe makes one wheel")
+    check_not_vendored(wheels[0], recipe.excludes)
+    return BuiltWheel(wheels[0], log_file)
+
+
+def check_not_vendored(wheel: Path, excludes: tuple[str, ...]) -> None:
+    """Fail if auditwheel copied a torch or CUDA library into the wheel after all."""
+    with zipfile.ZipFile(wheel) as zf:
+        vendored = [n for n in zf.namelist() if ".libs/" in n and any(
+            fnmatch.fnmatch(n.rsplit("/", 1)[-1], pattern) for pattern in excludes)]
+    if vendored:
+        raise BuildError(f"{wheel.name} vendors libraries the platform provides: {vendored}",
+                         hint="add them to the recipe's build.exclude")

@@ -1,0 +1,240 @@
+"""recipes/*.toml: how one pinned source becomes a wheel for a platform.
+
+    project = "torchsort"              # the distribution's name (from sdist when omitted)
+    requires_cuda = false              # CUDA platforms only?
+    base_requires = ["torchaudio"]     # what the platform's base must already ship
+    platforms = ["*"]                  # names or globs of platforms it applies to
+    [source]                           # exactly one of:
+    sdist = "torchsort==0.1.9"         #   an sdist from the index, with sha256 = "..."
+    git = "https://github.com/x/y"     #   a git URL at commit = "<40 hex>"
+    path = "local/folder"              #   a folder of the factory
+    [build]
+    requires = ["setuptools", ...]     # build requirements (from the index, constrained)
+    no_build_isolation = true          # build against the platform's own torch
+    env = { MAX_JOBS = "2" }
+    pre_build = ["..."]                # shell commands in the source folder first
+    apt = ["libsndfile1-dev"]          # system packages the build needs
+    exclude = ["libtorch*.so*", ...]   # libraries auditwheel must not vendor (added to defaults)
+    [test]
+    requires = []
+    command = "python -c '...'"
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from pathlib import Path
+from typing import Annotated
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from pydantic import Field, field_validator, model_validator
+
+from basefactory.config import Model, Name
+from basefactory.errors import ConfigError
+
+# What a wheel built against torch must link to, never carry: torch's own libraries, the
+# CUDA runtime and NVIDIA's wheels' libraries. The platform provides them.
+DEFAULT_EXCLUDES: tuple[str, ...] = (
+    "libtorch*.so*", "libc10*.so*", "libshm.so*", "libtorch_python.so*", "libgomp*.so*",
+    "libcuda.so*", "libcudart*.so*", "libnvrtc*.so*", "libnvToolsExt*.so*", "libcublas*.so*",
+    "libcublasLt*.so*", "libcudnn*.so*", "libcufft*.so*", "libcurand*.so*", "libcusolver*.so*",
+    "libcusparse*.so*", "libnccl*.so*", "libnvJitLink*.so*", "libcupti*.so*", "libnvshmem*.so*",
+    "libcufile*.so*", "libcusparseLt*.so*",
+)
+
+SHA256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+COMMIT = Annotated[str, Field(pattern=r"^[0-9a-f]{40}$")]
+
+
+class Source(Model):
+    sdist: str | None = None
+    sha256: SHA256 | None = None
+    git: str | None = None
+    commit: COMMIT | None = None
+    subdirectory: str | None = None
+    path: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Source:
+        kinds = [k for k in ("sdist", "git", "path") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(
+                "needs exactly one of `sdist` (with sha256), `git` (with commit) or `path`;"
+                f" found {', '.join(kinds) or 'none'}"
+            )
+        if self.sdist is not None and self.sha256 is None:
+            raise ValueError("an sdist source is pinned by `sha256 = \"<64 hex>\"`: add it")
+        if self.git is not None and self.commit is None:
+            raise ValueError("a git source is pinned by `commit = \"<40 hex>\"`: add it")
+        if self.sdist is None and self.sha256 is not None:
+            raise ValueError("`sha256` pins an sdist: remove it, or add `sdist`")
+        if self.git is None and (self.commit is not None or self.subdirectory is not None):
+            raise ValueError("`commit` and `subdirectory` belong to a git source")
+        return self
+
+    @field_validator("sdist")
+    @classmethod
+    def _pinned_sdist(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            req = Requirement(value)
+        except InvalidRequirement:
+            raise ValueError(f"`{value}` is not `name==version`") from None
+        specs = list(req.specifier)
+        if len(specs) != 1 or specs[0].operator != "==" or "*" in specs[0].version:
+            raise ValueError(f"`{value}` must pin one version: `name==version`")
+        return value
+
+    @field_validator("git")
+    @classmethod
+    def _git_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(https?|ssh|git|file)://\S+$|^/\S+$", value):
+            raise ValueError(f"`{value}` is not a git URL (https://, ssh://, git://, file:// or"
+                             " an absolute path)")
+        return value
+
+    @property
+    def kind(self) -> str:
+        return "sdist" if self.sdist else "git" if self.git else "path"
+
+    @property
+    def sdist_name_version(self) -> tuple[str, str]:
+        assert self.sdist is not None
+        req = Requirement(self.sdist)
+        return canonicalize_name(req.name), next(iter(req.specifier)).version
+
+
+class BuildSpec(Model):
+    requires: tuple[str, ...] = ()  # installed before building, with no_build_isolation
+    no_build_isolation: bool = False
+    env: dict[str, str] = Field(default_factory=dict)
+    pre_build: tuple[str, ...] = ()
+    apt: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    @field_validator("requires")
+    @classmethod
+    def _requirements(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                Requirement(item)
+            except InvalidRequirement as exc:
+                raise ValueError(f"`{item}` is not a requirement: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _requires_need_no_isolation(self) -> BuildSpec:
+        if self.requires and not self.no_build_isolation:
+            raise ValueError(
+                "`requires` is installed into the platform's environment for a build without"
+                " isolation: set no_build_isolation = true, or remove `requires` (an isolated"
+                " build uses the source's own build-system.requires)"
+            )
+        return self
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ValueError(f"`{key}` is not an environment variable name")
+        return value
+
+    @field_validator("apt")
+    @classmethod
+    def _apt(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pkg in value:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", pkg):
+                raise ValueError(f"`{pkg}` is not a Debian package name")
+        return value
+
+
+class TestSpec(Model):
+    command: Annotated[str, Field(min_length=1)]
+    requires: tuple[str, ...] = ()
+
+    @field_validator("requires")
+    @classmethod
+    def _requirements(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return BuildSpec._requirements(value)
+
+
+class Recipe(Model):
+    name: Name  # the file's stem, filled in by the loader
+    description: str = ""
+    project: str | None = None
+    requires_cuda: bool = False
+    # distributions the platform's base must already ship (e.g. torchaudio): the recipe
+    # is skipped on platforms without them
+    base_requires: tuple[str, ...] = ()
+    # a pure-Python wheel: built and tested once, published unlabelled to factory/common
+    pure: bool = False
+    platforms: tuple[str, ...] = ("*",)
+    source: Source
+    build: BuildSpec = BuildSpec()
+    test: TestSpec
+
+    @model_validator(mode="after")
+    def _project_known(self) -> Recipe:
+        if self.project is None and self.source.sdist is None:
+            raise ValueError("a git or path source needs `project = \"<distribution name>\"`")
+        if self.project is not None and self.source.sdist is not None and \
+                canonicalize_name(self.project) != self.source.sdist_name_version[0]:
+            raise ValueError(f"`project` ({self.project}) differs from the sdist's name")
+        return self
+
+    @property
+    def distribution(self) -> str:
+        """The canonical distribution name of the wheel this recipe makes."""
+        return canonicalize_name(self.project or self.source.sdist_name_version[0])
+
+    @property
+    def excludes(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(DEFAULT_EXCLUDES + self.build.exclude))
+
+    def applies_to(self, platform: str, *, has_cuda: bool,
+                   distributions: dict[str, str] | None = None) -> bool:
+        if self.requires_cuda and not has_cuda:
+            return False
+        if distributions is not None and any(
+                canonicalize_name(d) not in distributions for d in self.base_requires):
+            return False
+        return any(fnmatch.fnmatchcase(platform, pattern) for pattern in self.platforms)
+
+
+def load_recipe(path: Path) -> Recipe:
+    from basefactory.config import read_toml, validate
+
+    data, text = read_toml(path)
+    if "name" in data and data["name"] != path.stem:
+        raise ConfigError(f"{path}: name: `{data['name']}` differs from the file name",
+                          hint=f"remove `name` (it is the file's stem, `{path.stem}`)")
+    data = {**data, "name": path.stem}
+    return validate(path, text, data, Recipe)
+
+
+def load_recipes(directory: Path, names: list[str] | None = None) -> dict[str, Recipe]:
+    found: dict[str, Recipe] = {}
+    for path in sorted(directory.glob("*.toml")):
+        recipe = load_recipe(path)
+        found[recipe.name] = recipe
+    by_dist: dict[str, str] = {}
+    for recipe in found.values():
+        other = by_dist.setdefault(recipe.distribution, recipe.name)
+        if other != recipe.name:
+            raise ConfigError(
+                f"{directory}: recipes `{other}` and `{recipe.name}` both make {recipe.distribution}",
+                hint="keep one recipe per distribution",
+            )
+    if names:
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise ConfigError(f"no recipe {', '.join(missing)} in {directory}",
+                              hint=f"recipes: {', '.join(found) or 'none'}")
+        return {n: found[n] for n in names}
+    return found
+
+

@@ -1,0 +1,220 @@
+"""The wheel step of the pipeline, for each recipe and each platform it applies to:
+
+    skip if published -> fetch + verify source -> build -> repair -> relabel -> test
+    -> upload -> attach the test record to the uploaded file
+
+A wheel's file name carries the digest of its inputs (see relabel.py), so "published"
+is one query to the index. Nothing is uploaded before its test passed; a file that is
+published without its test record (a crash between the two) is tested again and the
+record attached, so a rerun after a crash completes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import parse_wheel_filename
+
+from basefactory import digest, log, templates
+from basefactory.errors import ConfigError
+from basefactory.faults import checkpoint
+from basefactory.index.client import ReleaseFile
+from basefactory.index.layout import common_index, platform_index
+from basefactory.platforms import store
+from basefactory.platforms.fingerprint import Fingerprint
+from basefactory.refs import base_ref
+from basefactory.session import Session
+from basefactory.wheels import source as sources
+from basefactory.wheels.build import build_wheel, constraints, ensure_builder
+from basefactory.wheels.recipe import Recipe, load_recipes
+from basefactory.wheels.relabel import build_tag, digest_of_build_tag, relabel
+from basefactory.wheels.test import run_test
+
+
+@dataclass(frozen=True)
+class WheelResult:
+    recipe: str
+    platform: str
+    index: str
+    state: str  # built | current | retested | skipped
+    wheel: str | None
+    duration_s: float
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def input_digest(recipe: Recipe, fingerprint: Fingerprint, source_digest: str) -> str:
+    platform_part: dict[str, Any] = {} if recipe.pure else {
+        "base_digest": fingerprint.base_digest, "torch": fingerprint.torch,
+        "cuda": fingerprint.cuda, "python_tag": fingerprint.python_tag,
+        "cxx11_abi": fingerprint.cxx11_abi, "arch": fingerprint.arch,
+    }
+    return digest.of(
+        recipe.model_dump(mode="json", exclude={"description"}), platform_part, source_digest,
+        templates.render("wheel.Dockerfile.j2", builder="B", apt=(), env={}, pre_build=(),
+                         requires=(), no_build_isolation=False, excludes=()),
+    )
+
+
+def source_digest(session: Session, recipe: Recipe) -> str:
+    src = recipe.source
+    if src.sha256 is not None:
+        return src.sha256
+    if src.commit is not None:
+        return src.commit
+    assert src.path is not None
+    folder = src.path if src.path.is_absolute() else session.factory.root / src.path
+    if not folder.is_dir():
+        raise ConfigError(f"recipe {recipe.name}: source.path {folder} is not a folder")
+    return digest.tree_sha256(folder, exclude=(".git", "build", "dist", "__pycache__"))
+
+
+def published(files: list[ReleaseFile], wheel_digest: str) -> ReleaseFile | None:
+    for f in files:
+        if not f.filename.endswith(".whl"):
+            continue
+        try:
+            _, _, build, _ = parse_wheel_filename(f.filename)
+        except ValueError:
+            continue
+        if build and digest_of_build_tag(f"{build[0]}{build[1]}") == wheel_digest[:12]:
+            return f
+    return None
+
+
+def plan(session: Session, recipe_names: list[str] | None, platforms: list[str] | None
+         ) -> list[tuple[Recipe, str]]:
+    """(recipe, platform) pairs to consider; a pure recipe once, on its first platform."""
+    factory = session.factory
+    recipes = load_recipes(factory.recipes_dir, recipe_names)
+    excluded = set(factory.config.wheels.exclude)
+    pairs: list[tuple[Recipe, str]] = []
+    for recipe in recipes.values():
+        if recipe.name in excluded and not recipe_names:
+            continue
+        for name in factory.platforms(platforms):
+            fp = store.require(factory, session.devpi, name)
+            if recipe.applies_to(name, has_cuda=fp.cuda is not None,
+                                 distributions=fp.distributions):
+                pairs.append((recipe, name))
+                if recipe.pure:
+                    break
+    return pairs
+
+
+@dataclass(frozen=True)
+class WheelPlan:
+    target: str  # the index it goes to
+    digest: str  # of its inputs
+    done: ReleaseFile | None  # the published file with this digest, if any
+    action: str  # current | build | retest
+    reason: str
+
+
+def plan_wheel(session: Session, recipe: Recipe, platform: str) -> WheelPlan:
+    factory, devpi = session.factory, session.devpi
+    fingerprint = store.require(factory, devpi, platform)
+    target = common_index(factory) if recipe.pure else platform_index(factory, platform)
+    wheel_digest = input_digest(recipe, fingerprint, source_digest(session, recipe))
+    files = devpi.release_files(target, recipe.distribution)
+    done = published(files, wheel_digest)
+    if done is not None and done.toxresults:
+        return WheelPlan(target, wheel_digest, done, "current", "inputs unchanged")
+    if done is not None:
+        return WheelPlan(target, wheel_digest, done, "retest",
+                         "published without its test record (an interrupted run)")
+    reason = ("first build" if not files else
+              "inputs changed (recipe, source, platform or build template)")
+    return WheelPlan(target, wheel_digest, None, "build", reason)
+
+
+def ensure_wheel(session: Session, recipe: Recipe, platform: str) -> WheelResult:
+    started = time.monotonic()
+    factory, devpi = session.factory, session.devpi
+    fingerprint = store.require(factory, devpi, platform)
+    plan_ = plan_wheel(session, recipe, platform)
+    target, wheel_digest, done = plan_.target, plan_.digest, plan_.done
+    if plan_.action == "current":
+        assert done is not None
+        return WheelResult(recipe.name, platform, target, "current", done.filename,
+                           round(time.monotonic() - started, 2), plan_.reason)
+
+    work = factory.state_dir / "build" / "wheels" / f"{recipe.name}-{platform}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    wheelhouse = factory.wheels_dir / platform
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    logs = factory.logs_dir / "wheels"
+    index_url = devpi.simple_url(platform_index(factory, platform))
+    ref = base_ref(factory, platform)
+    state = "built"
+    if done is not None:
+        # published by a run that died before attaching its test record: test that file
+        wheel = wheelhouse / done.filename
+        devpi.download(done.url, wheel)
+        state = "retested"
+    else:
+        with log.step(f"{recipe.name} on {platform}: fetch {recipe.source.kind} source"):
+            fetched = sources.fetch(
+                recipe, devpi=devpi, root=factory.root, work=work,
+                indexes=[platform_index(factory, platform), factory.config.index.mirror])
+        builder = ensure_builder(factory, session.docker, platform, ref, index_url)
+        build_log = logs / f"{recipe.name}-{platform}-build.log"
+        build_log.unlink(missing_ok=True)
+        with log.step(f"{recipe.name} on {platform}: build (log: {build_log})"):
+            built = build_wheel(factory, session.docker, recipe, platform=platform,
+                                builder=builder, fingerprint=fingerprint,
+                                source_dir=fetched.directory, work=work, index_url=index_url,
+                                log_file=build_log)
+        wheel = relabel(built.path, wheelhouse,
+                        label=None if recipe.pure else fingerprint.local_label,
+                        tag=build_tag(int(time.time()), wheel_digest))
+    test_log = logs / f"{recipe.name}-{platform}-test.log"
+    test_log.unlink(missing_ok=True)
+    with log.step(f"{recipe.name} on {platform}: test {wheel.name}"):
+        record = run_test(session.docker, recipe, wheel, platform=platform, base_ref=ref,
+                          base_digest=fingerprint.base_digest,
+                          constraints=constraints(fingerprint), index_url=index_url,
+                          work=work, log_file=test_log)
+    with log.step(f"{recipe.name} on {platform}: upload to {target}"):
+        _, version, _, _ = parse_wheel_filename(wheel.name)
+        checkpoint("wheel:before-upload")
+        if done is None:
+            devpi.upload(target, wheel, name=recipe.distribution, version=str(version))
+        checkpoint("wheel:after-upload")
+        uploaded = published(devpi.release_files(target, recipe.distribution), wheel_digest)
+        assert uploaded is not None
+        devpi.attach_test_result(uploaded.url, record.json())
+    shutil.rmtree(work, ignore_errors=True)
+    return WheelResult(recipe.name, platform, target, state, wheel.name,
+                       round(time.monotonic() - started, 2), plan_.reason)
+
+
+def build_all(session: Session, recipe_names: list[str] | None = None,
+              platforms: list[str] | None = None) -> list[WheelResult]:
+    return [ensure_wheel(session, recipe, platform)
+            for recipe, platform in plan(session, recipe_names, platforms)]
+
+
+def list_wheels(session: Session) -> list[dict[str, Any]]:
+    factory, devpi = session.factory, session.devpi
+    rows: list[dict[str, Any]] = []
+    indexes = [common_index(factory)] + [platform_index(factory, p)
+                                         for p in factory.config.platforms]
+    for index in indexes:
+        for project in devpi.projects(index):
+            for f in devpi.release_files(index, project):
+                if f.filename.endswith(".whl") and not f.filename.startswith("torch-"):
+                    rows.append({"index": index, "project": f.project, "version": f.version,
+                                 "file": f.filename, "tested": bool(f.toxresults)})
+    return rows
+
+
+def wheelhouse_of(session: Session, platform: str) -> Path:
+    return session.factory.wheels_dir / platform

@@ -1,0 +1,112 @@
+"""Test a wheel before it is published: a fresh container of the platform's base installs
+it (dependencies from the index, the base's distributions as constraints), runs the
+recipe's test command, and proves torch's version and files were not touched."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from basefactory.digest import file_sha256
+from basefactory.docker import Docker
+from basefactory.errors import TestFailed
+from basefactory.wheels.recipe import Recipe
+
+TORCH_CHANGED = 97
+
+# The state of torch's installed files: a reinstall or upgrade rewrites them (new inode,
+# mtime), so equal states before and after prove torch was left alone.
+TORCH_STATE = r"""
+import hashlib, importlib.metadata as md, os
+try:
+    dist = md.distribution("torch")
+except md.PackageNotFoundError:
+    print("torch absent"); raise SystemExit(0)
+h = hashlib.sha256()
+for f in sorted(dist.files or [], key=str):
+    p = f.locate()
+    try:
+        st = os.stat(p)
+        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}\n".encode())
+    except FileNotFoundError:
+        h.update(f"{f}|missing\n".encode())
+print("torch", dist.version, len(dist.files or []), h.hexdigest())
+"""
+
+
+@dataclass(frozen=True)
+class TestRecord:
+    __test__ = False
+
+    data: dict[str, Any]
+
+    def json(self) -> str:
+        return json.dumps(self.data, sort_keys=True)
+
+
+def run_test(
+    docker: Docker, recipe: Recipe, wheel: Path, *, platform: str, base_ref: str,
+    base_digest: str, constraints: str, index_url: str, work: Path, log_file: Path,
+) -> TestRecord:
+    bf = work / "test"
+    shutil.rmtree(bf, ignore_errors=True)
+    bf.mkdir(parents=True)
+    shutil.copy2(wheel, bf / wheel.name)
+    (bf / "constraints.txt").write_text(constraints)
+    (bf / "torch_state.py").write_text(TORCH_STATE)
+    (bf / "test.sh").write_text(script(recipe, wheel.name, index_url))
+    started = time.monotonic()
+    result = docker.run(base_ref, ["sh", "/bf/test.sh"], volumes=[(bf, "/bf", "ro")],
+                        env={"PIP_DEFAULT_TIMEOUT": "120", "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+                        log_file=log_file, check=False)
+    duration = round(time.monotonic() - started, 1)
+    if result.returncode == TORCH_CHANGED:
+        raise TestFailed(
+            f"installing {wheel.name} on {platform} changed torch; nothing was uploaded.\n"
+            f"{result.tail}\n  full log: {log_file}",
+            hint="a requirement of the wheel pulls another torch: pin it in the recipe's"
+            " test.requires or fix the package's metadata",
+        )
+    if result.returncode != 0:
+        raise TestFailed(
+            f"the test of {recipe.name} on {platform} failed (exit {result.returncode});"
+            f" nothing was uploaded:\n{result.tail}\n  full log: {log_file}",
+            hint="run the recipe's test command in the platform's base to reproduce it",
+        )
+    return TestRecord({
+        "kind": "basefactory-wheel-test",
+        "recipe": recipe.name,
+        "platform": platform,
+        "wheel": wheel.name,
+        "sha256": file_sha256(wheel),
+        "command": recipe.test.command,
+        "base_image": base_ref,
+        "base_digest": base_digest,
+        "passed": True,
+        "torch_unchanged": True,
+        "duration_s": duration,
+        "tested_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "log_tail": result.tail.splitlines()[-8:],
+    })
+
+
+def script(recipe: Recipe, wheel_name: str, index_url: str) -> str:
+    extra = " ".join(shlex.quote(r) for r in recipe.test.requires)
+    return f"""set -e
+python /bf/torch_state.py > /tmp/torch-before
+pip install --index-url {shlex.quote(index_url)} -c /bf/constraints.txt /bf/{shlex.quote(wheel_name)} {extra}
+python /bf/torch_state.py > /tmp/torch-after
+if ! cmp -s /tmp/torch-before /tmp/torch-after; then
+  echo "basefactory: torch changed:"; cat /tmp/torch-before /tmp/torch-after; exit {TORCH_CHANGED}
+fi
+echo "basefactory: torch unchanged: $(cat /tmp/torch-after)"
+cd /tmp
+{recipe.test.command}
+echo "basefactory: test passed"
+"""

@@ -1,0 +1,79 @@
+"""Helpers shared by the integration suites: a test factory on its own ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PLATFORM = "cpu-py311-torch2.13"
+TORCH = "torch==2.13.0+cpu"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip on a laptop without the component; under CI a missing component is a failure."""
+    if condition:
+        return
+    if in_ci():
+        pytest.fail(f"CI needs this: {reason}")
+    pytest.skip(reason)
+
+
+def port(preferred: int) -> int:
+    """The preferred port when it is free (stable URLs keep pip's cache warm), else any."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+
+def wheelhouse() -> Path | None:
+    explicit = os.environ.get("BASEFACTORY_TEST_WHEELHOUSE")
+    for candidate in ([Path(explicit)] if explicit else []) + [Path("/opt/wheels")]:
+        if any(candidate.glob("torch-2.13.0+cpu-*.whl")):
+            return candidate
+    return None
+
+
+def docker_answers() -> bool:
+    for client in ("/usr/bin/docker", "docker"):
+        try:
+            if subprocess.run([client, "info"], capture_output=True, timeout=20).returncode == 0:
+                return True
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+    return False
+
+
+def write_factory(root: Path, *, index_port: int, registry_port: int, extra: str = "") -> Path:
+    house = wheelhouse()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "factory.toml").write_text(textwrap.dedent(f"""
+        state_dir = ".factory"
+        [index]
+        port = {index_port}
+        [registry]
+        port = {registry_port}
+        [platforms."{PLATFORM}"]
+        description = "test platform"
+        [platforms."{PLATFORM}".bootstrap]
+        torch = "{TORCH}"
+        wheelhouse = "{house}"
+    """) + textwrap.dedent(extra))
+    for folder in ("index", "recipes", "images"):
+        if (ROOT / folder).is_dir() and not (root / folder).exists():
+            shutil.copytree(ROOT / folder, root / folder)
+    return root / "factory.toml"

@@ -1,0 +1,1 @@
+"""Integration tests use the shared session fixtures of tests/conftest.py."""

@@ -1,0 +1,101 @@
+"""The foundation with real components: engine, devpi, registry, a bootstrapped base."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from basefactory.digest import file_sha256
+from basefactory.errors import PublishRefused, ServiceError
+from basefactory.index.client import DevpiClient
+from basefactory.index.layout import common_index, platform_index
+from basefactory.platforms.service import PlatformResult
+from basefactory.refs import image_ref, repository
+from basefactory.session import Session
+from tests.helpers import PLATFORM
+
+
+def make_wheel(tmp: Path, name: str, version: str, body: str = "") -> Path:
+    project = tmp / f"{name}-{version}-{hashlib.sha256(body.encode()).hexdigest()[:8]}"
+    (project / "src" / name.replace("-", "_")).mkdir(parents=True)
+    (project / "src" / name.replace("-", "_") / "__init__.py").write_text(body)
+    (project / "pyproject.toml").write_text(textwrap.dedent(f"""
+        [project]
+        name = "{name}"
+        version = "{version}"
+        [build-system]
+        requires = ["setuptools>=68"]
+        build-backend = "setuptools.build_meta"
+    """))
+    out = project / "dist"
+    # `build` with the test's own interpreter; no isolation: setuptools is already here
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir",
+                    str(out), str(project)], check=True, capture_output=True)
+    return next(out.glob("*.whl"))
+
+
+def test_up_creates_the_index_layout(session: Session) -> None:
+    factory = session.factory
+    common = session.devpi.index_config(common_index(factory))
+    plat = session.devpi.index_config(platform_index(factory, PLATFORM))
+    assert common is not None and plat is not None
+    assert common["bases"] == ["root/pypi"]
+    assert plat["bases"] == [common_index(factory)]
+    assert plat["volatile"] is False and plat["acl_upload"] == ["factory"]
+
+
+def test_upload_download_and_refusals(session: Session, platform: PlatformResult,
+                                      tmp_path: Path) -> None:
+    factory = session.factory
+    index = platform_index(factory, PLATFORM)
+    wheel = make_wheel(tmp_path, "bf-hello", "1.0", "GREETING = 'hello'\n")
+    assert session.devpi.upload(index, wheel, name="bf-hello", version="1.0") == "uploaded"
+    # the same bytes again: accepted as already there (a rerun after a crash completes)
+    assert session.devpi.upload(index, wheel, name="bf-hello", version="1.0") == "identical"
+    # other bytes under the published name: refused, never overwritten
+    other = make_wheel(tmp_path, "bf-hello", "1.0", "GREETING = 'changed'\n")
+    assert other.name == wheel.name
+    with pytest.raises(PublishRefused, match="never\\s+overwritten"):
+        session.devpi.upload(index, other, name="bf-hello", version="1.0")
+    # without credentials: refused
+    with DevpiClient(factory.config.index.base_url) as anonymous, \
+            pytest.raises(ServiceError, match="refused the upload"):
+        anonymous.upload(index, make_wheel(tmp_path, "bf-anon", "1.0"), name="bf-anon",
+                         version="1.0")
+    assert session.devpi.release_files(index, "bf-anon") == []
+
+    # from inside the bootstrapped base, over --network host, pip gets the same file back
+    simple = session.devpi.simple_url(index)
+    out = tmp_path / "download"
+    out.mkdir()
+    session.docker.run(platform.base.ref, [
+        "pip", "download", "--no-deps", "--index-url", simple, "-d", "/out", "bf-hello==1.0"],
+        volumes=[(out, "/out", "rw")])
+    fetched = out / wheel.name
+    assert fetched.exists()
+    assert file_sha256(fetched) == file_sha256(wheel)
+
+
+def test_platform_base_has_its_torch(platform: PlatformResult) -> None:
+    fp = platform.fingerprint
+    assert fp.torch == "2.13.0+cpu" and fp.cuda is None
+    assert fp.python_tag == "cp311" and fp.local_label == "pt213cpu"
+    assert fp.distributions["torch"] == "2.13.0+cpu"
+    assert fp.base_digest == platform.base.image_id
+
+
+def test_push_and_read_tag_through_the_wrapper(session: Session, platform: PlatformResult) -> None:
+    ref = image_ref(session.factory, "foundation-check", "t1")
+    session.docker.tag(platform.base.ref, ref)
+    session.docker.push(ref)
+    repo = repository(session.factory, "foundation-check")
+    assert "t1" in session.registry.tags(repo)
+    assert repo in session.registry.repositories()
+    labels = session.registry.labels(repo, "t1")
+    assert labels["org.basefactory.platform"] == PLATFORM
+    assert session.registry.digest(repo, "t1", ).startswith("sha256:")  # type: ignore[union-attr]

@@ -1,0 +1,144 @@
+"""Layered images end to end on the CPU platform: lock, build, smoke test, push with both
+tags and labels, skip when current, and a downstream service built FROM tts-deps."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from basefactory.errors import BuildError, TestFailed
+from basefactory.images.service import ImageResult, build_all
+from basefactory.refs import image_ref, repository
+from basefactory.session import Session
+from tests.helpers import PLATFORM, ROOT
+
+IMAGES = {"cuda-deps", "tts-deps", "stt-deps", "api-lean"}
+
+
+@pytest.fixture(scope="module")
+def images(published: dict[str, ImageResult]) -> dict[str, ImageResult]:
+    return published
+
+
+def test_every_image_is_built_tested_and_pushed_with_both_tags(
+        session: Session, images: dict[str, ImageResult]) -> None:
+    assert set(images) == IMAGES
+    for name, result in images.items():
+        repo = repository(session.factory, name)
+        tags = session.registry.tags(repo)
+        assert result.tag in tags and PLATFORM in tags
+        assert result.tag.startswith(f"{PLATFORM}-") and result.tag.endswith(result.input_digest[:12])
+        # the moving tag points at the immutable one
+        assert session.registry.digest(repo, PLATFORM) == session.registry.digest(repo, result.tag)
+        labels = session.registry.labels(repo, result.tag)
+        for key in ("org.opencontainers.image.version", "org.opencontainers.image.revision",
+                    "org.opencontainers.image.created", "org.opencontainers.image.base.name",
+                    "org.opencontainers.image.base.digest"):
+            assert labels[key], key
+        assert labels["org.basefactory.input-digest"] == result.input_digest
+        assert json.loads(labels["org.basefactory.fingerprint"])["torch"] == "2.13.0+cpu"
+        assert json.loads(labels["org.basefactory.smoke"])["passed"] is True
+        manifest = {m["name"].lower(): m for m in json.loads(labels["org.basefactory.manifest"])}
+        if name == "api-lean":
+            assert "torch" not in manifest and "fastapi" in manifest
+        else:
+            assert manifest["torch"]["version"] == "2.13.0+cpu"  # the platform's, untouched
+            assert manifest["torch"]["size"] > 100_000_000
+    tts = json.loads(session.registry.labels(repository(session.factory, "tts-deps"),
+                                             images["tts-deps"].tag)["org.basefactory.wheels"])
+    assert tts["monotonic-alignment-search"].endswith("+pt213cpu")
+    assert "coqui-tts" not in tts  # needs torchaudio, which this platform's base lacks
+
+
+def test_lean_tier_fits_its_budget(images: dict[str, ImageResult]) -> None:
+    size = images["api-lean"].size
+    assert size is not None and size <= 150_000_000, size
+
+
+def test_a_second_build_rebuilds_nothing(session: Session, images: dict[str, ImageResult]) -> None:
+    again = build_all(session)
+    assert {r.image: r.state for r in again} == {name: "current" for name in IMAGES}
+    assert {r.image: r.tag for r in again} == {n: r.tag for n, r in images.items()}
+
+
+def _image(session: Session, name: str, toml: str, requirements: str) -> Path:
+    folder = session.factory.images_dir / name
+    folder.mkdir()
+    (folder / "image.toml").write_text(textwrap.dedent(toml))
+    (folder / "requirements.in").write_text(requirements)
+    return folder
+
+
+def test_a_requirement_needing_another_torch_fails_the_lock(
+        session: Session, images: dict[str, ImageResult]) -> None:
+    folder = _image(session, "bad-torch", "size_budget_mb = 5000\n", "torchaudio==2.9.1\n")
+    try:
+        with pytest.raises(BuildError, match="need another torch"):
+            build_all(session, ["bad-torch"])
+        assert session.registry.tags(repository(session.factory, "bad-torch")) == []
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_a_failing_smoke_test_pushes_nothing(session: Session,
+                                             images: dict[str, ImageResult]) -> None:
+    folder = _image(session, "bad-smoke", """
+        parent = "cuda-deps"
+        size_budget_mb = 5000
+        [smoke]
+        command = "python -c 'raise SystemExit(3)'"
+    """, "six\n")
+    try:
+        with pytest.raises(TestFailed, match="nothing was pushed"):
+            build_all(session, ["bad-smoke"])
+        assert session.registry.tags(repository(session.factory, "bad-smoke")) == []
+    finally:
+        shutil.rmtree(folder)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_downstream_service_builds_from_tts_deps_and_runs(
+        session: Session, images: dict[str, ImageResult], tmp_path: Path) -> None:
+    docker = session.docker
+    base = image_ref(session.factory, "tts-deps", PLATFORM)
+    context = ROOT / "examples" / "tts-service"
+    tag = "basefactory-test/tts-service:latest"
+    started = time.monotonic()
+    docker.build(context, dockerfile=context / "Dockerfile", tags=[tag],
+                 build_args={"BASE": base}, log_file=tmp_path / "build.log")
+    assert time.monotonic() - started < 120
+    port = _free_port()
+    name = f"tts-service-{port}"
+    subprocess.run([docker.client.path, "run", "-d", "--rm", "--name", name, "--network", "host",
+                    tag, "python", "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port",
+                    str(port)], check=True, capture_output=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        assert health.json() == {"status": "ok", "torch": "2.13.0+cpu"}
+        aligned = httpx.post(f"http://127.0.0.1:{port}/align",
+                             json={"scores": [[1, 0, 0, 0], [0, 1, 1, 1]]}, timeout=10)
+        assert aligned.status_code == 200
+        assert aligned.json() == {"path": [[1, 0, 0, 0], [0, 1, 1, 1]]}
+    finally:
+        subprocess.run([docker.client.path, "rm", "-f", name], capture_output=True)

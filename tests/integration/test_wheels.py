@@ -1,0 +1,217 @@
+"""The wheel factory end to end: real sdists from PyPI (through devpi's mirror), a real
+git repository, real compilers, auditwheel, the platform's base, and devpi."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from basefactory.errors import BuildError, SourceMismatch, TestFailed
+from basefactory.index.layout import common_index, platform_index
+from basefactory.platforms.service import PlatformResult
+from basefactory.session import Session
+from basefactory.wheels.recipe import DEFAULT_EXCLUDES
+from basefactory.wheels.service import build_all, published
+from tests.helpers import PLATFORM
+
+COMPILED = ["torchsort", "monotonic-alignment-search"]
+
+
+@pytest.fixture(scope="module")
+def built(session: Session, platform: PlatformResult) -> dict[str, str]:
+    results = build_all(session, COMPILED)
+    assert {r.recipe for r in results} == set(COMPILED)
+    assert all(r.state in ("built", "current") for r in results)
+    return {r.recipe: r.wheel or "" for r in results}
+
+
+def test_compiled_wheels_are_labelled_repaired_and_tested(session: Session,
+                                                          built: dict[str, str]) -> None:
+    index = platform_index(session.factory, PLATFORM)
+    for recipe, filename in built.items():
+        assert "+pt213cpu-" in filename, filename  # the platform's local version label
+        files = session.devpi.release_files(index, recipe)
+        mine = [f for f in files if f.filename == filename]
+        assert mine and mine[0].toxresults, f"{filename} has no test record"
+        record = session.devpi.test_record(mine[0].toxresults[0])
+        assert record["passed"] and record["torch_unchanged"] and record["platform"] == PLATFORM
+        local = session.factory.wheels_dir / PLATFORM / filename
+        with zipfile.ZipFile(local) as zf:
+            vendored = [n for n in zf.namelist() if ".libs/" in n]
+        import fnmatch
+        assert not [v for v in vendored if any(fnmatch.fnmatch(v.rsplit("/", 1)[1], p)
+                                                for p in DEFAULT_EXCLUDES)]
+        # never in another index
+        assert session.devpi.release_files(common_index(session.factory), recipe) == []
+
+
+def test_second_build_builds_nothing(session: Session, built: dict[str, str]) -> None:
+    again = build_all(session, COMPILED)
+    assert [r.state for r in again] == ["current"] * len(COMPILED)
+    assert {r.recipe: r.wheel for r in again} == built
+
+
+def test_pip_installs_from_the_index_without_touching_torch(
+        session: Session, platform: PlatformResult, built: dict[str, str]) -> None:
+    simple = session.devpi.simple_url(platform_index(session.factory, PLATFORM))
+    out = session.docker.run(platform.base.ref, ["sh", "-c", (
+        "python -c 'import torch; print(\"before\", torch.__version__)' && "
+        f"pip install -q --index-url {simple} torchsort && "
+        "python -c 'import torch, torchsort, importlib.metadata as md; "
+        "print(\"after\", torch.__version__, md.version(\"torchsort\"));"
+        "print(torchsort.soft_sort(torch.tensor([[3.0, 1.0, 2.0]]), regularization_strength=0.001))'"
+    )], echo=False)
+    assert "before 2.13.0+cpu" in out.output
+    assert "after 2.13.0+cpu 0.1.10+pt213cpu" in out.output
+    assert "tensor([[1., 2., 3.]])" in out.output
+
+
+# --- the git code path, with a real repository, and failures that must publish nothing ---
+
+C_EXTENSION = """
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+static PyObject *add(PyObject *self, PyObject *args) {
+    long a, b;
+    if (!PyArg_ParseTuple(args, "ll", &a, &b)) return NULL;
+    return PyLong_FromLong(a + b);
+}
+static PyMethodDef methods[] = {{"add", add, METH_VARARGS, "add"}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef mod = {PyModuleDef_HEAD_INIT, "_fastadd", NULL, -1, methods};
+PyMODINIT_FUNC PyInit__fastadd(void) { return PyModule_Create(&mod); }
+"""
+
+
+def make_c_project(folder: Path, *, broken: bool = False) -> Path:
+    (folder / "fastadd").mkdir(parents=True)
+    (folder / "fastadd" / "__init__.py").write_text("from fastadd._fastadd import add\n")
+    source = C_EXTENSION.replace("a + b", "a + b +") if broken else C_EXTENSION
+    (folder / "fastadd" / "_fastadd.c").write_text(source)
+    (folder / "pyproject.toml").write_text(textwrap.dedent("""
+        [build-system]
+        requires = ["setuptools>=68"]
+        build-backend = "setuptools.build_meta"
+        [project]
+        name = "fastadd"
+        version = "0.3.0"
+    """))
+    (folder / "setup.py").write_text(
+        "from setuptools import setup, Extension\n"
+        "setup(ext_modules=[Extension('fastadd._fastadd', ['fastadd/_fastadd.c'])])\n")
+    return folder
+
+
+def git_repo(folder: Path) -> str:
+    make_c_project(folder)
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin"}
+    for args in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "c extension"]):
+        subprocess.run(["git", *args], cwd=folder, check=True, env=env)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def write_recipe(session: Session, name: str, body: str) -> None:
+    (session.factory.recipes_dir / f"{name}.toml").write_text(textwrap.dedent(body))
+
+
+def no_files(session: Session, project: str) -> bool:
+    return session.devpi.release_files(platform_index(session.factory, PLATFORM), project) == []
+
+
+def test_git_source_builds_a_c_extension(session: Session, platform: PlatformResult,
+                                         tmp_path: Path) -> None:
+    commit = git_repo(tmp_path / "repo")
+    write_recipe(session, "fastadd-git", f"""
+        project = "fastadd"
+        [source]
+        git = "file://{tmp_path / 'repo'}"
+        commit = "{commit}"
+        [test]
+        command = "python -c 'import fastadd; assert fastadd.add(2, 40) == 42; print(42)'"
+    """)
+    try:
+        [result] = build_all(session, ["fastadd-git"])
+        assert result.state == "built" and "+pt213cpu-" in (result.wheel or "")
+        files = session.devpi.release_files(platform_index(session.factory, PLATFORM), "fastadd")
+        assert [f.filename for f in files] == [result.wheel]
+        # a commit the repository does not hold: refused before any build
+        write_recipe(session, "fastadd-git", f"""
+            project = "fastadd"
+            [source]
+            git = "file://{tmp_path / 'repo'}"
+            commit = "{'0' * 40}"
+            [test]
+            command = "true"
+        """)
+        with pytest.raises(SourceMismatch, match="does not exist"):
+            build_all(session, ["fastadd-git"])
+        assert len(session.devpi.release_files(platform_index(session.factory, PLATFORM),
+                                               "fastadd")) == 1
+    finally:
+        (session.factory.recipes_dir / "fastadd-git.toml").unlink()
+
+
+def test_sha256_mismatch_is_refused_before_building(session: Session,
+                                                     platform: PlatformResult) -> None:
+    write_recipe(session, "bad-sha", f"""
+        [source]
+        sdist = "torch-spline-conv==1.2.2"
+        sha256 = "{'0' * 64}"
+        [test]
+        command = "true"
+    """)
+    try:
+        with pytest.raises(SourceMismatch, match="pinned sha256"):
+            build_all(session, ["bad-sha"])
+        assert no_files(session, "torch-spline-conv")
+    finally:
+        (session.factory.recipes_dir / "bad-sha.toml").unlink()
+
+
+def test_failed_build_and_failed_test_publish_nothing(session: Session, platform: PlatformResult,
+                                                      tmp_path: Path) -> None:
+    make_c_project(tmp_path / "broken", broken=True)
+    make_c_project(tmp_path / "ok")
+    write_recipe(session, "fastadd-broken", f"""
+        project = "fastadd-broken-build"
+        [source]
+        path = "{tmp_path / 'broken'}"
+        [test]
+        command = "true"
+    """)
+    write_recipe(session, "fastadd-failing-test", f"""
+        project = "fastadd"
+        [source]
+        path = "{tmp_path / 'ok'}"
+        [test]
+        command = "python -c 'import fastadd; assert fastadd.add(1, 1) == 3'"
+    """)
+    before = session.devpi.release_files(platform_index(session.factory, PLATFORM), "fastadd")
+    try:
+        with pytest.raises(BuildError) as build_error:
+            build_all(session, ["fastadd-broken"])
+        assert "nothing was uploaded" in str(build_error.value)
+        assert "error" in str(build_error.value).lower() and "full log:" in str(build_error.value)
+        with pytest.raises(TestFailed) as test_error:
+            build_all(session, ["fastadd-failing-test"])
+        assert "AssertionError" in str(test_error.value)
+        assert "nothing was uploaded" in str(test_error.value)
+        after = session.devpi.release_files(platform_index(session.factory, PLATFORM), "fastadd")
+        assert [f.filename for f in after] == [f.filename for f in before]
+    finally:
+        for name in ("fastadd-broken", "fastadd-failing-test"):
+            (session.factory.recipes_dir / f"{name}.toml").unlink()
+
+
+def test_published_finds_a_file_by_its_input_digest() -> None:
+    from basefactory.index.client import ReleaseFile
+
+    f = ReleaseFile("x", "1+pt213cpu", "x-1+pt213cpu-1795417731.abcdefabcdef-py3-none-any.whl",
+                    "u", "s")
+    assert published([f], "abcdefabcdef" + "0" * 52) == f
+    assert published([f], "0" * 64) is None

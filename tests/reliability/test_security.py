@@ -1,0 +1,128 @@
+"""Security: uploads need credentials, the catalog is read-only, no secret lands in any
+layer, label, log or catalog reply, services listen on loopback, and a public package
+cannot shadow a private one."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import zlib
+from collections import Counter
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from basefactory.catalog.app import create_app
+from basefactory.catalog.server import make_catalog
+from basefactory.images.service import ImageResult
+from basefactory.index.credentials import index_password, root_password
+from basefactory.index.layout import common_index, platform_index
+from basefactory.platforms.service import PlatformResult
+from basefactory.session import Session
+from tests.helpers import PLATFORM
+from tests.integration.test_foundation import make_wheel
+
+
+def _secrets(session: Session) -> list[bytes]:
+    return [index_password(session.factory).encode(), root_password(session.factory).encode()]
+
+
+def _contains(data: bytes, secrets: list[bytes]) -> bool:
+    return any(s in data for s in secrets)
+
+
+def test_no_secret_in_any_layer_label_log_or_catalog_reply(
+        session: Session, published: dict[str, ImageResult], tally: Counter[str]) -> None:
+    secrets = _secrets(session)
+    found: list[str] = []
+    blobs = session.factory.state_dir / "registry" / "data"
+    scanned = 0
+    for blob in blobs.rglob("data"):
+        raw = blob.read_bytes()
+        scanned += 1
+        if _contains(raw, secrets):
+            found.append(str(blob))
+            continue
+        if raw[:2] == b"\x1f\x8b":  # a gzipped layer: search its content
+            decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            tail = b""
+            with blob.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    data = tail + decompressor.decompress(chunk)
+                    if _contains(data, secrets):
+                        found.append(str(blob))
+                        break
+                    tail = data[-256:]
+    assert scanned > 20  # every layer and config of every pushed image
+    for log in session.factory.logs_dir.rglob("*"):
+        if log.is_file() and _contains(log.read_bytes(), secrets):
+            found.append(str(log))
+    catalog = make_catalog(session.factory)
+    catalog.refresh()
+    client = TestClient(create_app(catalog))
+    for url in ("/", "/api/platforms", "/api/images", "/api/wheels", f"/platforms/{PLATFORM}",
+                "/api/combos?image=tts-deps", "/images/tts-deps", "/api/images/cuda-deps"):
+        if _contains(client.get(url).content, secrets):
+            found.append(url)
+    catalog.reader.close()
+    tally["secrets_found"] += len(found)
+    assert found == []
+
+
+def test_the_catalog_is_read_only(session: Session, published: dict[str, ImageResult]) -> None:
+    catalog = make_catalog(session.factory)
+    catalog.refresh()
+    app = create_app(catalog)
+    client = TestClient(app)
+    paths = {re.sub(r"\{[^}]+\}", "x", route.path) for route in app.routes  # type: ignore[attr-defined]
+             if hasattr(route, "methods")}
+    assert len(paths) >= 10
+    for path in paths:
+        for method in ("POST", "PUT", "PATCH", "DELETE"):
+            assert client.request(method, path).status_code == 405, (method, path)
+    catalog.reader.close()
+
+
+def test_uploads_need_the_factory_users_credentials(session: Session, tmp_path: Path) -> None:
+    from basefactory.errors import ServiceError
+    from basefactory.index.client import DevpiClient
+
+    wheel = make_wheel(tmp_path, "bf-intruder", "1.0")
+    with DevpiClient(session.factory.config.index.base_url) as anonymous:
+        for index in (common_index(session.factory), platform_index(session.factory, PLATFORM)):
+            try:
+                anonymous.upload(index, wheel, name="bf-intruder", version="1.0")
+                raise AssertionError("an anonymous upload was accepted")
+            except ServiceError as exc:
+                assert "refused the upload" in str(exc)
+    config = session.devpi.index_config(platform_index(session.factory, PLATFORM))
+    assert config is not None and config["acl_upload"] == ["factory"]
+    assert config["acl_toxresult_upload"] == ["factory"]
+
+
+def test_services_listen_on_loopback_only(session: Session) -> None:
+    listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout
+    for port in (session.factory.config.index.port, session.factory.config.registry.port):
+        lines = [line for line in listening.splitlines() if re.search(rf":{port}\s", line)]
+        assert lines, f"nothing listens on {port}"
+        for line in lines:
+            local = line.split()[3]
+            assert local.startswith(("127.0.0.1:", "[::1]:", "[::ffff:127.0.0.1]:")), line
+
+
+def test_a_public_package_cannot_shadow_a_private_one(session: Session, platform: PlatformResult,
+                                                      tmp_path: Path) -> None:
+    """`six` exists on PyPI (1.17+). Once the factory publishes its own `six`, the
+    factory's indexes offer only that one: pip inside the base gets the private 0.0.1."""
+    index = common_index(session.factory)
+    wheel = make_wheel(tmp_path, "six", "0.0.1", "PRIVATE = True\n")
+    if not session.devpi.release_files(index, "six"):
+        session.devpi.upload(index, wheel, name="six", version="0.0.1")
+    mirror = session.devpi.simple_url(session.factory.config.index.mirror)
+    assert "six-1.17" in subprocess.run(["curl", "-s", f"{mirror}six/"], capture_output=True,
+                                        text=True).stdout  # the public one is there
+    out = session.docker.run(platform.base.ref, [
+        "sh", "-c", f"pip download -q --no-deps -d /tmp/d --index-url "
+        f"{session.devpi.simple_url(platform_index(session.factory, PLATFORM))} six && ls /tmp/d"],
+        echo=False)
+    assert "six-0.0.1-py3-none-any.whl" in out.output, out.output

@@ -1,0 +1,94 @@
+"""The catalog's views over a snapshot: pure logic, no services."""
+
+from __future__ import annotations
+
+import pytest
+
+from basefactory.catalog import views
+from basefactory.catalog.snapshot import ImageCell, Snapshot, Tag, Wheel
+
+P = "cpu-py311-torch2.13"
+
+
+def cell(image: str, parent: str, wheels: dict[str, str] | None = None) -> ImageCell:
+    tag = f"{P}-20261123-abcdefabcdef"
+    return ImageCell(image=image, platform=P, ref=f"reg:5000/factory/{image}:{P}", current=tag,
+                     date="2026-11-23", digest="sha256:1", size=1000, parent=parent,
+                     description=f"{image} image", wheels=wheels or {}, manifest=[],
+                     smoke={"passed": True}, input_digest="d", created="2026-11-23T00:00:00",
+                     tags=[Tag(tag, "2026-11-23", "sha256:1")])
+
+
+def snapshot() -> Snapshot:
+    return Snapshot(
+        taken_at="now", registry="reg:5000", index="http://idx:3141",
+        platforms={P: {"torch": "2.13.0+cpu", "python": "3.11.2", "cuda": None},
+                   "gpu": {}},
+        images={"cuda-deps": {P: cell("cuda-deps", "platform")},
+                "tts-deps": {P: cell("tts-deps", "cuda-deps", {"monotonic-alignment-search":
+                                                               "0.2.1+pt213cpu"})}},
+        wheels=[
+            Wheel(f"factory/{P}", P, "monotonic-alignment-search", "0.2.1+pt213cpu", "m.whl",
+                  "u", "s", ["http://idx/t1"]),
+            Wheel("factory/common", None, "openai-whisper", "20250625", "w.whl", "u", "s",
+                  ["http://idx/t2"]),
+            Wheel("factory/gpu", "gpu", "torchsort", "0.1.10+pt214cu130", "t.whl", "u", "s",
+                  ["http://idx/t3"]),
+            Wheel(f"factory/{P}", P, "untested", "1.0", "x.whl", "u", "s", []),
+        ],
+        errors=[],
+    )
+
+
+def test_combos_for_an_image_lists_wheels_of_its_platform_and_pure_ones() -> None:
+    data = views.combos(snapshot(), "tts-deps", None)
+    by_wheel = {c["wheel"]: c for c in data["combos"]}
+    assert set(by_wheel) == {"monotonic-alignment-search", "openai-whisper"}  # not gpu, not untested
+    assert by_wheel["monotonic-alignment-search"]["included"] is True
+    assert by_wheel["openai-whisper"]["included"] is False
+    assert by_wheel["monotonic-alignment-search"]["proven_by"] == {
+        "wheel_test": "http://idx/t1", "image_smoke": f"/api/images/tts-deps/platforms/{P}"}
+
+
+def test_combos_for_a_wheel_lists_images_it_fits() -> None:
+    data = views.combos(snapshot(), None, "Monotonic_Alignment.Search")
+    assert {c["image"] for c in data["combos"]} == {"cuda-deps", "tts-deps"}
+    assert views.combos(snapshot(), None, "torchsort")["combos"] == []  # only on `gpu`
+    assert views.combos(snapshot(), "cuda-deps", "torchsort")["fits"] is False
+    assert views.combos(snapshot(), "tts-deps", "openai-whisper")["fits"] is True
+
+
+@pytest.mark.parametrize(("image", "wheel", "error"), [
+    (None, None, views.BadRequest), ("nope", None, views.NotFound), (None, "nope", views.NotFound),
+])
+def test_combos_errors(image: str | None, wheel: str | None, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        views.combos(snapshot(), image, wheel)
+
+
+def test_image_view_has_the_parent_chain_and_snippets() -> None:
+    data = views.image(snapshot(), "tts-deps")["platforms"][P]
+    assert data["chain"] == ["tts-deps", "cuda-deps", f"platform:{P}"]
+    assert data["from"] == f"FROM reg:5000/factory/tts-deps:{P}"
+    assert data["from_pinned"].endswith(f"tts-deps:{P}-20261123-abcdefabcdef")
+    with pytest.raises(views.NotFound):
+        views.image(snapshot(), "missing")
+    with pytest.raises(views.NotFound):
+        views.image_on(snapshot(), "tts-deps", "gpu")
+
+
+def test_platform_view() -> None:
+    data = views.platform(snapshot(), P)
+    assert data["torch"] == "2.13.0+cpu" and data["index_url"] == f"http://idx:3141/factory/{P}/+simple/"
+    assert {w["project"] for w in data["wheels"]} == {"monotonic-alignment-search",
+                                                      "openai-whisper", "untested"}
+    assert views.platforms(snapshot())[1]["probed"] is False
+    with pytest.raises(views.NotFound):
+        views.platform(snapshot(), "nope")
+
+
+def test_overview_rows_follow_platform_columns() -> None:
+    data = views.overview(snapshot())
+    assert data["platforms"] == [P, "gpu"]
+    tts = next(r for r in data["rows"] if r["image"] == "tts-deps")
+    assert tts["cells"][0]["tag"].startswith(P) and tts["cells"][1] is None

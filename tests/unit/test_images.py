@@ -1,0 +1,81 @@
+"""images/: the shipped definitions are valid; malformed ones are one clear ConfigError."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from basefactory.errors import ConfigError
+from basefactory.images.definition import chain, load_images, with_descendants
+from basefactory.images.lock import blocks, parse, python_platform
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = {"torchsort", "monotonic-alignment-search", "coqui-tts", "openai-whisper"}
+
+
+def make(tmp: Path, name: str, toml: str, requirements: str | None = None) -> None:
+    (tmp / name).mkdir(parents=True, exist_ok=True)
+    (tmp / name / "image.toml").write_text(textwrap.dedent(toml))
+    if requirements is not None:
+        (tmp / name / "requirements.in").write_text(requirements)
+
+
+def test_shipped_images_in_parent_order() -> None:
+    images = load_images(ROOT / "images", recipes=RECIPES)
+    order = list(images)
+    assert order.index("cuda-deps") < order.index("tts-deps")
+    assert order.index("cuda-deps") < order.index("stt-deps")
+    assert images["api-lean"].parent == "slim" and images["api-lean"].budget_for("x") == 150
+    assert images["cuda-deps"].budget_for("cpu-py311-torch2.13") == 2500
+    assert images["cuda-deps"].budget_for("cu130-py311-torch2.14") == 14000
+    assert chain(images, "tts-deps") == ["tts-deps", "cuda-deps"]
+    assert set(with_descendants(images, ["cuda-deps"])) == {"cuda-deps", "tts-deps", "stt-deps"}
+    env = images["cuda-deps"].env
+    assert env["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn" and env["PYTHONUNBUFFERED"] == "1"
+
+
+BAD = [
+    ("cycle", [("a", 'parent = "b"\nsize_budget_mb = 1\n'), ("b", 'parent = "a"\nsize_budget_mb = 1\n')],
+     "cycle: a -> b -> a"),
+    ("unknown-parent", [("a", 'parent = "nope"\nsize_budget_mb = 1\n')], "no image `nope`"),
+    ("unknown-recipe", [("a", 'wheels = ["nope"]\nsize_budget_mb = 1\n')], "no recipe `nope`"),
+    ("missing-budget", [("a", 'parent = "platform"\n')], "size_budget_mb"),
+    ("negative-budget", [("a", "size_budget_mb = -5\n")], "size_budget_mb"),
+    ("unknown-key", [("a", "size_budget_mb = 1\nparents = 'x'\n")], "parents"),
+    ("bad-apt", [("a", "size_budget_mb = 1\napt = ['FFmpeg!']\n")], "Debian package"),
+    ("bad-import", [("a", "size_budget_mb = 1\n[smoke]\nimports = ['not a module']\n")],
+     "smoke.imports"),
+    ("name-given", [("a", "name = 'b'\nsize_budget_mb = 1\n")], "remove it"),
+    ("toml-error", [("a", "size_budget_mb = \n")], "TOML syntax error"),
+]
+
+
+@pytest.mark.parametrize(("defs", "expected"), [(d, e) for _, d, e in BAD], ids=[i for i, _, _ in BAD])
+def test_malformed_images(tmp_path: Path, defs: list[tuple[str, str]], expected: str) -> None:
+    for name, toml in defs:
+        make(tmp_path, name, toml)
+    with pytest.raises(ConfigError) as info:
+        load_images(tmp_path, recipes=RECIPES)
+    assert expected in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("numpy >=>= 1", "is not a requirement"),
+    ("-r other.txt", "options are not supported"),
+    ("pkg @ https://example.com/pkg.whl", "direct URLs"),
+])
+def test_bad_requirement_names_file_and_line(tmp_path: Path, line: str, expected: str) -> None:
+    make(tmp_path, "a", "size_budget_mb = 1\n", f"# comment\nnumpy\n{line}\n")
+    with pytest.raises(ConfigError) as info:
+        load_images(tmp_path, recipes=RECIPES)
+    assert "requirements.in:3" in str(info.value) and expected in str(info.value)
+
+
+def test_lock_parsing_keeps_hashes() -> None:
+    text = ("numpy==2.4.6 \\\n    --hash=sha256:aa \\\n    --hash=sha256:bb\n"
+            "Jinja2==3.1.6 \\\n    --hash=sha256:cc\n")
+    assert parse(text) == {"numpy": "2.4.6", "jinja2": "3.1.6"}
+    assert blocks(text, {"numpy"}) == "numpy==2.4.6 --hash=sha256:aa --hash=sha256:bb\n"
+    assert python_platform("x86_64", "2.36") == "x86_64-manylinux_2_36"
