@@ -13,10 +13,11 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, Self, TypeVar
 
 from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
@@ -37,17 +38,67 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
+def _debian_packages(value: tuple[str, ...]) -> tuple[str, ...]:
+    for pkg in value:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.:+~-]+)?", pkg):
+            raise ValueError(f"`{pkg}` is not a Debian package name (e.g. \"libsndfile1\")")
+    return value
+
+
+def _env_names(value: dict[str, str]) -> dict[str, str]:
+    for key in value:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ValueError(f"`{key}` is not an environment variable name")
+    return value
+
+
+# The same checks wherever apt packages and environment tables appear (platforms, recipes,
+# images), so that one input is valid everywhere or nowhere.
+AptPackages = Annotated[tuple[str, ...], AfterValidator(_debian_packages)]
+EnvTable = Annotated[dict[str, str], AfterValidator(_env_names)]
+
+
 class Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class IndexConfig(Model):
-    """The devpi server: embedded (started by `basefactory up`) or an existing one."""
+class EmbeddedService(Model):
+    """A service `basefactory up` runs on loopback, or an existing one reached by `url`."""
+
+    noun: ClassVar[str]
+    example_url: ClassVar[str]
 
     embedded: bool = True
     host: str = "127.0.0.1"
-    port: int = Field(default=3141, ge=1, le=65535)
+    port: int
     url: AnyHttpUrl | None = None
+
+    @model_validator(mode="after")
+    def _embedded_or_url(self) -> Self:
+        if not self.embedded and self.url is None:
+            raise ValueError(
+                f"the {self.noun} is not embedded, so it needs `url`"
+                f" (e.g. url = \"{self.example_url}\"), or set embedded = true"
+            )
+        if self.embedded and self.url is not None:
+            raise ValueError(f"`url` is for an external {self.noun}: remove it,"
+                             " or set embedded = false")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        if self.url is not None:
+            return str(self.url).rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+
+class IndexConfig(EmbeddedService):
+    """The devpi server: embedded (started by `basefactory up`) or an existing one."""
+
+    noun = "index"
+    example_url = "http://devpi:3141"
+
+    port: int = Field(default=3141, ge=1, le=65535)
     user: Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] = "factory"
     password_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = (
         "BASEFACTORY_INDEX_PASSWORD"
@@ -58,53 +109,19 @@ class IndexConfig(Model):
     # pip and the catalog can read from it while uploads go to the primary
     replica_port: int | None = Field(default=None, ge=1, le=65535)
 
-    @model_validator(mode="after")
-    def _embedded_or_url(self) -> IndexConfig:
-        if not self.embedded and self.url is None:
-            raise ValueError(
-                "an index that is not embedded needs `url` (e.g. url = \"http://devpi:3141\"),"
-                " or set embedded = true"
-            )
-        if self.embedded and self.url is not None:
-            raise ValueError("`url` is for an external index: remove it, or set embedded = false")
-        return self
-
-    @property
-    def base_url(self) -> str:
-        if self.url is not None:
-            return str(self.url).rstrip("/")
-        return f"http://{self.host}:{self.port}"
-
     @property
     def replica_url(self) -> str | None:
         return f"http://{self.host}:{self.replica_port}" if self.replica_port else None
 
 
-class RegistryConfig(Model):
+class RegistryConfig(EmbeddedService):
     """The OCI registry: embedded (Debian's docker-registry) or an existing one."""
 
-    embedded: bool = True
-    host: str = "127.0.0.1"
+    noun = "registry"
+    example_url = "http://registry:5000"
+
     port: int = Field(default=5000, ge=1, le=65535)
-    url: AnyHttpUrl | None = None
     namespace: Name = "factory"
-
-    @model_validator(mode="after")
-    def _embedded_or_url(self) -> RegistryConfig:
-        if not self.embedded and self.url is None:
-            raise ValueError(
-                "a registry that is not embedded needs `url` (e.g. url = \"http://registry:5000\"),"
-                " or set embedded = true"
-            )
-        if self.embedded and self.url is not None:
-            raise ValueError("`url` is for an external registry: remove it, or set embedded = false")
-        return self
-
-    @property
-    def base_url(self) -> str:
-        if self.url is not None:
-            return str(self.url).rstrip("/")
-        return f"http://{self.host}:{self.port}"
 
     @property
     def address(self) -> str:
@@ -127,9 +144,9 @@ class Bootstrap(Model):
     python: Annotated[str, Field(pattern=r"^3\.\d+$")] = "3.11"
     torch: str
     wheelhouse: Path | None = None
-    apt: tuple[str, ...] = ()
+    apt: AptPackages = ()
     cuda_toolkit: Path | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: EnvTable = Field(default_factory=dict)
 
     @field_validator("torch")
     @classmethod
@@ -146,14 +163,6 @@ class Bootstrap(Model):
                 f"`{value}` does not pin one exact torch; a platform is one torch, e.g."
                 " \"torch==2.13.0+cpu\""
             )
-        return value
-
-    @field_validator("apt")
-    @classmethod
-    def _apt_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for pkg in value:
-            if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.:+~-]+)?", pkg):
-                raise ValueError(f"`{pkg}` is not a Debian package name")
         return value
 
     @property

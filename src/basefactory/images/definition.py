@@ -21,7 +21,6 @@ bad requirement is one ConfigError naming the file and the fix.
 from __future__ import annotations
 
 import fnmatch
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -29,7 +28,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from pydantic import Field, field_validator
 
-from basefactory.config import Model, Name, read_toml, validate
+from basefactory.config import AptPackages, EnvTable, Model, Name, read_toml, validate
 from basefactory.errors import ConfigError
 
 ROOT_PARENTS = ("platform", "slim")
@@ -45,30 +44,14 @@ class ImageDef(Model):
     description: str = ""
     parent: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")] = "platform"
     wheels: tuple[Name, ...] = ()
-    apt: tuple[str, ...] = ()
-    env: dict[str, str] = Field(default_factory=dict)
+    apt: AptPackages = ()
+    env: EnvTable = Field(default_factory=dict)
     platforms: tuple[str, ...] = ("*",)
     # one budget, or {platform glob: budget}: the first glob that matches wins
     size_budget_mb: Annotated[int, Field(gt=0)] | dict[str, Annotated[int, Field(gt=0)]]
     smoke: Smoke = Smoke()
     requirements: tuple[str, ...] = ()  # read from requirements.in by the loader
     template: Path | None = None  # images/<name>/Dockerfile.j2, if present
-
-    @field_validator("apt")
-    @classmethod
-    def _apt(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for pkg in value:
-            if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", pkg):
-                raise ValueError(f"`{pkg}` is not a Debian package name")
-        return value
-
-    @field_validator("env")
-    @classmethod
-    def _env(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-                raise ValueError(f"`{key}` is not an environment variable name")
-        return value
 
     @field_validator("size_budget_mb")
     @classmethod

@@ -31,7 +31,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from pydantic import Field, field_validator, model_validator
 
-from basefactory.config import Model, Name
+from basefactory.config import AptPackages, EnvTable, Model, Name
 from basefactory.errors import ConfigError
 
 # What a wheel built against torch must link to, never carry: torch's own libraries, the
@@ -110,9 +110,9 @@ class Source(Model):
 class BuildSpec(Model):
     requires: tuple[str, ...] = ()  # installed before building, with no_build_isolation
     no_build_isolation: bool = False
-    env: dict[str, str] = Field(default_factory=dict)
+    env: EnvTable = Field(default_factory=dict)
     pre_build: tuple[str, ...] = ()
-    apt: tuple[str, ...] = ()
+    apt: AptPackages = ()
     exclude: tuple[str, ...] = ()
 
     @field_validator("requires")
@@ -134,22 +134,6 @@ class BuildSpec(Model):
                 " build uses the source's own build-system.requires)"
             )
         return self
-
-    @field_validator("env")
-    @classmethod
-    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-                raise ValueError(f"`{key}` is not an environment variable name")
-        return value
-
-    @field_validator("apt")
-    @classmethod
-    def _apt(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for pkg in value:
-            if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", pkg):
-                raise ValueError(f"`{pkg}` is not a Debian package name")
-        return value
 
 
 class TestSpec(Model):
