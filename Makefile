@@ -81,7 +81,9 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
+# wrk is the catalog benchmark's load generator.
 bench: setup
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; } || { echo "basefactory: the catalog benchmark needs wrk (apt-get install wrk)" >&2; exit 1; }
 	$(BF) up
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 

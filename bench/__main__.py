@@ -1,44 +1,75 @@
-"""`python -m bench [NAME ...]`: run the benchmarks and write bench/results.md."""
+"""`python -m bench [NAME ...]`: run the benchmarks and write bench/results.md.
+
+Figures are kept per benchmark in bench/results.json, so that running one benchmark again
+replaces its own figures and leaves the others' (each says on which machine and when it
+ran); results.md is rendered from all of them.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from bench import images, noop, wheel_install
-from bench.common import Report, machine
+from bench import catalog, images, noop, wheel_install
+from bench.common import Figure, Report, machine
 
-BENCHES = {"noop": noop.bench, "wheel_install": wheel_install.bench, "images": images.bench}
+BENCHES = {"noop": noop.bench, "wheel_install": wheel_install.bench, "images": images.bench,
+           "catalog": catalog.bench}
+HERE = Path(__file__).resolve().parent
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(BENCHES)
-    report = Report()
-    started = time.monotonic()
-    for name in names:
+    unknown = [n for n in argv if n not in BENCHES]
+    if unknown:
+        print(f"bench: no benchmark {', '.join(unknown)}; there are {', '.join(BENCHES)}",
+              file=sys.stderr)
+        return 2
+    store = HERE / "results.json"
+    results: dict[str, Any] = json.loads(store.read_text()) if store.exists() else {}
+    for name in argv or list(BENCHES):
         print(f"== {name}", flush=True)
+        report = Report()
+        started = time.monotonic()
         BENCHES[name](report)
+        results[name] = {"machine": machine(), "seconds": round(time.monotonic() - started),
+                         "figures": [asdict(f) for f in report.figures]}
+        # saved after each benchmark: a crash in a later one keeps the earlier figures
+        store.write_text(json.dumps(results, indent=1) + "\n")
+    (HERE / "results.md").write_text(render(results))
+    print(f"wrote {HERE / 'results.md'}")
+    return 0
+
+
+def render(results: dict[str, Any]) -> str:
     lines = [
         "# basefactory benchmarks",
         "",
-        f"Machine: {machine()}. `make bench` ran in {time.monotonic() - started:.0f} s.",
-        "Each figure is measured in the same run as its naive counterpart.",
+        "`make bench` runs each benchmark beside its naive counterpart in one run.",
         "",
         "| benchmark | basefactory | naive | ratio | target | met |",
         "|---|---|---|---|---|---|",
     ]
-    for f in report.figures:
-        naive = f"{f.naive:.2f} {f.unit}" if f.naive is not None else "—"
-        lines.append(f"| {f.name} | {f.ours:.2f} {f.unit} | {naive} | {f.ratio} | {f.target} |"
-                     f" {'yes' if f.met else '**no**'} |")
-    notes = [f"- {f.name}: {f.note}" for f in report.figures if f.note]
+    notes, machines = [], []
+    for name in BENCHES:
+        if name not in results:
+            continue
+        entry = results[name]
+        machines.append(f"- `{name}`: {entry['machine']}; {entry['seconds']} s")
+        for data in entry["figures"]:
+            f = Figure(**data)
+            naive = f"{f.naive:.2f} {f.unit}" if f.naive is not None else "—"
+            lines.append(f"| {f.name} | {f.ours:.2f} {f.unit} | {naive} | {f.ratio} |"
+                         f" {f.target} | {'yes' if f.met else '**no**'} |")
+            if f.note:
+                notes.append(f"- {f.name}: {f.note}")
+    lines += ["", "Where and when each ran:", "", *machines]
     if notes:
         lines += ["", "How each was measured:", "", *notes]
-    out = Path(__file__).resolve().parent / "results.md"
-    out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {out}")
-    return 0
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

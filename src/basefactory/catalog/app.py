@@ -28,6 +28,8 @@ TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
     autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
 )
+# Renderings kept per snapshot version; beyond it the cache starts over.
+MAX_DERIVED = 4096
 TEMPLATES.filters["size"] = lambda n: human_size(n) if n else "—"
 
 
@@ -68,16 +70,21 @@ def create_app(catalog: Catalog) -> FastAPI:
         return catalog.snapshot
 
     def cached(request: Request, key: str, make: Callable[[], bytes], media: str) -> Response:
-        """One rendering per snapshot version; 304 when the client has it."""
-        etag = f'W/"{catalog.version}-{hash(key) & 0xffffffff:x}"'
-        if request.headers.get("if-none-match") == etag:
-            return Response(status_code=304, headers={"ETag": etag})
+        """One rendering per snapshot version; 304 when the client has it. `make` runs only
+        on a miss, so a hit costs a dict lookup (and a miss raises NotFound before anything
+        is cached)."""
         version = catalog.version
-        body = catalog.derived.get(key)
+        derived = catalog.derived
+        body = derived.get(key)
         if body is None:
             body = make()
             if catalog.version == version:
-                catalog.derived[key] = body
+                if len(derived) >= MAX_DERIVED:  # any query string is a key: stay bounded
+                    derived.clear()
+                derived[key] = body
+        etag = f'W/"{version}-{hash(key) & 0xffffffff:x}"'
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
         return Response(body, media_type=media, headers={"ETag": etag,
                                                          "Cache-Control": "no-cache"})
 
@@ -98,62 +105,60 @@ def create_app(catalog: Catalog) -> FastAPI:
     # --- pages -----------------------------------------------------------------------
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def overview_page(request: Request) -> Response:
+    async def overview_page(request: Request) -> Response:
         return page(request, "page:/", "overview.html",
                     overview=lambda: views.overview(snapshot()))
 
     @app.get("/images/{name}", response_class=HTMLResponse, include_in_schema=False)
-    def image_page(request: Request, name: str) -> Response:
-        data = views.image(snapshot(), name)  # 404 before rendering
-        return page(request, f"page:/images/{name}", "image.html", image=lambda: data)
+    async def image_page(request: Request, name: str) -> Response:
+        return page(request, f"page:/images/{name}", "image.html",
+                    image=lambda: views.image(snapshot(), name))
 
     @app.get("/platforms/{name}", response_class=HTMLResponse, include_in_schema=False)
-    def platform_page(request: Request, name: str) -> Response:
-        data = views.platform(snapshot(), name)
-        return page(request, f"page:/platforms/{name}", "platform.html", platform=lambda: data)
+    async def platform_page(request: Request, name: str) -> Response:
+        return page(request, f"page:/platforms/{name}", "platform.html",
+                    platform=lambda: views.platform(snapshot(), name))
 
     # --- API -------------------------------------------------------------------------
 
     @app.get("/api/platforms", summary="Platforms and their fingerprints")
-    def api_platforms(request: Request) -> Response:
+    async def api_platforms(request: Request) -> Response:
         return api(request, "api:platforms", lambda: views.platforms(snapshot()))
 
     @app.get("/api/platforms/{name}", summary="One platform: fingerprint, wheels, pip line")
-    def api_platform(request: Request, name: str) -> Response:
-        data = views.platform(snapshot(), name)
-        return api(request, f"api:platform:{name}", lambda: data)
+    async def api_platform(request: Request, name: str) -> Response:
+        return api(request, f"api:platform:{name}", lambda: views.platform(snapshot(), name))
 
     @app.get("/api/images", summary="Images, each with its tag per platform")
-    def api_images(request: Request) -> Response:
+    async def api_images(request: Request) -> Response:
         return api(request, "api:images", lambda: views.images(snapshot()))
 
     @app.get("/api/images/{name}", summary="One image: tags, parent chain, packages, tests")
-    def api_image(request: Request, name: str) -> Response:
-        data = views.image(snapshot(), name)
-        return api(request, f"api:image:{name}", lambda: data)
+    async def api_image(request: Request, name: str) -> Response:
+        return api(request, f"api:image:{name}", lambda: views.image(snapshot(), name))
 
     @app.get("/api/images/{name}/platforms/{platform}",
              summary="One image on one platform, with the smoke test that proved it")
-    def api_image_on(request: Request, name: str, platform: str) -> Response:
-        data = views.image_on(snapshot(), name, platform)
-        return api(request, f"api:image:{name}:{platform}", lambda: data)
+    async def api_image_on(request: Request, name: str, platform: str) -> Response:
+        return api(request, f"api:image:{name}:{platform}",
+                   lambda: views.image_on(snapshot(), name, platform))
 
     @app.get("/api/wheels", summary="Published wheels, with their test records")
-    def api_wheels(request: Request,
+    async def api_wheels(request: Request,
                    platform: str | None = Query(None, max_length=64),
                    project: str | None = Query(None, max_length=200)) -> Response:
-        data = views.wheels(snapshot(), platform, project)
-        return api(request, f"api:wheels:{platform}:{project}", lambda: data)
+        return api(request, f"api:wheels:{platform}:{project}",
+                   lambda: views.wheels(snapshot(), platform, project))
 
     @app.get("/api/combos", summary="Which wheels an image takes, which images a wheel fits")
-    def api_combos(request: Request,
+    async def api_combos(request: Request,
                    image: str | None = Query(None, max_length=200),
                    wheel: str | None = Query(None, max_length=200)) -> Response:
-        data = views.combos(snapshot(), image, wheel)
-        return api(request, f"api:combos:{image}:{wheel}", lambda: data)
+        return api(request, f"api:combos:{image}:{wheel}",
+                   lambda: views.combos(snapshot(), image, wheel))
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> JSONResponse:
+    async def healthz() -> JSONResponse:
         return JSONResponse({"ok": catalog.snapshot is not None, "stale": catalog.error,
                              "version": catalog.version})
 

@@ -88,6 +88,8 @@ class Reader:
         self.devpi = DevpiClient(read_from, timeout=10)
         self.pool = ThreadPoolExecutor(max_workers=workers)
         self._configs: dict[str, dict[str, Any]] = {}  # config digest -> config blob
+        # what devpi held at its last serial: unchanged serial, nothing to read again
+        self._index_at: tuple[int, dict[str, dict[str, Any]], list[Wheel]] | None = None
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -96,18 +98,29 @@ class Reader:
 
     def read(self) -> Snapshot:
         """Raise if either source is down: the caller keeps the last good snapshot."""
-        platforms_future = self.pool.submit(self._platforms)
         images_future = self.pool.submit(self._images)
-        wheels_future = self.pool.submit(self._wheels)
+        platforms, wheels = self._index()
         return Snapshot(
             taken_at=datetime.now(UTC).isoformat(timespec="seconds"),
             registry=self.factory.config.registry.address,
             index=self.devpi.base_url,
-            platforms=platforms_future.result(),
+            platforms=platforms,
             images=images_future.result(),
-            wheels=wheels_future.result(),
+            wheels=wheels,
             errors=[],
         )
+
+    def _index(self) -> tuple[dict[str, dict[str, Any]], list[Wheel]]:
+        """Fingerprints and wheels; read again only when devpi's serial moved (thousands of
+        wheels are hundreds of requests, and a refresh runs every few seconds)."""
+        serial = self.devpi.serial()
+        if self._index_at is not None and self._index_at[0] == serial:
+            return self._index_at[1], self._index_at[2]
+        platforms_future = self.pool.submit(self._platforms)
+        wheels = self._wheels()
+        platforms = platforms_future.result()
+        self._index_at = (serial, platforms, wheels)
+        return platforms, wheels
 
     # --- devpi ---------------------------------------------------------------------------
 

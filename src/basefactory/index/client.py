@@ -198,6 +198,16 @@ class DevpiClient:
             )
         return "identical" if "identical" in response.text else "uploaded"
 
+    def serial(self) -> int:
+        """devpi's change serial: it grows with every write, so an unchanged serial means
+        nothing on the server changed (a replica reports the serial it has applied)."""
+        response = self._request("GET", "/+api")
+        try:
+            return int(response.headers["X-Devpi-Serial"])
+        except (KeyError, ValueError):
+            raise ServiceError(f"{self.base_url}/+api sent no X-Devpi-Serial: is it devpi?",
+                               hint="check [index] url in factory.toml") from None
+
     def projects(self, index: str) -> list[str]:
         """Projects that live in this index itself (not inherited from bases)."""
         result = self._json("GET", f"/{index}")
