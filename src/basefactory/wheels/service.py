@@ -30,9 +30,10 @@ from basefactory.refs import base_ref
 from basefactory.session import Session
 from basefactory.wheels import source as sources
 from basefactory.wheels.build import build_wheel, constraints, ensure_builder
+from basefactory.wheels.devicecode import check_wheel
 from basefactory.wheels.recipe import Recipe, load_recipes
 from basefactory.wheels.relabel import build_tag, digest_of_build_tag, relabel
-from basefactory.wheels.test import run_test
+from basefactory.wheels.test import TestRecord, run_test
 
 
 @dataclass(frozen=True)
@@ -177,11 +178,18 @@ def ensure_wheel(session: Session, recipe: Recipe, platform: str) -> WheelResult
                         tag=build_tag(int(time.time()), wheel_digest))
     test_log = logs / f"{recipe.name}-{platform}-test.log"
     test_log.unlink(missing_ok=True)
+    arch_list = recipe.build.env.get("TORCH_CUDA_ARCH_LIST")
+    device = None
+    if fingerprint.cuda and arch_list and not recipe.pure:
+        with log.step(f"{recipe.name} on {platform}: device code for {arch_list}"):
+            device = check_wheel(wheel, arch_list, platform)
     with log.step(f"{recipe.name} on {platform}: test {wheel.name}"):
         record = run_test(session.docker, recipe, wheel, platform=platform, base_ref=ref,
                           base_digest=fingerprint.base_digest,
                           constraints=constraints(fingerprint), index_url=index_url,
                           work=work, log_file=test_log)
+    if device is not None:
+        record = TestRecord({**record.data, "device_code": device.as_dict()})
     with log.step(f"{recipe.name} on {platform}: upload to {target}"):
         _, version, _, _ = parse_wheel_filename(wheel.name)
         checkpoint("wheel:before-upload")
