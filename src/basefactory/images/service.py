@@ -117,7 +117,8 @@ def root_parent(session: Session, root: str, platform: str, fp: Fingerprint) -> 
     labels = session.registry.labels(repository(factory, "base"), platform)
     base_digest = labels.get(f"{LABEL}.input-digest", fp.base_digest)
     if root == "platform":
-        return Parent(base_ref(factory, platform), base_digest, dict(fp.distributions), fp.torch)
+        return Parent(base_ref(factory, platform), base_digest, dict(fp.distributions),
+                      fp.torch_installed)
     if fp.slim_image is None:
         raise ConfigError(f"platform {platform} has no slim (torch-free) image",
                           hint="give the platform `slim_image`, or use parent = \"platform\"")
@@ -332,7 +333,7 @@ def build_all(session: Session, names: list[str] | None = None,
             if image.parent in done:
                 p = done[image.parent]
                 parent = Parent(p.ref, p.input_digest, p.installed,
-                                fp.torch if root_of(images, name) == "platform" else None)
+                                fp.torch_installed if root_of(images, name) == "platform" else None)
             else:
                 parent = root_parent(session, image.parent, platform, fp)
             if dry_run:

@@ -25,6 +25,13 @@ class Fingerprint(BaseModel):
     slim_distributions: dict[str, str] = {}
 
     @property
+    def torch_installed(self) -> str:
+        """torch's version as pip sees it (its metadata), which images are checked against:
+        torch.__version__ may carry a local label its metadata lacks (PyPI's CUDA build
+        says 2.14.1+cu130, its metadata 2.14.1)."""
+        return self.distributions.get("torch", self.torch)
+
+    @property
     def local_label(self) -> str:
         """The PEP 440 local label of wheels built here: pt213cpu, pt214cu130."""
         return local_label(self.torch, self.cuda)
