@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from basefactory.errors import ConfigError
-from basefactory.images.definition import chain, load_images, with_descendants
+from basefactory.images.definition import chain, load_images
 from basefactory.images.lock import blocks, parse, python_platform
+from basefactory.images.service import needed
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = {"torchsort", "monotonic-alignment-search", "coqui-tts", "openai-whisper"}
@@ -31,7 +32,10 @@ def test_shipped_images_in_parent_order() -> None:
     assert images["cuda-deps"].budget_for("cpu-py311-torch2.13") == 2500
     assert images["cuda-deps"].budget_for("cu130-py311-torch2.14") == 14000
     assert chain(images, "tts-deps") == ["tts-deps", "cuda-deps"]
-    assert set(with_descendants(images, ["cuda-deps"])) == {"cuda-deps", "tts-deps", "stt-deps"}
+    # a named image brings its ancestors, not its children
+    assert needed(images, ["tts-deps"]) == ["cuda-deps", "tts-deps"]
+    assert needed(images, ["cuda-deps"]) == ["cuda-deps"]
+    assert set(needed(images, None)) == set(images)
     env = images["cuda-deps"].env
     assert env["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn" and env["PYTHONUNBUFFERED"] == "1"
 

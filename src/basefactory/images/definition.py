@@ -168,8 +168,3 @@ def chain(images: dict[str, ImageDef], name: str) -> list[str]:
 
 def root_of(images: dict[str, ImageDef], name: str) -> str:
     return images[chain(images, name)[-1]].parent
-
-
-def with_descendants(images: dict[str, ImageDef], names: list[str]) -> list[str]:
-    wanted = set(names)
-    return [n for n in images if wanted & set(chain(images, n))]

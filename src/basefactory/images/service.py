@@ -29,7 +29,6 @@ from basefactory.images.definition import (
     chain,
     load_images,
     root_of,
-    with_descendants,
 )
 from basefactory.images.lock import lock_image, python_platform
 from basefactory.images.smoke import smoke_test
@@ -301,10 +300,11 @@ def _revision(root: Path) -> str:
 
 
 def needed(images: dict[str, ImageDef], names: list[str] | None) -> list[str]:
-    """The images to ensure, parents first: the named ones, their descendants (which
-    change with them) and their ancestors (which they are built on); all by default."""
-    selected = set(with_descendants(images, names)) if names else set(images)
-    wanted = {a for n in selected for a in chain(images, n)}
+    """The images to ensure, parents first: the named ones and their ancestors (which they
+    are built on); all by default. Children of a rebuilt image are not rebuilt with it:
+    they show as not current until they are named or a full publish runs, as `docker
+    build` of a parent leaves its children alone."""
+    wanted = {a for n in (names or images) for a in chain(images, n)}
     return [n for n in images if n in wanted]
 
 
@@ -319,14 +319,14 @@ def build_all(session: Session, names: list[str] | None = None,
         if unknown:
             raise ConfigError(f"no image {', '.join(unknown)} in {session.factory.images_dir}",
                               hint=f"images: {', '.join(images)}")
-    selected = set(with_descendants(images, names)) if names else set(images)
-    needed = {a for n in selected for a in chain(images, n)}
+    wanted = set(needed(images, names))
+    selected = set(names or images)  # reported; their ancestors are only ensured
     results: list[ImageResult] = []
     for platform in session.factory.platforms(platforms):
         fp = store.require(session.factory, session.devpi, platform)
         done: dict[str, ImageResult] = {}
         for name, image in images.items():
-            if name not in needed or not image.applies_to(platform):
+            if name not in wanted or not image.applies_to(platform):
                 continue
             if image.parent in images and image.parent not in done:
                 continue  # its parent does not apply to this platform
