@@ -142,3 +142,18 @@ def test_downstream_service_builds_from_tts_deps_and_runs(
         assert aligned.json() == {"path": [[1, 0, 0, 0], [0, 1, 1, 1]]}
     finally:
         subprocess.run([docker.client.path, "rm", "-f", name], capture_output=True)
+
+
+def test_a_build_waits_for_its_locked_versions_on_the_index(session: Session,
+                                                           images: dict[str, ImageResult]) -> None:
+    """The pre-build check reads the real simple pages: what the lock of a published image
+    pins is listed; a version no index has is reported, not met later by uv in a build."""
+    from basefactory.images.lock import parse
+    from basefactory.index.layout import platform_index
+
+    index = platform_index(session.factory, PLATFORM)
+    lock = (session.factory.images_dir / "cuda-deps" / "locks" / f"{PLATFORM}.txt").read_text()
+    pins = parse(lock)
+    assert pins and session.devpi.wait_listed(index, pins, attempts=1) == {}
+    assert session.devpi.wait_listed(index, {"numpy": "0.0.0.1"}, attempts=2) == {
+        "numpy": "0.0.0.1"}

@@ -30,7 +30,7 @@ from basefactory.images.definition import (
     load_images,
     root_of,
 )
-from basefactory.images.lock import lock_image, python_platform
+from basefactory.images.lock import lock_image, parse, python_platform
 from basefactory.images.smoke import smoke_test
 from basefactory.index.layout import common_index, platform_index
 from basefactory.platforms import store
@@ -206,6 +206,17 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
     (work / "lock.txt").write_text(plan_.lock_text)
     (work / "wheels.txt").write_text("".join(f"{line}\n" for line in wheel_lines))
     shutil.copy2(beside_python("uv"), work / "uv")
+    index = platform_index(factory, platform)
+    locked = parse(plan_.lock_text)
+    with log.step(f"{image.name} on {platform}: {len(locked)} locked versions on {index}"):
+        missing = session.devpi.wait_listed(index, locked)
+    if missing:
+        raise BuildError(
+            f"{index} does not list {', '.join(f'{n}=={v}' for n, v in sorted(missing.items()))},"
+            f" which the lock of {image.name} on {platform} pins; nothing was built",
+            hint="its mirror could not fetch them (see .factory/logs/devpi.log): check the"
+            " mirror's network, or relock with `basefactory images build --upgrade`",
+        )
     logs = factory.logs_dir / "images"
     build_log = logs / f"{image.name}-{platform}-build.log"
     build_log.unlink(missing_ok=True)

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-from packaging.utils import canonicalize_name
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
 
 from basefactory import http
 from basefactory.errors import PublishRefused, ServiceError
@@ -257,6 +267,42 @@ class DevpiClient:
         if response.status_code >= 400:
             raise ServiceError(f"devpi GET {url} answered {response.status_code}")
         return response.json()
+
+    def simple_versions(self, index: str, project: str) -> set[str]:
+        """Versions of `project` that the index's simple page lists (what pip and uv see)."""
+        response = self._request("GET", f"/{index}/+simple/{canonicalize_name(project)}/",
+                                 headers={"Accept": "text/html"})
+        if response.status_code != 200:
+            return set()
+        versions = set()
+        for filename in re.findall(r">([^<>]+\.(?:whl|tar\.gz|zip))</a>", response.text):
+            try:
+                if filename.endswith(".whl"):
+                    versions.add(str(parse_wheel_filename(filename)[1]))
+                else:
+                    versions.add(str(parse_sdist_filename(filename)[1]))
+            except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+                continue
+        return versions
+
+    def wait_listed(self, index: str, pins: dict[str, str], *, attempts: int = 5
+                    ) -> dict[str, str]:
+        """Make sure the index lists every `name==version` of `pins`; return those it still
+        does not after `attempts` reads. A mirror's first read of a project can time out
+        under load, and devpi then answers with the private part only (an empty page):
+        a build that met that page would fail with a resolver's "no version", so the pins
+        are checked (and the mirror warmed) before a build starts."""
+        missing = dict(pins)
+        for attempt in range(attempts):
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                listed = dict(zip(missing, pool.map(
+                    lambda name: self.simple_versions(index, name), missing), strict=True))
+            missing = {name: version for name, version in missing.items()
+                       if not any(Version(v) == Version(version) for v in listed[name])}
+            if not missing or attempt == attempts - 1:
+                break
+            time.sleep(1.0 + 2 * attempt)
+        return missing
 
     def simple_has(self, index: str, project: str) -> bool:
         """True when the index's simple page lists at least one file of `project`."""
