@@ -30,7 +30,7 @@ class Catalog:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.derived: dict[str, Any] = {}  # per-version caches (rendered pages, indexes)
+        self.derived: dict[Any, Any] = {}  # per-version caches (rendered pages, replies)
 
     def start(self) -> None:
         self._load_cache()
@@ -57,7 +57,7 @@ class Catalog:
                 self.derived = {}
             return False
         with self._lock:
-            changed = self.snapshot is None or _content(self.snapshot) != _content(fresh)
+            changed = self.snapshot is None or not _same(self.snapshot, fresh)
             if changed or self.error is not None:  # new data, or the banner goes away
                 self.version += 1
                 self.derived = {}
@@ -98,10 +98,13 @@ class Catalog:
                 self.version += 1
 
 
-def _content(snapshot: Snapshot) -> Any:
-    data = asdict(snapshot)
-    data.pop("taken_at")
-    return data
+def _same(a: Snapshot, b: Snapshot) -> bool:
+    """Equal content, taken_at aside. Field by field, not through asdict: a refresh runs
+    every few seconds beside the requests, and copying thousands of wheels into dicts
+    held the GIL long enough to show in the latency's tail. The reader hands back the same
+    wheel objects while devpi's serial stands, so comparing them is mostly identity."""
+    return (a.platforms == b.platforms and a.wheels == b.wheels and a.images == b.images
+            and a.registry == b.registry and a.index == b.index and a.errors == b.errors)
 
 
 def from_dict(data: dict[str, Any]) -> Snapshot:
