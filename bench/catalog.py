@@ -52,23 +52,26 @@ def bench(report: Report) -> None:
     require_wrk()
     factory = make_factory()
     services.up(factory)
-    real = real_data()
-    with Session(factory) as s, ThreadPoolExecutor(8) as pool:
-        tags = populate_registry(factory, real, pool)
-        wheels = populate_index(s, real, pool)
-    print(f"  published: {tags} tags, {wheels} wheels", flush=True)
+    try:  # the bench's own devpi and registry stop with it (their data stays for a rerun)
+        real = real_data()
+        with Session(factory) as s, ThreadPoolExecutor(8) as pool:
+            tags = populate_registry(factory, real, pool)
+            wheels = populate_index(s, real, pool)
+        print(f"  published: {tags} tags, {wheels} wheels", flush=True)
 
-    cold = first_load(factory, keep_snapshot=False)
-    warm = first_load(factory, keep_snapshot=True)
-    proc = server.process(factory)
-    url = server.start(factory)
-    try:
-        probe = wheel_with_combos(url)
-        overview = wrk(f"{url}/")
-        combos = wrk(f"{url}/api/combos?wheel={probe}")
+        cold = first_load(factory, keep_snapshot=False)
+        warm = first_load(factory, keep_snapshot=True)
+        proc = server.process(factory)
+        url = server.start(factory)
+        try:
+            probe = wheel_with_combos(url)
+            overview = wrk(f"{url}/")
+            combos = wrk(f"{url}/api/combos?wheel={probe}")
+        finally:
+            proc.stop()
+        naive = naive_request(factory)
     finally:
-        proc.stop()
-    naive = naive_request(factory)
+        services.down(factory)
     scale = f"{tags} tags, {wheels} wheels, {CONNECTIONS} connections, {SECONDS} s of wrk"
     for name, result in (("overview `/`", overview), (f"`/api/combos?wheel={probe}`", combos)):
         p50, p99, rps = result
