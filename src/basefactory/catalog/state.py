@@ -17,6 +17,8 @@ from typing import Any
 
 from basefactory.catalog.snapshot import ImageCell, Reader, Snapshot, Tag, Wheel
 
+FIRST_REFRESH_DELAY = 1.0  # seconds; see start()
+
 
 class Catalog:
     def __init__(self, reader: Reader, *, cache_file: Path | None = None,
@@ -34,14 +36,20 @@ class Catalog:
 
     def start(self) -> None:
         self._load_cache()
-        self._thread = threading.Thread(target=self._loop, name="catalog-refresh", daemon=True)
+        # With a saved snapshot the first pages come from it; the first full read of the
+        # sources (hundreds of requests in threads, competing for the GIL) waits a moment
+        # so that it does not slow those pages down.
+        delay = FIRST_REFRESH_DELAY if self.snapshot is not None else 0.0
+        self._thread = threading.Thread(target=self._loop, args=(delay,),
+                                        name="catalog-refresh", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self.reader.close()
 
-    def _loop(self) -> None:
+    def _loop(self, delay: float) -> None:
+        self._stop.wait(delay)
         while not self._stop.is_set():
             self.refresh()
             self._stop.wait(self.ttl)
