@@ -198,6 +198,6 @@ def create_app(catalog: Catalog) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
         return JSONResponse({"ok": catalog.snapshot is not None, "stale": catalog.error,
-                             "version": catalog.version})
+                             "version": catalog.version, "refreshed_at": catalog.refreshed_at})
 
     return app

@@ -29,6 +29,7 @@ class Catalog:
         self.snapshot: Snapshot | None = None
         self.error: str | None = None
         self.version = 0
+        self.refreshed_at: str | None = None  # the last read of both sources that worked
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -72,6 +73,7 @@ class Catalog:
             if changed:
                 self.snapshot = fresh
             self.error = None
+            self.refreshed_at = fresh.taken_at
         if changed:
             self._save_cache(fresh)
         return changed
