@@ -100,6 +100,15 @@ def create_app(catalog: Catalog) -> FastAPI:
             raise StarletteHTTPException(503, f"no data yet: {catalog.error or 'first read'}")
         return catalog.snapshot
 
+    def remember(derived: dict[Any, Any], version: int, key: Any, value: Any) -> None:
+        """Keep a rendering for its snapshot version only, and a bounded number of them:
+        every query string is a key (the fast path's too)."""
+        if catalog.version != version:
+            return
+        if len(derived) >= MAX_DERIVED:
+            derived.clear()
+        derived[key] = value
+
     def cached(request: Request, key: str, make: Callable[[], bytes], media: str) -> Response:
         """One rendering per snapshot version; 304 when the client has it. `make` runs only
         on a miss, so a hit costs a dict lookup (and a miss raises NotFound before anything
@@ -109,16 +118,13 @@ def create_app(catalog: Catalog) -> FastAPI:
         body = derived.get(key)
         if body is None:
             body = make()
-            if catalog.version == version:
-                if len(derived) >= MAX_DERIVED:  # any query string is a key: stay bounded
-                    derived.clear()
-                derived[key] = body
+            remember(derived, version, key, body)
         etag = f'W/"{version}-{hash(key) & 0xffffffff:x}"'
-        if catalog.version == version:  # the fast path answers this URL from now on
-            derived[(FAST, request.scope["path"], request.scope["query_string"])] = (
-                etag.encode(), [(b"content-type", media.encode()), (b"etag", etag.encode()),
-                                (b"cache-control", b"no-cache"),
-                                (b"content-length", str(len(body)).encode())], body)
+        # the fast path answers this URL from now on
+        remember(derived, version, (FAST, request.scope["path"], request.scope["query_string"]),
+                 (etag.encode(), [(b"content-type", media.encode()), (b"etag", etag.encode()),
+                                  (b"cache-control", b"no-cache"),
+                                  (b"content-length", str(len(body)).encode())], body))
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
         return Response(body, media_type=media, headers={"ETag": etag,

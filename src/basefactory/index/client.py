@@ -306,9 +306,7 @@ class DevpiClient:
 
     def simple_has(self, index: str, project: str) -> bool:
         """True when the index's simple page lists at least one file of `project`."""
-        response = self._request("GET", f"/{index}/+simple/{project}/",
-                                 headers={"Accept": "text/html"})
-        return response.status_code == 200 and "<a " in response.text
+        return bool(self.simple_versions(index, project))
 
     def simple_url(self, index: str) -> str:
         return f"{self.base_url}/{index}/+simple/"
