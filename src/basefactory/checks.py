@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from basefactory.config import Factory
-from basefactory.errors import ConfigError
 from basefactory.images.definition import load_images
+from basefactory.plumbing.errors import ConfigError
 from basefactory.wheels.recipe import load_recipes
 
 

@@ -10,11 +10,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from basefactory import __version__, log, output
+from basefactory import __version__
 from basefactory.config import Factory, config_path, load_factory
-from basefactory.errors import BasefactoryError
 from basefactory.index.client import DevpiClient
 from basefactory.index.layout import client as _index_client
+from basefactory.plumbing import log, output
+from basefactory.plumbing.errors import BasefactoryError
 from basefactory.session import Session
 
 Handler = Callable[[argparse.Namespace], int]
@@ -68,11 +69,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_platforms_build(args: argparse.Namespace) -> int:
-    from basefactory.lock import factory_lock
     from basefactory.platforms.service import ensure_platform
+    from basefactory.plumbing.lock import factory_lock
 
     factory = _factory(args)
-    with factory_lock(factory, "platforms build", wait=args.wait), Session(factory) as session:
+    with factory_lock(factory.state_dir, "platforms build", wait=args.wait), Session(factory) as session:
         results = [ensure_platform(session, name) for name in session.factory.platforms(args.names)]
     rows = [{"platform": r.base.platform, "base": r.base.ref, "built": r.base.built,
              "input_digest": r.base.input_digest, "local_label": r.fingerprint.local_label,
@@ -123,11 +124,11 @@ def layout_client(session: Session) -> DevpiClient:
 
 
 def cmd_wheels_build(args: argparse.Namespace) -> int:
-    from basefactory.lock import factory_lock
+    from basefactory.plumbing.lock import factory_lock
     from basefactory.wheels.service import build_all
 
     factory = _factory(args)
-    with factory_lock(factory, "wheels build", wait=args.wait), Session(factory) as session:
+    with factory_lock(factory.state_dir, "wheels build", wait=args.wait), Session(factory) as session:
         results = build_all(session, args.recipes or None, args.platform or None)
     _print_rows("wheels", [r.as_dict() for r in results], args.json)
     return 0
@@ -144,10 +145,10 @@ def cmd_wheels_ls(args: argparse.Namespace) -> int:
 
 def cmd_images_build(args: argparse.Namespace) -> int:
     from basefactory.images.service import build_all
-    from basefactory.lock import factory_lock
+    from basefactory.plumbing.lock import factory_lock
 
     factory = _factory(args)
-    with factory_lock(factory, "images build", wait=args.wait), Session(factory) as session:
+    with factory_lock(factory.state_dir, "images build", wait=args.wait), Session(factory) as session:
         results = build_all(session, args.images or None, args.platform or None,
                             upgrade=args.upgrade)
     _print_rows("images", [r.as_dict() for r in results], args.json)
@@ -167,9 +168,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
     import time
 
     from basefactory import services
-    from basefactory.lock import factory_lock
     from basefactory.pipeline import Interrupted, publish, summary_line
-    from basefactory.progress import Progress
+    from basefactory.plumbing.lock import factory_lock
+    from basefactory.plumbing.progress import Progress
 
     factory = _factory(args)
     started = time.monotonic()
@@ -179,7 +180,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
             steps = publish(session, platforms=args.platform or None, only=args.only or None,
                             dry_run=True)
     else:
-        with factory_lock(factory, "publish", wait=args.wait):
+        with factory_lock(factory.state_dir, "publish", wait=args.wait):
             services.up(factory)
             live = log.is_tty() and not args.json and not args.quiet
             with Session(factory) as session, Progress(live=live) as progress:

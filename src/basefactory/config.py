@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from basefactory.errors import ConfigError
+from basefactory.plumbing.errors import ConfigError
 
 CONFIG_ENV = "BASEFACTORY_CONFIG"
 DEFAULT_CONFIG = "factory.toml"

@@ -15,13 +15,14 @@ from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any
 
-from basefactory import cmd, log
+from basefactory.adapters import cmd
 from basefactory.images import service as images
 from basefactory.images.definition import ImageDef, root_of
 from basefactory.platforms import store
 from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.platforms.service import ensure_platform
-from basefactory.progress import Progress
+from basefactory.plumbing import log
+from basefactory.plumbing.progress import Progress
 from basefactory.refs import base_ref
 from basefactory.session import Session
 from basefactory.wheels import service as wheels
@@ -182,7 +183,7 @@ def _split_only(session: Session, only: list[str] | None
     """--only NAME...: recipes and images by name (None: all of that kind)."""
     if not only:
         return None, None
-    from basefactory.errors import ConfigError
+    from basefactory.plumbing.errors import ConfigError
     from basefactory.wheels.recipe import load_recipes
 
     recipe_names = set(load_recipes(session.factory.recipes_dir))

@@ -9,11 +9,12 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
+from basefactory.adapters.docker import Docker, detect_client
+from basefactory.adapters.registry_api import Registry
 from basefactory.config import Factory
-from basefactory.docker import Docker, detect_client
 from basefactory.index import layout
 from basefactory.index.client import DevpiClient
-from basefactory.registry import Registry
+from basefactory.proofs.read import ProofReader
 
 
 @dataclass
@@ -35,6 +36,10 @@ class Session:
         return client
 
     @functools.cached_property
+    def proofs(self) -> ProofReader:
+        return ProofReader(self.devpi)
+
+    @functools.cached_property
     def registry(self) -> Registry:
         client = Registry(self.factory.config.registry.base_url)
         self._closers.append(client)
@@ -52,7 +57,8 @@ class Session:
     def on(self, docker: Docker) -> Session:
         """This session with its steps run on another engine (same index and registry)."""
         other = Session(self.factory)
-        other.__dict__.update(docker=docker, devpi=self.devpi, registry=self.registry)
+        other.__dict__.update(docker=docker, devpi=self.devpi, registry=self.registry,
+                              proofs=self.proofs)
         return other
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from basefactory.catalog.server import make_catalog
 from basefactory.images.service import build_all as build_images
 from basefactory.index.layout import platform_index
 from basefactory.platforms.service import PlatformResult
+from basefactory.proofs import store_devpi
 from basefactory.session import Session
 from basefactory.wheels.service import build_all as build_wheels
 from tests.cuda.conftest import CUDA, TOOLKIT
@@ -47,8 +48,8 @@ def test_cuda_extension_compiled_for_the_arch_list(session: Session, platform: P
     files = session.devpi.release_files(platform_index(session.factory, CUDA), "torchsort")
     mine = [f for f in files if f.filename == wheel.name]
     assert mine and mine[0].toxresults  # tested in the base (imports without a GPU) and uploaded
-    record = session.devpi.test_record(mine[0].toxresults[0])
-    assert record["device_code"] == {cuda_so[0]: ["sm_80", "sm_90"]}
+    record = store_devpi.read(session.devpi, mine[0].toxresults[0])
+    assert record.passed and record.evidence["device_code"] == {cuda_so[0]: ["sm_80", "sm_90"]}
     # the same read by NVIDIA's cuobjdump, where this host has one (triton ships it)
     cuobjdump = shutil.which("cuobjdump") or (str(TOOLKIT / "bin" / "cuobjdump")
                                               if (TOOLKIT / "bin" / "cuobjdump").exists() else None)

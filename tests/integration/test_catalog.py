@@ -17,11 +17,11 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
+from basefactory.adapters.registry_api import Registry
 from basefactory.catalog.app import create_app
 from basefactory.catalog.server import make_catalog
 from basefactory.catalog.state import Catalog
 from basefactory.images.service import ImageResult
-from basefactory.registry import Registry
 from basefactory.session import Session
 from tests.helpers import PLATFORM, ROOT, require
 

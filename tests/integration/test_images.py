@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from basefactory.errors import BuildError, TestFailed
 from basefactory.images.service import ImageResult, build_all
+from basefactory.plumbing.errors import BuildError, TestFailed
+from basefactory.proofs import SCHEMA
 from basefactory.refs import image_ref, repository
 from basefactory.session import Session
 from tests.helpers import PLATFORM, ROOT
@@ -45,7 +46,10 @@ def test_every_image_is_built_tested_and_pushed_with_both_tags(
             assert labels[key], key
         assert labels["org.basefactory.input-digest"] == result.input_digest
         assert json.loads(labels["org.basefactory.fingerprint"])["torch"] == "2.13.0+cpu"
-        assert json.loads(labels["org.basefactory.smoke"])["passed"] is True
+        smoke = json.loads(labels["org.basefactory.proof.smoke"])
+        assert smoke["passed"] is True and smoke["schema"] == SCHEMA and smoke["kind"] == "smoke"
+        assert smoke["subject"] == {"platform": PLATFORM, "image": name, "image_digest":
+                                    result.input_digest, "wheel": None, "wheel_sha256": None}
         manifest = {m["name"].lower(): m for m in json.loads(labels["org.basefactory.manifest"])}
         if name == "api-lean":
             assert "torch" not in manifest and "fastapi" in manifest

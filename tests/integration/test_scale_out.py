@@ -20,7 +20,9 @@ from basefactory.config import load_factory
 from basefactory.images.service import ImageResult
 from basefactory.index.layout import platform_index
 from basefactory.platforms.service import PlatformResult
-from basefactory.services import devpi as devpi_service
+from basefactory.proofs import Kind
+from basefactory.proofs.read import proven
+from basefactory.services import devpi_server as devpi_service
 from basefactory.session import Session
 from tests.helpers import PLATFORM, port, require
 from tests.integration.test_wheels import make_c_project
@@ -113,7 +115,8 @@ def test_pip_and_the_catalog_read_from_a_devpi_replica(session: Session,
         try:
             snapshot = reader.read()
             assert snapshot.index == url
-            assert any(w.project == "torchsort" and w.test_urls for w in snapshot.wheels)
+            assert any(w.project == "torchsort" and proven(w.proofs, Kind.WHEEL_TEST)
+                       for w in snapshot.wheels)
         finally:
             reader.close()
     finally:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from basefactory.errors import BuildError, SourceMismatch, TestFailed
 from basefactory.index.layout import common_index, platform_index
 from basefactory.platforms.service import PlatformResult
+from basefactory.plumbing.errors import BuildError, SourceMismatch, TestFailed
+from basefactory.proofs import SCHEMA, Kind, store_devpi
 from basefactory.session import Session
 from basefactory.wheels.recipe import DEFAULT_EXCLUDES
 from basefactory.wheels.service import build_all, published
@@ -37,8 +38,12 @@ def test_compiled_wheels_are_labelled_repaired_and_tested(session: Session,
         files = session.devpi.release_files(index, recipe)
         mine = [f for f in files if f.filename == filename]
         assert mine and mine[0].toxresults, f"{filename} has no test record"
-        record = session.devpi.test_record(mine[0].toxresults[0])
-        assert record["passed"] and record["torch_unchanged"] and record["platform"] == PLATFORM
+        proof = store_devpi.read(session.devpi, mine[0].toxresults[0])
+        assert proof.kind == Kind.WHEEL_TEST and proof.passed and proof.schema == SCHEMA
+        assert proof.subject.platform == PLATFORM and proof.subject.wheel == filename
+        assert proof.subject.wheel_sha256 == mine[0].sha256 == proof.inputs
+        # what the test script printed after the install: torch's files as they were
+        assert proof.evidence["torch"].startswith("2.13.0+cpu "), proof.evidence
         local = session.factory.wheels_dir / PLATFORM / filename
         with zipfile.ZipFile(local) as zf:
             vendored = [n for n in zf.namelist() if ".libs/" in n]

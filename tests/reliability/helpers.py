@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from basefactory.faults import ENV
+from basefactory.plumbing.faults import ENV
 
 
 def bf(config: Path, *args: str, failpoint: str | None = None,

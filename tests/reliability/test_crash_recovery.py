@@ -14,6 +14,8 @@ import pytest
 
 from basefactory.images.service import ImageResult
 from basefactory.index.layout import platform_index
+from basefactory.proofs import Kind, store_labels
+from basefactory.proofs.read import proven
 from basefactory.refs import repository
 from basefactory.session import Session
 from tests.helpers import PLATFORM
@@ -59,8 +61,8 @@ def _consistent(session: Session, tally: Counter[str]) -> None:
     moving = session.registry.digest(repo, PLATFORM)
     if moving is not None:
         labels = session.registry.labels(repo, PLATFORM)
-        smoke = json.loads(labels.get("org.basefactory.smoke", "{}"))
-        if not smoke.get("passed"):
+        proofs = store_labels.read(labels, image="crash-image", platform=PLATFORM)
+        if not proven(proofs, Kind.SMOKE):
             tally["moved_tags_to_untested_images"] += 1
         tags = [t for t in session.registry.tags(repo) if t.startswith(f"{PLATFORM}-")]
         if moving not in {session.registry.digest(repo, t) for t in tags}:

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from basefactory.cli import main
-from basefactory.errors import ConfigError
 from basefactory.images.definition import load_images
+from basefactory.plumbing.errors import ConfigError
 from basefactory.wheels.recipe import load_recipe
 
 KEYS = ["state_dir", "index", "registry", "engine", "platforms", "wheels", "catalog", "port",

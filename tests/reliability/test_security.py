@@ -84,8 +84,8 @@ def test_the_catalog_is_read_only(session: Session, published: dict[str, ImageRe
 
 
 def test_uploads_need_the_factory_users_credentials(session: Session, tmp_path: Path) -> None:
-    from basefactory.errors import ServiceError
     from basefactory.index.client import DevpiClient
+    from basefactory.plumbing.errors import ServiceError
 
     wheel = make_wheel(tmp_path, "bf-intruder", "1.0")
     with DevpiClient(session.factory.config.index.base_url) as anonymous:

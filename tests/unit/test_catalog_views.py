@@ -6,8 +6,14 @@ import pytest
 
 from basefactory.catalog import views
 from basefactory.catalog.snapshot import ImageCell, Snapshot, Tag, Wheel
+from basefactory.proofs import Kind, Proof, Subject
 
 P = "cpu-py311-torch2.13"
+
+
+def proof_of_test(url: str, passed: bool = True) -> list[Proof]:
+    return [Proof(Kind.WHEEL_TEST, Subject(platform=P, wheel="w.whl"), "s", passed,
+                  {"command": "python -c pass"}, "2026-11-23T00:00:00", source=url)]
 
 
 def cell(image: str, parent: str, wheels: dict[str, str] | None = None) -> ImageCell:
@@ -15,7 +21,9 @@ def cell(image: str, parent: str, wheels: dict[str, str] | None = None) -> Image
     return ImageCell(image=image, platform=P, ref=f"reg:5000/factory/{image}:{P}", current=tag,
                      date="2026-11-23", digest="sha256:1", size=1000, parent=parent,
                      description=f"{image} image", wheels=wheels or {}, manifest=[],
-                     smoke={"passed": True}, input_digest="d", created="2026-11-23T00:00:00",
+                     proofs=[Proof(Kind.SMOKE, Subject(platform=P, image=image), "d", True,
+                                   {"imported": [image]}, "2026-11-23T00:00:00")],
+                     input_digest="d", created="2026-11-23T00:00:00",
                      tags=[Tag(tag, "2026-11-23", "sha256:1")])
 
 
@@ -29,12 +37,14 @@ def snapshot() -> Snapshot:
                                                                "0.2.1+pt213cpu"})}},
         wheels=[
             Wheel(f"factory/{P}", P, "monotonic-alignment-search", "0.2.1+pt213cpu", "m.whl",
-                  "u", "s", ["http://idx/t1"]),
+                  "u", "s", proof_of_test("http://idx/t1")),
             Wheel("factory/common", None, "openai-whisper", "20250625", "w.whl", "u", "s",
-                  ["http://idx/t2"]),
+                  proof_of_test("http://idx/t2")),
             Wheel("factory/gpu", "gpu", "torchsort", "0.1.10+pt214cu130", "t.whl", "u", "s",
-                  ["http://idx/t3"]),
+                  proof_of_test("http://idx/t3")),
             Wheel(f"factory/{P}", P, "untested", "1.0", "x.whl", "u", "s", []),
+            Wheel(f"factory/{P}", P, "failed", "1.0", "f.whl", "u", "s",
+                  proof_of_test("http://idx/t4", passed=False)),
         ],
         errors=[],
     )
@@ -81,7 +91,10 @@ def test_platform_view() -> None:
     data = views.platform(snapshot(), P)
     assert data["torch"] == "2.13.0+cpu" and data["index_url"] == f"http://idx:3141/factory/{P}/+simple/"
     assert {w["project"] for w in data["wheels"]} == {"monotonic-alignment-search",
-                                                      "openai-whisper", "untested"}
+                                                      "openai-whisper", "untested", "failed"}
+    tested = {w["project"]: w["tested"] for w in data["wheels"]}
+    assert tested == {"monotonic-alignment-search": True, "openai-whisper": True,
+                      "untested": False, "failed": False}  # a failed record proves nothing
     assert views.platforms(snapshot())[1]["probed"] is False
     with pytest.raises(views.NotFound):
         views.platform(snapshot(), "nope")

@@ -184,7 +184,7 @@ def test_error_points_at_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_unknown_platform_name_suggests(tmp_path: Path) -> None:
-    from basefactory.errors import ConfigError
+    from basefactory.plumbing.errors import ConfigError
 
     factory = load_factory(write(tmp_path, GOOD))
     with pytest.raises(ConfigError, match="did you mean `cpu`"):

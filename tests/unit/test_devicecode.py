@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from basefactory.errors import TestFailed
+from basefactory.plumbing.errors import TestFailed
 from basefactory.wheels.devicecode import MAGIC, check_wheel, fatbin_code, shared_object_code, wanted
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from basefactory.errors import ConfigError
 from basefactory.images.definition import chain, load_images
 from basefactory.images.lock import blocks, parse, python_platform
 from basefactory.images.service import needed
+from basefactory.plumbing.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = {"torchsort", "monotonic-alignment-search", "coqui-tts", "openai-whisper"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from basefactory.errors import ConfigError
+from basefactory.plumbing.errors import ConfigError
 from basefactory.wheels.recipe import DEFAULT_EXCLUDES, load_recipe, load_recipes
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,7 +23,7 @@ from basefactory import __version__
 from basefactory.catalog import views
 from basefactory.catalog.snapshot import Snapshot
 from basefactory.catalog.state import Catalog
-from basefactory.output import human_size
+from basefactory.plumbing.output import human_size
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),

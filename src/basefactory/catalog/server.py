@@ -7,11 +7,11 @@ import sys
 
 import httpx
 
-from basefactory import log
 from basefactory.catalog.app import create_app
 from basefactory.catalog.snapshot import Reader
 from basefactory.catalog.state import Catalog
 from basefactory.config import Factory
+from basefactory.plumbing import log
 from basefactory.services.process import ManagedProcess, wait_until
 
 

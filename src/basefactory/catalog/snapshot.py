@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from basefactory.adapters.registry_api import Registry
 from basefactory.config import Factory
 from basefactory.index.client import DevpiClient
-from basefactory.registry import Registry
+from basefactory.proofs import Proof
+from basefactory.proofs.read import ProofReader
 
 TAG_DATE = re.compile(r"-(\d{8})-([0-9a-f]{12})$")
 
@@ -45,7 +47,7 @@ class ImageCell:
     description: str
     wheels: dict[str, str]  # recipe wheels: distribution -> version
     manifest: list[dict[str, Any]]  # installed distributions with sizes
-    smoke: dict[str, Any]  # the smoke test that proved it
+    proofs: list[Proof]  # from its labels: smoke test, ABI audit
     input_digest: str
     created: str
     tags: list[Tag] = field(default_factory=list)
@@ -60,7 +62,7 @@ class Wheel:
     filename: str
     url: str
     sha256: str
-    test_urls: list[str]
+    proofs: list[Proof]  # attached to the file in devpi: its test
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class Reader:
         read_from = (index.replica_url if factory.config.catalog.read_replica and
                      index.replica_url else index.base_url)
         self.devpi = DevpiClient(read_from, timeout=10)
+        self.proofs = ProofReader(self.devpi)
         self.pool = ThreadPoolExecutor(max_workers=workers)
         self._configs: dict[str, dict[str, Any]] = {}  # config digest -> config blob
         # what devpi held at its last serial: unchanged serial, nothing to read again
@@ -149,13 +152,11 @@ class Reader:
             for project in (config or {}).get("projects") or []:
                 jobs.append((index, platform, project))
         results = self.pool.map(lambda j: self.devpi.release_files(j[0], j[2]), jobs)
-        wheels = []
-        for (index, platform, _), files in zip(jobs, results, strict=True):
-            for f in files:
-                if not f.filename.endswith(".whl") or f.project.lower() == "torch":
-                    continue
-                wheels.append(Wheel(index, platform, f.project, f.version, f.filename, f.url,
-                                    f.sha256, list(f.toxresults)))
+        found = [(index, platform, f) for (index, platform, _), files in zip(jobs, results, strict=True)
+                 for f in files if f.filename.endswith(".whl") and f.project.lower() != "torch"]
+        proofs = self.pool.map(lambda x: self.proofs.wheel(x[2]), found)
+        wheels = [Wheel(index, platform, f.project, f.version, f.filename, f.url, f.sha256, p)
+                  for (index, platform, f), p in zip(found, proofs, strict=True)]
         return sorted(wheels, key=lambda w: (w.project.lower(), w.index, w.filename))
 
     # --- registry ------------------------------------------------------------------------
@@ -203,7 +204,8 @@ class Reader:
             description=labels.get("org.opencontainers.image.description", ""),
             wheels=_json(labels.get("org.basefactory.wheels"), {}),
             manifest=_json(labels.get("org.basefactory.manifest"), []),
-            smoke=_json(labels.get("org.basefactory.smoke"), {}),
+            proofs=self.proofs.image(labels, image=image, platform=platform,
+                                     source=f"/api/images/{image}/platforms/{platform}"),
             input_digest=labels.get("org.basefactory.input-digest", ""),
             created=created, tags=tag_rows,
         )

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from basefactory.catalog.snapshot import ImageCell, Reader, Snapshot, Tag, Wheel
+from basefactory.proofs import Proof
 
 FIRST_REFRESH_DELAY = 1.0  # seconds; see start()
 
@@ -102,6 +103,7 @@ class Catalog:
             snapshot = from_dict(data)
         except (OSError, ValueError, TypeError, KeyError):
             return
+        self.reader.proofs.seed(p for w in snapshot.wheels for p in w.proofs)
         with self._lock:
             if self.snapshot is None:
                 self.snapshot = snapshot
@@ -119,10 +121,13 @@ def _same(a: Snapshot, b: Snapshot) -> bool:
 
 def from_dict(data: dict[str, Any]) -> Snapshot:
     images = {
-        name: {p: ImageCell(**{**cell, "tags": [Tag(**t) for t in cell["tags"]]})
+        name: {p: ImageCell(**{**cell, "tags": [Tag(**t) for t in cell["tags"]],
+                                "proofs": [Proof.from_dict(x) for x in cell["proofs"]]})
                for p, cell in cells.items()}
         for name, cells in data["images"].items()
     }
     return Snapshot(taken_at=data["taken_at"], registry=data["registry"], index=data["index"],
                     platforms=data["platforms"], images=images,
-                    wheels=[Wheel(**w) for w in data["wheels"]], errors=data.get("errors", []))
+                    wheels=[Wheel(**{**w, "proofs": [Proof.from_dict(x) for x in w["proofs"]]})
+                            for w in data["wheels"]],
+                    errors=data.get("errors", []))

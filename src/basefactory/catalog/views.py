@@ -8,6 +8,8 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from basefactory.catalog.snapshot import ImageCell, Snapshot, Wheel
+from basefactory.proofs import Kind, Proof
+from basefactory.proofs.read import first, proven
 
 
 class NotFound(Exception):
@@ -46,11 +48,21 @@ def platform(s: Snapshot, name: str) -> dict[str, Any]:
             "pip": f"pip install --index-url {row['index_url']} PACKAGE"}
 
 
+def proof_row(p: Proof) -> dict[str, Any]:
+    return {"kind": str(p.kind), "passed": p.passed, "at": p.at, "inputs": p.inputs,
+            "schema": p.schema, "evidence": p.evidence, "url": p.source}
+
+
+def proofs_by_kind(proofs: list[Proof]) -> dict[str, dict[str, Any]]:
+    """The newest proof of each kind; a kind with no proof is absent ("not tested")."""
+    return {str(k): proof_row(p) for k in Kind if (p := first(proofs, k)) is not None}
+
+
 def cell_row(c: ImageCell) -> dict[str, Any]:
     return {"image": c.image, "platform": c.platform, "ref": c.ref, "tag": c.current,
             "pinned_ref": f"{c.ref.rsplit(':', 1)[0]}:{c.current}" if c.current else c.ref,
             "date": c.date, "size": c.size, "digest": c.digest, "parent": c.parent,
-            "wheels": c.wheels, "smoke": c.smoke, "builds": len(c.tags)}
+            "wheels": c.wheels, "proofs": proofs_by_kind(c.proofs), "builds": len(c.tags)}
 
 
 def images(s: Snapshot) -> list[dict[str, Any]]:
@@ -75,7 +87,8 @@ def image(s: Snapshot, name: str) -> dict[str, Any]:
             "tags": [asdict(t) for t in c.tags],
             "from": f"FROM {c.ref}",
             "from_pinned": f"FROM {c.ref.rsplit(':', 1)[0]}:{c.current}" if c.current else None,
-            "proven_by": {"kind": "smoke test", "result": c.smoke,
+            "proven_by": {"kind": "smoke test",
+                          "result": proofs_by_kind(c.proofs).get(str(Kind.SMOKE)),
                           "url": f"/api/images/{name}/platforms/{p}"},
         }
     out["description"] = next(iter(cells.values())).description if cells else ""
@@ -104,7 +117,9 @@ def wheel_row(s: Snapshot, w: Wheel) -> dict[str, Any]:
     index_url = f"{s.index}/{w.index}/+simple/"
     return {"project": w.project, "version": w.version, "file": w.filename, "index": w.index,
             "platform": w.platform or "any (pure Python)", "sha256": w.sha256, "url": w.url,
-            "tested": bool(w.test_urls), "proven_by": w.test_urls[:1],
+            "tested": proven(w.proofs, Kind.WHEEL_TEST),
+            "proven_by": [p.source for p in w.proofs if p.kind == Kind.WHEEL_TEST and p.passed][:1],
+            "proofs": proofs_by_kind(w.proofs),
             "pip": f"pip install --index-url {index_url} {w.project}=={w.version}"}
 
 
@@ -138,14 +153,15 @@ def combos(s: Snapshot, image_name: str | None, wheel: str | None) -> dict[str, 
             for w in s.wheels:
                 if wanted and canonicalize_name(w.project) != wanted:
                     continue
-                if w.platform not in (p, None) or not w.test_urls:
+                test = first(w.proofs, Kind.WHEEL_TEST)
+                if w.platform not in (p, None) or test is None or not test.passed:
                     continue
                 pairs.append({
                     "image": name, "platform": p, "ref": cell.ref,
                     "wheel": w.project, "version": w.version, "file": w.filename,
                     "included": canonicalize_name(w.project) in {
                         canonicalize_name(k) for k in cell.wheels},
-                    "proven_by": {"wheel_test": w.test_urls[0],
+                    "proven_by": {"wheel_test": test.source,
                                   "image_smoke": f"/api/images/{name}/platforms/{p}"},
                 })
     result: dict[str, Any] = {"image": image_name, "wheel": wheel, "combos": pairs}

@@ -29,7 +29,7 @@ from packaging.utils import canonicalize_name
 from pydantic import Field, field_validator
 
 from basefactory.config import AptPackages, EnvTable, Model, Name, read_toml, validate
-from basefactory.errors import ConfigError
+from basefactory.plumbing.errors import ConfigError
 
 ROOT_PARENTS = ("platform", "slim")
 

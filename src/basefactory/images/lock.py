@@ -16,10 +16,11 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from basefactory import cmd, digest
-from basefactory.errors import BuildError
+from basefactory.adapters import cmd
+from basefactory.adapters.tools import beside_python
 from basefactory.images.definition import ImageDef
-from basefactory.tools import beside_python
+from basefactory.plumbing import digest
+from basefactory.plumbing.errors import BuildError
 
 HEADER = "# basefactory lock"
 # install tools: never constrained (an image may need a newer pip than its parent's)

@@ -21,9 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from basefactory import digest, log, templates
-from basefactory.errors import BuildError, ConfigError, PublishRefused, ServiceError
-from basefactory.faults import checkpoint
+from basefactory.adapters.tools import beside_python
 from basefactory.images.definition import (
     ImageDef,
     chain,
@@ -35,9 +33,13 @@ from basefactory.images.smoke import smoke_test
 from basefactory.index.layout import common_index, platform_index
 from basefactory.platforms import store
 from basefactory.platforms.fingerprint import Fingerprint
+from basefactory.plumbing import digest, log, templates
+from basefactory.plumbing.errors import BuildError, ConfigError, PublishRefused, ServiceError
+from basefactory.plumbing.faults import checkpoint
+from basefactory.proofs import Kind, store_labels
+from basefactory.proofs.read import proven
 from basefactory.refs import base_ref, image_ref, repository, slim_ref
 from basefactory.session import Session
-from basefactory.tools import beside_python
 from basefactory.wheels.recipe import Recipe, load_recipes
 from basefactory.wheels.service import input_digest as wheel_input_digest
 from basefactory.wheels.service import published, source_digest
@@ -102,7 +104,7 @@ def _published_wheel(session: Session, recipe: Recipe, platform: str, fp: Finger
     index = common_index(factory) if recipe.pure else platform_index(factory, platform)
     wanted = wheel_input_digest(recipe, fp, source_digest(session, recipe))
     found = published(session.devpi.release_files(index, recipe.distribution), wanted)
-    if found is None or not found.toxresults:
+    if found is None or not proven(session.proofs.wheel(found), Kind.WHEEL_TEST):
         raise ConfigError(
             f"the image needs recipe wheel {recipe.name} on {platform}, which is not published"
             " (or not tested) for its current inputs",
@@ -296,8 +298,8 @@ def _labels(session: Session, image: ImageDef, platform: str, parent: Parent, fp
         f"{LABEL}.fingerprint": json.dumps(fingerprint, sort_keys=True),
         f"{LABEL}.lock": lock_text,
         f"{LABEL}.wheels": json.dumps(pins, sort_keys=True),
-        f"{LABEL}.smoke": json.dumps(smoke.summary(), sort_keys=True),
         f"{LABEL}.manifest": json.dumps(smoke.manifest, separators=(",", ":")),
+        **store_labels.labels([smoke.proof(image=image.name, platform=platform, inputs=inputs)]),
     }
 
 

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from basefactory.docker import Docker
-from basefactory.errors import TestFailed
+from basefactory.adapters.docker import Docker
+from basefactory.plumbing.errors import TestFailed
+from basefactory.proofs import Kind, Proof, Subject
 
 SMOKE = r"""
 import importlib, importlib.metadata as md, json, os, re, sys
@@ -60,9 +61,12 @@ class SmokeResult:
     size: int
     manifest: list[dict[str, Any]]
 
-    def summary(self) -> dict[str, Any]:
-        return {"passed": True, "imported": self.imported, "torch": self.torch,
-                "size": self.size, "pip_check": "ok"}
+    def proof(self, *, image: str, platform: str, inputs: str) -> Proof:
+        # only a smoke test that passed returns a result: every failure raised TestFailed
+        return Proof.new(Kind.SMOKE, Subject(platform=platform, image=image, image_digest=inputs),
+                         inputs=inputs, passed=True,
+                         evidence={"imported": self.imported, "torch": self.torch,
+                                   "size": self.size, "pip_check": "ok"})
 
 
 def smoke_test(

@@ -26,8 +26,8 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from basefactory import http
-from basefactory.errors import PublishRefused, ServiceError
+from basefactory.adapters import http
+from basefactory.plumbing.errors import PublishRefused, ServiceError
 
 JSON = {"Accept": "application/json", "Content-Type": "application/json"}
 

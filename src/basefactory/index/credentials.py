@@ -11,7 +11,7 @@ import secrets
 from pathlib import Path
 
 from basefactory.config import Factory
-from basefactory.errors import ConfigError
+from basefactory.plumbing.errors import ConfigError
 
 
 def secrets_dir(factory: Factory) -> Path:

@@ -17,11 +17,10 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from basefactory import log
-from basefactory.digest import file_sha256
-from basefactory.errors import ConfigError
 from basefactory.index.client import DevpiClient
-from basefactory.memo import memo
+from basefactory.plumbing import log
+from basefactory.plumbing.digest import file_sha256, memo
+from basefactory.plumbing.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from basefactory import digest, log, templates
+from basefactory.adapters.docker import Docker
 from basefactory.config import Bootstrap, Factory
-from basefactory.docker import Docker
-from basefactory.errors import ToolError
 from basefactory.index.client import DevpiClient
 from basefactory.index.importer import import_wheels
 from basefactory.index.layout import platform_index
 from basefactory.platforms.rootfs import ROOTFS_VERSION, ensure_rootfs
+from basefactory.plumbing import digest, log, templates
+from basefactory.plumbing.errors import ToolError
 from basefactory.refs import base_ref, slim_ref
 
 DIGEST_LABEL = "org.basefactory.input-digest"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from basefactory.docker import Docker
-from basefactory.errors import BuildError
+from basefactory.adapters.docker import Docker
 from basefactory.platforms.fingerprint import DISTRIBUTIONS_SCRIPT, PROBE_SCRIPT, Fingerprint
+from basefactory.plumbing.errors import BuildError
 
 
 def probe(docker: Docker, platform: str, ref: str, slim: str | None = None) -> Fingerprint:

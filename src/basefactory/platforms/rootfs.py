@@ -11,9 +11,10 @@ import os
 import shutil
 from pathlib import Path
 
-from basefactory import cmd, log
-from basefactory.docker import Docker
-from basefactory.errors import ToolError
+from basefactory.adapters import cmd
+from basefactory.adapters.docker import Docker
+from basefactory.plumbing import log
+from basefactory.plumbing.errors import ToolError
 from basefactory.refs import arch, rootfs_ref
 
 # bump when the rootfs recipe changes, so cached tarballs are made again

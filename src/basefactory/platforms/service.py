@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from basefactory import log
 from basefactory.platforms import store
 from basefactory.platforms.build import BaseImage, build_platform, push_base
 from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.platforms.probe import probe
+from basefactory.plumbing import log
 from basefactory.refs import repository
 from basefactory.session import Session
 

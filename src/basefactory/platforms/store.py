@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from basefactory.config import Factory
-from basefactory.errors import ConfigError
 from basefactory.index.client import DevpiClient
 from basefactory.index.layout import platform_index
 from basefactory.platforms.fingerprint import Fingerprint
+from basefactory.plumbing.errors import ConfigError
 
 
 def _local(factory: Factory, platform: str) -> Path:

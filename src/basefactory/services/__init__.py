@@ -7,10 +7,12 @@
 
 from __future__ import annotations
 
-from basefactory import log
 from basefactory.config import Factory
 from basefactory.index.layout import ensure_layout
-from basefactory.services import devpi, engine, registry
+from basefactory.plumbing import log
+from basefactory.services import devpi_server as devpi
+from basefactory.services import engine
+from basefactory.services import registry_server as registry
 from basefactory.services.status import ServiceStatus
 
 

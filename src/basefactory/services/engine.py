@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
-from basefactory import log
+from basefactory.adapters.docker import Docker, detect_client, which_dockerd
 from basefactory.config import Factory
-from basefactory.docker import Docker, detect_client, which_dockerd
-from basefactory.errors import ServiceError
+from basefactory.plumbing import log
+from basefactory.plumbing.errors import ServiceError
 from basefactory.services.process import ManagedProcess, wait_until
 from basefactory.services.status import ServiceStatus
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from basefactory.errors import ServiceError, ToolError
+from basefactory.plumbing.errors import ServiceError, ToolError
 
 
 @dataclass(frozen=True)

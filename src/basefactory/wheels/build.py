@@ -15,12 +15,12 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from basefactory import digest, log, templates
+from basefactory.adapters.docker import Docker
 from basefactory.config import Factory
-from basefactory.docker import Docker
-from basefactory.errors import BuildError, ToolError
-from basefactory.faults import checkpoint
 from basefactory.platforms.fingerprint import Fingerprint
+from basefactory.plumbing import digest, log, templates
+from basefactory.plumbing.errors import BuildError, ToolError
+from basefactory.plumbing.faults import checkpoint
 from basefactory.refs import builder_ref
 from basefactory.wheels.recipe import Recipe
 

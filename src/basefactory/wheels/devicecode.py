@@ -20,7 +20,7 @@ from pathlib import Path
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from basefactory.errors import TestFailed
+from basefactory.plumbing.errors import TestFailed
 
 MAGIC = 0xBA55ED50
 HEADER = struct.Struct("<IHHQ")  # magic, version, header size, size of the entries

@@ -32,7 +32,7 @@ from packaging.utils import canonicalize_name
 from pydantic import Field, field_validator, model_validator
 
 from basefactory.config import AptPackages, EnvTable, Model, Name
-from basefactory.errors import ConfigError
+from basefactory.plumbing.errors import ConfigError
 
 # What a wheel built against torch must link to, never carry: torch's own libraries, the
 # CUDA runtime and NVIDIA's wheels' libraries. The platform provides them.

@@ -21,7 +21,7 @@ from pathlib import Path
 from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
-from basefactory.errors import BuildError
+from basefactory.plumbing.errors import BuildError
 
 
 def labelled_version(version: str, label: str | None) -> str:

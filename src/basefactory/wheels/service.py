@@ -19,13 +19,15 @@ from typing import Any
 
 from packaging.utils import parse_wheel_filename
 
-from basefactory import digest, log, templates
-from basefactory.errors import ConfigError
-from basefactory.faults import checkpoint
 from basefactory.index.client import ReleaseFile
 from basefactory.index.layout import common_index, platform_index
 from basefactory.platforms import store
 from basefactory.platforms.fingerprint import Fingerprint
+from basefactory.plumbing import digest, log, templates
+from basefactory.plumbing.errors import ConfigError
+from basefactory.plumbing.faults import checkpoint
+from basefactory.proofs import Kind, store_devpi
+from basefactory.proofs.read import proven
 from basefactory.refs import base_ref
 from basefactory.session import Session
 from basefactory.wheels import source as sources
@@ -33,7 +35,7 @@ from basefactory.wheels.build import build_wheel, constraints, ensure_builder
 from basefactory.wheels.devicecode import check_wheel
 from basefactory.wheels.recipe import Recipe, load_recipes
 from basefactory.wheels.relabel import build_tag, digest_of_build_tag, relabel
-from basefactory.wheels.test import TestRecord, run_test
+from basefactory.wheels.test import run_test
 
 
 @dataclass(frozen=True)
@@ -125,11 +127,11 @@ def plan_wheel(session: Session, recipe: Recipe, platform: str) -> WheelPlan:
     wheel_digest = input_digest(recipe, fingerprint, source_digest(session, recipe))
     files = devpi.release_files(target, recipe.distribution)
     done = published(files, wheel_digest)
-    if done is not None and done.toxresults:
+    if done is not None and proven(session.proofs.wheel(done), Kind.WHEEL_TEST):
         return WheelPlan(target, wheel_digest, done, "current", "inputs unchanged")
     if done is not None:
         return WheelPlan(target, wheel_digest, done, "retest",
-                         "published without its test record (an interrupted run)")
+                         "published without a passed test record (an interrupted run)")
     reason = ("first build" if not files else
               "inputs changed (recipe, source, platform or build template)")
     return WheelPlan(target, wheel_digest, None, "build", reason)
@@ -189,7 +191,7 @@ def ensure_wheel(session: Session, recipe: Recipe, platform: str) -> WheelResult
                           constraints=constraints(fingerprint), index_url=index_url,
                           work=work, log_file=test_log)
     if device is not None:
-        record = TestRecord({**record.data, "device_code": device.as_dict()})
+        record = record.with_evidence(device_code=device.as_dict())
     with log.step(f"{recipe.name} on {platform}: upload to {target}"):
         _, version, _, _ = parse_wheel_filename(wheel.name)
         checkpoint("wheel:before-upload")
@@ -198,7 +200,7 @@ def ensure_wheel(session: Session, recipe: Recipe, platform: str) -> WheelResult
         checkpoint("wheel:after-upload")
         uploaded = published(devpi.release_files(target, recipe.distribution), wheel_digest)
         assert uploaded is not None
-        devpi.attach_test_result(uploaded.url, record.json())
+        store_devpi.attach(devpi, uploaded.url, record)
     shutil.rmtree(work, ignore_errors=True)
     return WheelResult(recipe.name, platform, target, state, wheel.name,
                        round(time.monotonic() - started, 2), plan_.reason)
@@ -220,7 +222,8 @@ def list_wheels(session: Session) -> list[dict[str, Any]]:
             for f in devpi.release_files(index, project):
                 if f.filename.endswith(".whl") and not f.filename.startswith("torch-"):
                     rows.append({"index": index, "project": f.project, "version": f.version,
-                                 "file": f.filename, "tested": bool(f.toxresults)})
+                                 "file": f.filename,
+                                 "tested": proven(session.proofs.wheel(f), Kind.WHEEL_TEST)})
     return rows
 
 

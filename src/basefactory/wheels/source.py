@@ -19,11 +19,12 @@ from pathlib import Path
 
 import httpx
 
-from basefactory import cmd, log
-from basefactory.digest import file_sha256, tree_sha256
-from basefactory.errors import ConfigError, ServiceError, SourceMismatch
+from basefactory.adapters import cmd
 from basefactory.index.client import DevpiClient
 from basefactory.platforms.rootfs import cache_dir
+from basefactory.plumbing import log
+from basefactory.plumbing.digest import file_sha256, tree_sha256
+from basefactory.plumbing.errors import ConfigError, ServiceError, SourceMismatch
 from basefactory.wheels.recipe import Recipe
 
 GIT_HINT = "install git (`make setup` does)"

@@ -4,18 +4,15 @@ recipe's test command, and proves torch's version and files were not touched."""
 
 from __future__ import annotations
 
-import json
 import shlex
 import shutil
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from basefactory.digest import file_sha256
-from basefactory.docker import Docker
-from basefactory.errors import TestFailed
+from basefactory.adapters.docker import Docker
+from basefactory.plumbing.digest import file_sha256
+from basefactory.plumbing.errors import TestFailed
+from basefactory.proofs import Kind, Proof, Subject
 from basefactory.wheels.recipe import Recipe
 
 TORCH_CHANGED = 97
@@ -40,20 +37,10 @@ print("torch", dist.version, len(dist.files or []), h.hexdigest())
 """
 
 
-@dataclass(frozen=True)
-class TestRecord:
-    __test__ = False
-
-    data: dict[str, Any]
-
-    def json(self) -> str:
-        return json.dumps(self.data, sort_keys=True)
-
-
 def run_test(
     docker: Docker, recipe: Recipe, wheel: Path, *, platform: str, base_ref: str,
     base_digest: str, constraints: str, index_url: str, work: Path, log_file: Path,
-) -> TestRecord:
+) -> Proof:
     bf = work / "test"
     shutil.rmtree(bf, ignore_errors=True)
     bf.mkdir(parents=True)
@@ -79,21 +66,19 @@ def run_test(
             f" nothing was uploaded:\n{result.tail}\n  full log: {log_file}",
             hint="run the recipe's test command in the platform's base to reproduce it",
         )
-    return TestRecord({
-        "kind": "basefactory-wheel-test",
-        "recipe": recipe.name,
-        "platform": platform,
-        "wheel": wheel.name,
-        "sha256": file_sha256(wheel),
-        "command": recipe.test.command,
-        "base_image": base_ref,
-        "base_digest": base_digest,
-        "passed": True,
-        "torch_unchanged": True,
-        "duration_s": duration,
-        "tested_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "log_tail": result.tail.splitlines()[-8:],
-    })
+    sha256 = file_sha256(wheel)
+    # reaching here means the script's torch comparison and the test command both passed
+    torch_line = next((x for x in result.output.splitlines()
+                       if x.startswith("basefactory: torch unchanged: ")), "")
+    return Proof.new(
+        Kind.WHEEL_TEST,
+        Subject(platform=platform, wheel=wheel.name, wheel_sha256=sha256),
+        inputs=sha256, passed=True,
+        evidence={"recipe": recipe.name, "command": recipe.test.command,
+                  "base_image": base_ref, "base_digest": base_digest,
+                  "torch": torch_line.removeprefix("basefactory: torch unchanged: "),
+                  "duration_s": duration, "log_tail": result.tail.splitlines()[-8:]},
+    )
 
 
 def script(recipe: Recipe, wheel_name: str, index_url: str) -> str:

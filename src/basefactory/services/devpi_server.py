@@ -6,13 +6,14 @@ import os
 import time
 from pathlib import Path
 
-from basefactory import cmd, log
+from basefactory.adapters import cmd
+from basefactory.adapters.tools import beside_python
 from basefactory.config import Factory
 from basefactory.index.client import DevpiClient
 from basefactory.index.credentials import root_password
+from basefactory.plumbing import log
 from basefactory.services.process import ManagedProcess, wait_until
 from basefactory.services.status import ServiceStatus
-from basefactory.tools import beside_python
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 

@@ -15,15 +15,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
-from basefactory import log
-from basefactory.config import Factory
-from basefactory.errors import LockHeld
+from basefactory.plumbing import log
+from basefactory.plumbing.errors import LockHeld
 
 
 @contextmanager
-def factory_lock(factory: Factory, command: str, *, wait: float = 0.0) -> Iterator[None]:
-    path = factory.state_dir / "publish.lock"
+def factory_lock(state_dir: Path, command: str, *, wait: float = 0.0) -> Iterator[None]:
+    path = state_dir / "publish.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from basefactory import http
-from basefactory.errors import ServiceError
+from basefactory.adapters import http
+from basefactory.plumbing.errors import ServiceError
 
 MANIFEST_TYPES = ", ".join(
     [

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 
 def of(*parts: Any) -> str:
@@ -24,8 +25,6 @@ def file_sha256(path: Path, *, memo_dir: Path | None = None) -> str:
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _SHA_CACHE:
         if memo_dir is not None:
-            from basefactory.memo import memo
-
             _SHA_CACHE[key] = memo(memo_dir, ["sha256", *key], lambda: _hash(path))
         else:
             _SHA_CACHE[key] = _hash(path)
@@ -50,3 +49,23 @@ def tree_sha256(root: Path, *, exclude: tuple[str, ...] = (".git",)) -> str:
         elif path.is_file():
             h.update(f"F {rel} {path.stat().st_mode & 0o111:o} {file_sha256(path)}\n".encode())
     return h.hexdigest()
+
+
+T = TypeVar("T")
+
+
+def memo(folder: Path, key: Any, compute: Callable[[], T]) -> T:
+    """A small on-disk memo for results that are costly to compute and keyed by their
+    inputs (e.g. which wheels of a wheelhouse a requirement needs): a no-op publish reads
+    them instead of opening 190 MB wheels again."""
+    path = folder / f"{of(key)[:32]}.json"
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        pass
+    value = compute()
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value))
+    tmp.replace(path)
+    return value

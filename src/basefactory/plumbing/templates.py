@@ -10,7 +10,7 @@ from typing import Any
 
 import jinja2
 
-from basefactory.errors import ConfigError
+from basefactory.plumbing.errors import ConfigError
 
 
 @functools.cache

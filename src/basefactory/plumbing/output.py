@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
-from basefactory import log
+from basefactory.plumbing import log
 
 
 def emit_json(data: Any) -> None:

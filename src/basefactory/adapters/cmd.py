@@ -17,12 +17,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from basefactory import log
-from basefactory.errors import ToolError
+from basefactory.plumbing import log
+from basefactory.plumbing.errors import ToolError
 
 TAIL_LINES = 25
-# set by progress.Progress: sees every output line of every command (the live view)
-LINE_HOOK: Callable[[str], None] | None = None
 # the commands running now, so that Ctrl-C in `publish` can stop them all
 RUNNING: set[subprocess.Popen[str]] = set()
 
@@ -116,8 +114,7 @@ def run(
                 log_handle.write(masked)
             if on_line is not None:
                 on_line(masked.rstrip("\n"))
-            if LINE_HOOK is not None:
-                LINE_HOOK(masked.rstrip("\n"))
+            log.output_line(masked.rstrip("\n"))
         returncode = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         proc.kill()

@@ -18,7 +18,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from basefactory import log
+from basefactory.plumbing import log
 
 CURRENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("step", default=None)
 
@@ -88,9 +88,7 @@ class Progress:
         return t
 
     def __enter__(self) -> Progress:
-        from basefactory import cmd
-
-        cmd.LINE_HOOK = self.note
+        log.set_line_hook(self.note)
         if self.live:
             self._live = Live(self.table(), console=log.console(), refresh_per_second=4,
                               get_renderable=self.table, transient=False)
@@ -99,9 +97,7 @@ class Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from basefactory import cmd
-
-        cmd.LINE_HOOK = None
+        log.set_line_hook(None)
         if self._live is not None:
             self._live.__exit__(None, None, None)
             log.set_quiet(False)

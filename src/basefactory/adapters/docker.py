@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from basefactory import cmd
-from basefactory.errors import ServiceError, ToolError
+from basefactory.adapters import cmd
+from basefactory.plumbing.errors import ServiceError, ToolError
 
 INSTALL_HINT = (
     "install a Docker client with BuildKit: `apt-get install docker.io` (Debian), or"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -78,3 +78,18 @@ def step(name: str) -> Iterator[None]:
 
 def is_tty() -> bool:
     return sys.stdout.isatty()
+
+
+# Every output line of an external command goes here, so that a live progress display
+# (plumbing/progress.py) can show the last one without the command runner knowing of it.
+_line_hook: Callable[[str], None] | None = None
+
+
+def set_line_hook(hook: Callable[[str], None] | None) -> None:
+    global _line_hook
+    _line_hook = hook
+
+
+def output_line(line: str) -> None:
+    if _line_hook is not None:
+        _line_hook(line)

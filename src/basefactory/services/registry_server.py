@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 
-from basefactory import log
+from basefactory.adapters.registry_api import Registry
 from basefactory.config import Factory
-from basefactory.errors import ServiceError
-from basefactory.registry import Registry
+from basefactory.plumbing import log
+from basefactory.plumbing.errors import ServiceError
 from basefactory.services.process import ManagedProcess, wait_until
 from basefactory.services.status import ServiceStatus
 

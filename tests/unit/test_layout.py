@@ -1,0 +1,111 @@
+"""The package's shape: the root shows the data flow and the entry points; the layers
+below (adapters to external tools, plumbing) never import a stage; nothing imports in a
+circle. Read from the source with ast, so a new import that breaks it fails here."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2] / "src" / "basefactory"
+LOWER = {"adapters", "plumbing"}
+MAX_ROOT_MODULES = 8
+
+
+def module_name(path: Path) -> str:
+    parts = ("basefactory", *path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts).removesuffix(".__init__")
+
+
+def resolve(name: str, modules: set[str]) -> str | None:
+    """The module an import names (`from basefactory.x import y` may import module x.y)."""
+    while name and name not in modules:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in ROOT.rglob("*.py")}
+    modules = set(files)
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("basefactory"):
+                for alias in node.names:
+                    dep = resolve(f"{node.module}.{alias.name}", modules)
+                    if dep:
+                        deps.add(dep)
+            elif isinstance(node, ast.Import):
+                deps.update(d for a in node.names if a.name.startswith("basefactory")
+                            and (d := resolve(a.name, modules)))
+        # a package's __init__ is imported with any of its modules: not an edge of its own
+        graph[name] = {d for d in deps if d != name and d != "basefactory"}
+    return graph
+
+
+def layer(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else ""
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_root_holds_only_entry_points_and_the_data_flow() -> None:
+    modules = sorted(p.name for p in ROOT.glob("*.py"))
+    assert len(modules) <= MAX_ROOT_MODULES, modules
+    stages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}
+    assert {"platforms", "wheels", "index", "images", "catalog", "services", "proofs",
+            "adapters", "plumbing"} <= stages
+
+
+def test_adapters_and_plumbing_never_import_upward() -> None:
+    graph = import_graph()
+    upward = sorted((m, d) for m, deps in graph.items() if layer(m) in LOWER
+                    for d in deps if layer(d) not in LOWER)
+    assert upward == []
+    plumbing_to_adapters = sorted((m, d) for m, deps in graph.items() if layer(m) == "plumbing"
+                                  for d in deps if layer(d) == "adapters")
+    assert plumbing_to_adapters == []
+
+
+def test_no_import_circles() -> None:
+    assert cycles(import_graph()) == []
+
+
+def test_the_checks_see_a_circle_and_an_upward_import() -> None:
+    # the checks themselves can fail: a made-up graph with both defects
+    graph = {"basefactory.plumbing.a": {"basefactory.plumbing.b"},
+             "basefactory.plumbing.b": {"basefactory.plumbing.a", "basefactory.images.x"},
+             "basefactory.images.x": set()}
+    assert cycles(graph) == [["basefactory.plumbing.a", "basefactory.plumbing.b"]]
+    assert layer("basefactory.images.x") not in LOWER and layer("basefactory.plumbing.b") in LOWER
