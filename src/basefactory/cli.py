@@ -15,7 +15,7 @@ from basefactory.config import Factory, config_path, load_factory
 from basefactory.index.client import DevpiClient
 from basefactory.index.layout import client as _index_client
 from basefactory.plumbing import log, output
-from basefactory.plumbing.errors import BasefactoryError
+from basefactory.plumbing.errors import BasefactoryError, TestFailed
 from basefactory.session import Session
 
 Handler = Callable[[argparse.Namespace], int]
@@ -162,6 +162,28 @@ def cmd_images_ls(args: argparse.Namespace) -> int:
         rows = list_images(session)
     _print_rows("published images", rows, args.json)
     return 0
+
+
+def cmd_images_audit(args: argparse.Namespace) -> int:
+    from basefactory.audit.abi import audit_target
+
+    with Session(_factory(args)) as session:
+        found = audit_target(session, args.image)
+    rows = [{"image": ref, "modules": r.modules, "failures": len(r.failures),
+             "host_provided": sorted({h["library"] for h in r.host_provided}),
+             "passed": r.passed} for ref, r in found]
+    if args.json:
+        output.emit_json([{"image": ref, **r.evidence(), "passed": r.passed} for ref, r in found])
+    else:
+        _print_rows("ABI audit", rows, False)
+        for ref, r in found:
+            for line in r.lines():
+                log.error(f"{ref}: {line}")
+    failed = [ref for ref, r in found if not r.passed]
+    if failed and not args.json:
+        log.error(f"{len(failed)} image(s) have extension modules that do not load;"
+                  " build them here with a recipe, or pin versions built for their torch")
+    return TestFailed.exit_code if failed else 0
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -355,6 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="wait this long for another run's lock (default: fail at once)")
     add("ls", cmd_images_ls, "list the images published to the registry", images_sub)
+    p = add("audit", cmd_images_audit, "load every extension module of an image against its own"
+            " libraries (ABI audit); exit 6 when one does not load", images_sub)
+    p.add_argument("image", metavar="IMAGE[:TAG]",
+                   help="an image of this factory (every platform without a tag), or any full"
+                   " reference HOST/PATH:TAG")
 
     catalog = sub.add_parser("catalog", help="the catalog web page and JSON API")
     catalog_sub = catalog.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)

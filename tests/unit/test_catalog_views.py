@@ -56,16 +56,32 @@ def test_combos_for_an_image_lists_wheels_of_its_platform_and_pure_ones() -> Non
     assert set(by_wheel) == {"monotonic-alignment-search", "openai-whisper"}  # not gpu, not untested
     assert by_wheel["monotonic-alignment-search"]["included"] is True
     assert by_wheel["openai-whisper"]["included"] is False
-    assert by_wheel["monotonic-alignment-search"]["proven_by"] == {
+    mas, whisper = by_wheel["monotonic-alignment-search"], by_wheel["openai-whisper"]
+    # included: the image's smoke test imported it; its ABI audit was not recorded here
+    assert mas["fits"] is True and mas["proven_by"] == {
         "wheel_test": "http://idx/t1", "image_smoke": f"/api/images/tts-deps/platforms/{P}"}
+    # same platform, built against its torch, but nothing installed it in this image
+    assert whisper["fits"] is None and whisper["proven_by"] is None
+    assert whisper["reason"].startswith("not tested")
 
 
 def test_combos_for_a_wheel_lists_images_it_fits() -> None:
     data = views.combos(snapshot(), None, "Monotonic_Alignment.Search")
     assert {c["image"] for c in data["combos"]} == {"cuda-deps", "tts-deps"}
     assert views.combos(snapshot(), None, "torchsort")["combos"] == []  # only on `gpu`
-    assert views.combos(snapshot(), "cuda-deps", "torchsort")["fits"] is False
-    assert views.combos(snapshot(), "tts-deps", "openai-whisper")["fits"] is True
+    assert views.combos(snapshot(), "cuda-deps", "torchsort")["fits"] is None  # no pair at all
+    assert views.combos(snapshot(), "cuda-deps", "torchsort")["combos"] == []
+    assert views.combos(snapshot(), "tts-deps", "openai-whisper")["fits"] is None  # not tested
+    assert views.combos(snapshot(), "tts-deps", "monotonic-alignment-search")["fits"] is True
+
+
+def test_an_included_wheel_of_another_version_is_not_proven() -> None:
+    s = snapshot()
+    cell = s.images["tts-deps"][P]
+    older = ImageCell(**{**cell.__dict__, "wheels": {"monotonic-alignment-search": "0.1.0+pt213cpu"}})
+    s.images["tts-deps"][P] = older
+    (pair,) = views.combos(s, "tts-deps", "monotonic-alignment-search")["combos"]
+    assert pair["included"] is False and pair["fits"] is None
 
 
 @pytest.mark.parametrize(("image", "wheel", "error"), [

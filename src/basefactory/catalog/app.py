@@ -70,8 +70,9 @@ class FastPath:
 
 def create_app(catalog: Catalog) -> FastAPI:
     app = FastAPI(title="basefactory catalog", version=__version__,
-                  description="Which images and wheels go together, each combination proven"
-                  " by a test that ran inside the image.")
+                  description="Published images and wheels, and which go together: a pair is"
+                  " called compatible only where a recorded test ran that wheel in that image;"
+                  " every other pair is \"not tested\".")
 
     @app.exception_handler(views.NotFound)
     async def _not_found(_: Request, exc: views.NotFound) -> JSONResponse:

@@ -134,10 +134,13 @@ def wheels(s: Snapshot, platform_name: str | None = None,
 
 
 def combos(s: Snapshot, image_name: str | None, wheel: str | None) -> dict[str, Any]:
-    """Which wheels an image can take, which images a wheel fits, or whether one fits the
-    other: a wheel fits an image on the same platform (its index is the platform's, so
-    it was built against that torch), or on any platform if it is pure Python. Each pair
-    names the tests that proved both sides."""
+    """Which wheels an image takes, which images a wheel fits, or whether one fits the
+    other, as far as a test proved it. A pair is `fits: true` only where a test ran that
+    wheel in that image: for a recipe wheel the image includes, its smoke test (which
+    imported it) and ABI audit (which loaded its modules). Every other pair of a wheel and
+    an image of its platform is `fits: null`, "not tested": being built against the same
+    torch is not proof that installing it there works (it may need a torch the image
+    lacks, or replace one of its packages)."""
     if not image_name and not wheel:
         raise BadRequest("give `image`, `wheel` or both, e.g. /api/combos?image=tts-deps")
     if image_name and image_name not in s.images:
@@ -150,6 +153,7 @@ def combos(s: Snapshot, image_name: str | None, wheel: str | None) -> dict[str, 
         if image_name and name != image_name:
             continue
         for p, cell in cells.items():
+            included = {canonicalize_name(k): v for k, v in cell.wheels.items()}
             for w in s.wheels:
                 if wanted and canonicalize_name(w.project) != wanted:
                     continue
@@ -159,15 +163,28 @@ def combos(s: Snapshot, image_name: str | None, wheel: str | None) -> dict[str, 
                 pairs.append({
                     "image": name, "platform": p, "ref": cell.ref,
                     "wheel": w.project, "version": w.version, "file": w.filename,
-                    "included": canonicalize_name(w.project) in {
-                        canonicalize_name(k) for k in cell.wheels},
-                    "proven_by": {"wheel_test": test.source,
-                                  "image_smoke": f"/api/images/{name}/platforms/{p}"},
+                    **_fit(cell, included.get(canonicalize_name(w.project)) == w.version, test),
                 })
     result: dict[str, Any] = {"image": image_name, "wheel": wheel, "combos": pairs}
     if image_name and wheel:
-        result["fits"] = bool(pairs)
+        verdicts = [pair["fits"] for pair in pairs]
+        result["fits"] = True if True in verdicts else False if False in verdicts else None
     return result
+
+
+def _fit(cell: ImageCell, included: bool, test: Proof) -> dict[str, Any]:
+    smoke, audit = first(cell.proofs, Kind.SMOKE), first(cell.proofs, Kind.ABI_AUDIT)
+    if included and smoke is not None and smoke.passed:
+        # an image's proofs are in its labels, which its API page shows
+        here = f"/api/images/{cell.image}/platforms/{cell.platform}"
+        proven_by = {"wheel_test": test.source, "image_smoke": here}
+        if audit is not None and audit.passed:
+            proven_by["image_abi_audit"] = here
+        return {"included": True, "fits": True, "reason": "included in the image: its smoke"
+                " test imported it", "proven_by": proven_by}
+    return {"included": included, "fits": None,
+            "reason": "not tested: no test has installed this wheel in this image",
+            "proven_by": None}
 
 
 def overview(s: Snapshot) -> dict[str, Any]:

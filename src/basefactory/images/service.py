@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from basefactory.adapters.tools import beside_python
+from basefactory.audit.abi import audit_image, require_clean
 from basefactory.images.definition import (
     ImageDef,
     chain,
@@ -36,7 +37,7 @@ from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.plumbing import digest, log, templates
 from basefactory.plumbing.errors import BuildError, ConfigError, PublishRefused, ServiceError
 from basefactory.plumbing.faults import checkpoint
-from basefactory.proofs import Kind, store_labels
+from basefactory.proofs import Kind, Proof, Subject, store_labels
 from basefactory.proofs.read import proven
 from basefactory.refs import base_ref, image_ref, repository, slim_ref
 from basefactory.session import Session
@@ -233,14 +234,24 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
                 raise
             raise BuildError(f"image {image.name} failed to build on {platform}; nothing was"
                              f" pushed.\n{exc}", hint="read the build log") from None
+    # The audit before the smoke test: a module built for another torch fails both, and the
+    # audit names the distribution, module and symbol where the smoke test has only an
+    # import error.
+    with log.step(f"{image.name} on {platform}: ABI audit"):
+        report = audit_image(session.docker, local, work=work,
+                             log_file=logs / f"{image.name}-{platform}-audit.log")
+        require_clean(report, f"image {image.name} on {platform}", refused="nothing was pushed")
     promised = sorted(set(image.requirement_names) | set(pins))
     with log.step(f"{image.name} on {platform}: smoke test"):
         result = smoke_test(session.docker, local, image=image.name, platform=platform,
                             promised=promised, torch=parent.torch,
                             budget_mb=image.budget_for(platform), command=image.smoke.command,
                             work=work, log_file=logs / f"{image.name}-{platform}-smoke.log")
+    subject = Subject(platform=platform, image=image.name, image_digest=inputs)
+    proofs = [result.proof(image=image.name, platform=platform, inputs=inputs),
+              report.proof(subject, inputs=inputs)]
     labels = _labels(session, image, platform, parent, fp, tag, inputs, plan_.lock_text, pins,
-                     result)
+                     result.manifest, proofs)
     final = work / "label"
     final.mkdir()
     (final / "Dockerfile").write_text(f"FROM {local}\n")
@@ -280,8 +291,8 @@ def _move_tag_if_behind(session: Session, repo: str, tag: str, platform: str, re
 
 
 def _labels(session: Session, image: ImageDef, platform: str, parent: Parent, fp: Fingerprint,
-            tag: str, inputs: str, lock_text: str, pins: dict[str, str], smoke: Any
-            ) -> dict[str, str]:
+            tag: str, inputs: str, lock_text: str, pins: dict[str, str],
+            manifest: list[dict[str, Any]], proofs: list[Proof]) -> dict[str, str]:
     fingerprint = fp.model_dump(exclude={"distributions", "slim_distributions"})
     return {
         "org.opencontainers.image.title": f"{image.name} ({platform})",
@@ -298,8 +309,8 @@ def _labels(session: Session, image: ImageDef, platform: str, parent: Parent, fp
         f"{LABEL}.fingerprint": json.dumps(fingerprint, sort_keys=True),
         f"{LABEL}.lock": lock_text,
         f"{LABEL}.wheels": json.dumps(pins, sort_keys=True),
-        f"{LABEL}.manifest": json.dumps(smoke.manifest, separators=(",", ":")),
-        **store_labels.labels([smoke.proof(image=image.name, platform=platform, inputs=inputs)]),
+        f"{LABEL}.manifest": json.dumps(manifest, separators=(",", ":")),
+        **store_labels.labels(proofs),
     }
 
 

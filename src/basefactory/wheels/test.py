@@ -10,6 +10,9 @@ import time
 from pathlib import Path
 
 from basefactory.adapters.docker import Docker
+from basefactory.audit.abi import SCRIPT as ABI_SCRIPT
+from basefactory.audit.abi import parse as parse_abi
+from basefactory.audit.abi import require_clean
 from basefactory.plumbing.digest import file_sha256
 from basefactory.plumbing.errors import TestFailed
 from basefactory.proofs import Kind, Proof, Subject
@@ -47,6 +50,7 @@ def run_test(
     shutil.copy2(wheel, bf / wheel.name)
     (bf / "constraints.txt").write_text(constraints)
     (bf / "torch_state.py").write_text(TORCH_STATE)
+    shutil.copy2(ABI_SCRIPT, bf / "abi.py")
     (bf / "test.sh").write_text(script(recipe, wheel.name, index_url))
     started = time.monotonic()
     result = docker.run(base_ref, ["sh", "/bf/test.sh"], volumes=[(bf, "/bf", "ro")],
@@ -66,6 +70,12 @@ def run_test(
             f" nothing was uploaded:\n{result.tail}\n  full log: {log_file}",
             hint="run the recipe's test command in the platform's base to reproduce it",
         )
+    report = parse_abi(result.output)
+    if report is None:
+        raise TestFailed(f"the ABI audit of {wheel.name} printed no report; nothing was"
+                         f" uploaded:\n{result.tail}\n  full log: {log_file}")
+    require_clean(report, f"{wheel.name} in the base of {platform}",
+                  refused="nothing was uploaded", allow_empty=True)
     sha256 = file_sha256(wheel)
     # reaching here means the script's torch comparison and the test command both passed
     torch_line = next((x for x in result.output.splitlines()
@@ -77,7 +87,8 @@ def run_test(
         evidence={"recipe": recipe.name, "command": recipe.test.command,
                   "base_image": base_ref, "base_digest": base_digest,
                   "torch": torch_line.removeprefix("basefactory: torch unchanged: "),
-                  "duration_s": duration, "log_tail": result.tail.splitlines()[-8:]},
+                  "duration_s": duration, "log_tail": result.tail.splitlines()[-8:],
+                  "abi_audit": report.evidence()},
     )
 
 
@@ -94,4 +105,5 @@ echo "basefactory: torch unchanged: $(cat /tmp/torch-after)"
 cd /tmp
 {recipe.test.command}
 echo "basefactory: test passed"
+python /bf/abi.py --dist {shlex.quote(recipe.distribution)}
 """

@@ -1,0 +1,125 @@
+"""The ABI audit: every extension module loads against the libraries of the image it
+is in (see abi_script.py, which runs inside the container). Its report becomes an
+`abi-audit` proof; a failure refuses the push or the upload, naming the distribution,
+the module and the symbol or library, and what to do."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from basefactory.adapters.docker import Docker
+from basefactory.plumbing import log
+from basefactory.plumbing.errors import ConfigError, TestFailed
+from basefactory.proofs import Kind, Proof, Subject
+from basefactory.refs import image_ref, repository
+from basefactory.session import Session
+
+SCRIPT = Path(__file__).with_name("abi_script.py")
+MARK = "BASEFACTORY-ABI "
+FIX = ("build it here against this torch with a recipe (recipes/*.toml), or pin a version"
+       " built for this torch")
+
+
+@dataclass(frozen=True)
+class AbiReport:
+    modules: int
+    failures: list[dict[str, Any]]
+    host_provided: list[dict[str, Any]] = field(default_factory=list)
+    python: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def evidence(self) -> dict[str, Any]:
+        return {"modules": self.modules, "failures": self.failures,
+                "host_provided": self.host_provided, "python": self.python}
+
+    def proof(self, subject: Subject, *, inputs: str) -> Proof:
+        return Proof.new(Kind.ABI_AUDIT, subject, inputs=inputs, passed=self.passed,
+                         evidence=self.evidence())
+
+    def lines(self) -> list[str]:
+        out = []
+        for f in self.failures:
+            what = (f"undefined symbol {f['symbol']}" if f.get("symbol") else
+                    f"missing library {f['library']}" if f.get("library") else f["error"])
+            out.append(f"{f.get('dist') or 'no distribution'}: {f['module']}: {what}")
+        return out
+
+
+def parse(output: str) -> AbiReport | None:
+    line = next((x for x in output.splitlines() if x.startswith(MARK)), None)
+    if line is None:
+        return None
+    data = json.loads(line.removeprefix(MARK))
+    return AbiReport(int(data["modules"]), list(data["failures"]),
+                     list(data.get("host_provided") or []), str(data.get("python", "")))
+
+
+def audit_image(docker: Docker, ref: str, *, work: Path, log_file: Path | None = None,
+                dists: tuple[str, ...] = ()) -> AbiReport:
+    """Run the audit in a fresh container of `ref` (no network: loading needs none)."""
+    folder = work / "abi"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    shutil.copy2(SCRIPT, folder / SCRIPT.name)
+    argv = ["python3", f"/abi/{SCRIPT.name}"]
+    for d in dists:
+        argv += ["--dist", d]
+    result = docker.run(ref, argv, volumes=[(folder, "/abi", "ro")], log_file=log_file,
+                        check=False, network="none")
+    report = parse(result.output)
+    if report is None or result.returncode != 0:
+        raise TestFailed(f"the ABI audit could not run in {ref} (exit {result.returncode}):"
+                         f"\n{result.tail}", hint="the image needs a python3 on its PATH")
+    return report
+
+
+def require_clean(report: AbiReport, where: str, *, refused: str,
+                  allow_empty: bool = False) -> None:
+    """Raise unless every module loaded. An image with no extension module at all is
+    refused too (its audit looked in the wrong place); a pure-Python wheel has none."""
+    if report.modules == 0 and not allow_empty:
+        raise TestFailed(f"the ABI audit of {where} found no extension module to check;"
+                         f" {refused}", hint="is site-packages where Python looks for it?")
+    if report.failures:
+        detail = "\n".join(f"    {line}" for line in report.lines())
+        raise TestFailed(
+            f"the ABI audit of {where}: {len(report.failures)} of {report.modules} extension"
+            f" modules do not load; {refused}:\n{detail}", hint=FIX)
+
+
+def resolve(session: Session, target: str) -> list[str]:
+    """`IMAGE[:TAG]` of this factory (every platform's moving tag when no tag is given),
+    or any full reference `HOST/PATH:TAG` (an image the factory did not build)."""
+    factory = session.factory
+    if "/" in target:
+        return [target]
+    name, _, tag = target.partition(":")
+    if tag:
+        return [image_ref(factory, name, tag)]
+    tags = set(session.registry.tags(repository(factory, name)))
+    refs = [image_ref(factory, name, p) for p in factory.config.platforms if p in tags]
+    if not refs:
+        raise ConfigError(f"no image `{name}` is published in {factory.config.registry.address}",
+                          hint="give IMAGE:TAG, or a full reference such as"
+                          " registry.example.com/team/app:1.0")
+    return refs
+
+
+def audit_target(session: Session, target: str) -> list[tuple[str, AbiReport]]:
+    found = []
+    work = session.factory.state_dir / "build" / "audit"
+    for ref in resolve(session, target):
+        docker = session.docker
+        if docker.image_id(ref) is None and not docker.pull(ref):
+            raise ConfigError(f"cannot pull {ref}", hint="check the name and tag, and that its"
+                              " registry answers (`docker pull` it to see why)")
+        with log.step(f"ABI audit of {ref}"):
+            found.append((ref, audit_image(docker, ref, work=work)))
+    return found

@@ -1,0 +1,75 @@
+"""The ABI audit on real images: every published image passes it (its proof is in the
+image's labels), and an image that installs a module built for another torch is refused
+before anything is pushed, naming the distribution, the module and the symbol."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import textwrap
+
+import pytest
+
+from basefactory.images.service import ImageResult, build_all
+from basefactory.plumbing.errors import TestFailed
+from basefactory.proofs import Kind, store_labels
+from basefactory.proofs.read import first
+from basefactory.refs import repository
+from basefactory.session import Session
+from tests.helpers import PLATFORM, ROOT
+
+BF = [str(ROOT / ".venv" / "bin" / "basefactory")]
+
+
+def test_every_published_image_carries_a_passed_abi_audit(
+        session: Session, published: dict[str, ImageResult]) -> None:
+    for name, result in published.items():
+        labels = session.registry.labels(repository(session.factory, name), result.tag)
+        audit = first(store_labels.read(labels, image=name, platform=PLATFORM), Kind.ABI_AUDIT)
+        assert audit is not None and audit.passed, (name, audit)
+        assert audit.subject.image_digest == result.input_digest
+        assert audit.evidence["modules"] > 0 and audit.evidence["failures"] == []
+        if name != "api-lean":  # torch's own modules were loaded too
+            assert audit.evidence["modules"] > 20, audit.evidence
+
+
+def test_images_audit_command_checks_a_published_image(
+        session: Session, published: dict[str, ImageResult]) -> None:
+    out = subprocess.run([*BF, "--config", str(session.factory.path), "images", "audit",
+                          "cuda-deps", "--json"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    (row,) = json.loads(out.stdout)
+    assert row["image"].endswith(f"/factory/cuda-deps:{PLATFORM}") and row["passed"] is True
+    assert row["modules"] > 20 and row["failures"] == []
+
+
+def test_a_module_built_for_another_torch_is_refused_and_named(
+        session: Session, published: dict[str, ImageResult]) -> None:
+    """The regression a user met: PyPI's torchaudio 2.11.0 (no Requires-Dist, so the lock
+    lets it in) installs beside torch 2.13, and `import torchaudio` fails at run time."""
+    folder = session.factory.images_dir / "bad-abi"
+    folder.mkdir()
+    (folder / "image.toml").write_text(textwrap.dedent("""
+        parent = "cuda-deps"
+        size_budget_mb = 5000
+    """))
+    (folder / "requirements.in").write_text("torchaudio==2.11.0\n")
+    local = f"basefactory/image-build:bad-abi-{PLATFORM}"
+    try:
+        with pytest.raises(TestFailed) as caught:
+            build_all(session, ["bad-abi"])
+        message = str(caught.value)
+        assert "ABI audit" in message and "nothing was pushed" in message, message
+        assert "torchaudio: torchaudio/lib/_torchaudio.abi3.so: undefined symbol _Z" in message
+        assert "build it here against this torch with a recipe" in caught.value.hint
+        assert session.registry.tags(repository(session.factory, "bad-abi")) == []
+        # the command says the same of the image left behind by the refused build
+        out = subprocess.run([*BF, "--config", str(session.factory.path), "images", "audit",
+                              local], capture_output=True, text=True, timeout=600)
+        assert out.returncode == TestFailed.exit_code, out.stdout + out.stderr
+        assert "_torchaudio.abi3.so: undefined symbol" in out.stderr
+        assert "Traceback" not in out.stderr
+    finally:
+        shutil.rmtree(folder)
+        session.docker.remove_image(local)

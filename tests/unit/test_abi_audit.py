@@ -1,0 +1,99 @@
+"""The ABI audit's loader, run with this host's Python on shared objects compiled here:
+each kind of defect it must catch, caught, and a clean module passing. (The same script
+runs inside images; tests/integration/test_audit.py runs it there.)"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from basefactory.audit.abi import SCRIPT, AbiReport, parse, require_clean
+from basefactory.plumbing.errors import TestFailed
+
+SYMBOL = "_ZN3c106detail23torchInternalAssertFailEPKcS2_jS2_RKSs"
+SOURCES = {
+    "good": "int good(void) { return 1; }",
+    "undef": f"extern int {SYMBOL}(void); int f(void) {{ return {SYMBOL}(); }}",
+    "crash": "#include <stdlib.h>\n__attribute__((constructor)) static void boom(void) { abort(); }",
+    "uses": "extern int g(void); int h(void) { return g(); }",
+}
+
+
+def gcc(*args: str) -> None:
+    subprocess.run(["gcc", "-shared", "-fPIC", *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("abi")
+    for name, code in SOURCES.items():
+        (root / f"{name}.c").write_text(code + "\n")
+    libs = root / "libs"
+    libs.mkdir()
+    (root / "dep.c").write_text("int g(void) { return 2; }\n")
+    for soname in ("libbfmissing.so.1", "libcuda.so.1"):
+        gcc("-o", str(libs / soname), str(root / "dep.c"), f"-Wl,-soname,{soname}")
+    pkg = root / "site" / "pkg"
+    pkg.mkdir(parents=True)
+    gcc("-o", str(pkg / "good.so"), str(root / "good.c"))
+    gcc("-o", str(pkg / "undef.so"), str(root / "undef.c"))
+    gcc("-o", str(pkg / "crash.so"), str(root / "crash.c"))
+    # linked against libraries that are not there at load time (no rpath to libs/)
+    gcc("-o", str(pkg / "needs.cpython-311-x86_64-linux-gnu.so"), str(root / "uses.c"),
+        f"-L{libs}", "-l:libbfmissing.so.1")
+    gcc("-o", str(pkg / "driver.so"), str(root / "uses.c"), f"-L{libs}", "-l:libcuda.so.1")
+    return root / "site"
+
+
+def run(*args: str) -> AbiReport:
+    out = subprocess.run([sys.executable, str(SCRIPT), "--no-site", *args], check=True,
+                         capture_output=True, text=True, timeout=60).stdout
+    report = parse(out)
+    assert report is not None, out
+    return report
+
+
+def test_each_defect_is_named_and_a_clean_module_passes(site: Path) -> None:
+    report = run("--path", str(site))
+    assert report.modules == 5
+    by_module = {f["module"]: f for f in report.failures}
+    assert set(by_module) == {"pkg/undef.so", "pkg/crash.so",
+                              "pkg/needs.cpython-311-x86_64-linux-gnu.so"}
+    assert by_module["pkg/undef.so"]["symbol"] == SYMBOL
+    assert by_module["pkg/needs.cpython-311-x86_64-linux-gnu.so"]["library"] == "libbfmissing.so.1"
+    assert by_module["pkg/crash.so"]["error"].startswith("crashed while loading")
+    # the driver library is the host's (the NVIDIA runtime mounts it): listed, not failed
+    assert [(h["module"], h["library"]) for h in report.host_provided] == [
+        ("pkg/driver.so", "libcuda.so.1")]
+    assert not report.passed
+    with pytest.raises(TestFailed) as caught:
+        require_clean(report, "image x on p", refused="nothing was pushed")
+    message = str(caught.value)
+    assert f"pkg/undef.so: undefined symbol {SYMBOL}" in message
+    assert "missing library libbfmissing.so.1" in message and "libcuda" not in message
+    assert "3 of 5 extension modules do not load; nothing was pushed" in message
+
+
+def test_a_clean_tree_passes_and_an_empty_one_is_not_a_pass(site: Path, tmp_path: Path) -> None:
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "good.so").write_bytes((site / "pkg" / "good.so").read_bytes())
+    report = run("--path", str(clean))
+    assert report.modules == 1 and report.failures == [] and report.passed
+    require_clean(report, "x", refused="nothing was pushed")
+    empty = run("--path", str(tmp_path / "nothing-here"))
+    assert empty.modules == 0 and empty.failures == []
+    with pytest.raises(TestFailed, match="found no extension module"):  # checked nothing
+        require_clean(empty, "x", refused="nothing was pushed")
+    require_clean(empty, "a pure wheel", refused="nothing was uploaded", allow_empty=True)
+
+
+def test_only_the_named_distribution_is_audited() -> None:
+    # this host's own site-packages: pydantic-core is installed in the test venv
+    report = subprocess.run([sys.executable, str(SCRIPT), "--dist", "pydantic_core"],
+                            check=True, capture_output=True, text=True, timeout=120).stdout
+    parsed = parse(report)
+    assert parsed is not None and parsed.modules >= 1 and parsed.passed
