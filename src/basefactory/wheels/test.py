@@ -86,7 +86,9 @@ def run_test(
         inputs=sha256, passed=True,
         evidence={"recipe": recipe.name, "command": recipe.test.command,
                   "base_image": base_ref, "base_digest": base_digest,
-                  "torch": torch_line.removeprefix("basefactory: torch unchanged: "),
+                  # "<version> <files> <sha256 of their state>", equal before and after
+                  "torch": torch_line.removeprefix("basefactory: torch unchanged: ")
+                  .removeprefix("torch "),
                   "duration_s": duration, "log_tail": result.tail.splitlines()[-8:],
                   "abi_audit": report.evidence()},
     )
