@@ -97,3 +97,26 @@ def test_only_the_named_distribution_is_audited() -> None:
                             check=True, capture_output=True, text=True, timeout=120).stdout
     parsed = parse(report)
     assert parsed is not None and parsed.modules >= 1 and parsed.passed
+
+
+def test_an_allowed_module_is_recorded_with_its_reason_not_dropped(site: Path) -> None:
+    report = run("--path", str(site)).allowing([("pkg/crash*", "a test module that aborts")])
+    assert {f["module"] for f in report.failures} == {
+        "pkg/undef.so", "pkg/needs.cpython-311-x86_64-linux-gnu.so"}
+    (allowed,) = report.allowed
+    assert allowed["module"] == "pkg/crash.so"
+    assert allowed["allowed_because"] == "a test module that aborts"
+    assert report.evidence()["allowed"] == [allowed]
+    everything = report.allowing([("pkg/*", "all of them, for this test")])
+    assert everything.passed and len(everything.allowed) == 3
+
+
+def test_an_allow_entry_needs_a_reason(tmp_path: Path) -> None:
+    from basefactory.images.definition import load_image
+    from basefactory.plumbing.errors import ConfigError
+
+    folder = tmp_path / "img"
+    folder.mkdir()
+    (folder / "image.toml").write_text('size_budget_mb = 100\n[[audit.allow]]\nmodule = "x*"\n')
+    with pytest.raises(ConfigError, match=r"audit\.allow\.0\.reason"):
+        load_image(folder)

@@ -5,9 +5,11 @@ the module and the symbol or library, and what to do."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import shutil
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,20 @@ class AbiReport:
     failures: list[dict[str, Any]]
     host_provided: list[dict[str, Any]] = field(default_factory=list)
     python: str = ""
+    allowed: list[dict[str, Any]] = field(default_factory=list)  # failures the image allows
+
+    def allowing(self, allow: Sequence[tuple[str, str]]) -> AbiReport:
+        """Move the failures whose module matches an allowed glob to `allowed`, each with
+        its reason."""
+        still, allowed = [], list(self.allowed)
+        for f in self.failures:
+            reason = next((r for glob, r in allow if fnmatch.fnmatchcase(f["module"], glob)),
+                          None)
+            if reason is None:
+                still.append(f)
+            else:
+                allowed.append({**f, "allowed_because": reason})
+        return replace(self, failures=still, allowed=allowed)
 
     @property
     def passed(self) -> bool:
@@ -37,7 +53,8 @@ class AbiReport:
 
     def evidence(self) -> dict[str, Any]:
         return {"modules": self.modules, "failures": self.failures,
-                "host_provided": self.host_provided, "python": self.python}
+                "host_provided": self.host_provided, "allowed": self.allowed,
+                "python": self.python}
 
     def proof(self, subject: Subject, *, inputs: str) -> Proof:
         return Proof.new(Kind.ABI_AUDIT, subject, inputs=inputs, passed=self.passed,

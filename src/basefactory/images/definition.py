@@ -13,6 +13,9 @@
     [smoke]
     imports = ["numpy"]        # modules it promises (its requirements' are added)
     command = "python -c ..."  # an extra check
+    [[audit.allow]]            # a shared object that may fail the ABI audit, and why
+    module = "numba/np/ufunc/tbbpool*"
+    reason = "numba's optional TBB layer; libtbb is not installed"
 
 Definitions are validated like factory.toml; a cycle, an unknown parent or recipe, or a
 bad requirement is one ConfigError naming the file and the fix.
@@ -39,6 +42,19 @@ class Smoke(Model):
     command: str | None = None
 
 
+class AllowedModule(Model):
+    """A shared object the image may ship although it does not load, with the reason:
+    e.g. an optional backend whose library is not installed. Recorded in the audit's
+    proof as allowed, never silently dropped."""
+
+    module: Annotated[str, Field(min_length=1)]  # a glob of its path under site-packages
+    reason: Annotated[str, Field(min_length=10)]
+
+
+class Audit(Model):
+    allow: tuple[AllowedModule, ...] = ()
+
+
 class ImageDef(Model):
     name: Name
     description: str = ""
@@ -50,6 +66,7 @@ class ImageDef(Model):
     # one budget, or {platform glob: budget}: the first glob that matches wins
     size_budget_mb: Annotated[int, Field(gt=0)] | dict[str, Annotated[int, Field(gt=0)]]
     smoke: Smoke = Smoke()
+    audit: Audit = Audit()
     requirements: tuple[str, ...] = ()  # read from requirements.in by the loader
     template: Path | None = None  # images/<name>/Dockerfile.j2, if present
 
