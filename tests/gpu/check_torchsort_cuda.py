@@ -2,7 +2,7 @@
 pinned sdist against that machine's torch and CUDA exactly as the recipe says (no build
 isolation, TORCH_CUDA_ARCH_LIST=8.0;9.0, its torch as a constraint), check the device
 code per architecture, then run the CUDA kernel on the GPU against the CPU kernel.
-Prints one JSON document; `make gpu-check` records it in bench/gpu-run.md."""
+Prints one JSON document, which bench/gpu-run.md records (run it by hand on a GPU host)."""
 
 from __future__ import annotations
 

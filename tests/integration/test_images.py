@@ -45,6 +45,11 @@ def test_every_image_is_built_tested_and_pushed_with_both_tags(
                     "org.opencontainers.image.base.digest"):
             assert labels[key], key
         assert labels["org.basefactory.input-digest"] == result.input_digest
+        # OCI's meaning: the manifest digest of the parent as the registry serves it
+        parent = labels["org.opencontainers.image.base.name"]
+        path, _, tag = parent.partition("/")[2].rpartition(":")
+        assert labels["org.opencontainers.image.base.digest"] == session.registry.digest(path, tag)
+        assert labels["org.opencontainers.image.base.digest"].startswith("sha256:")
         assert json.loads(labels["org.basefactory.fingerprint"])["torch"] == "2.13.0+cpu"
         smoke = json.loads(labels["org.basefactory.proof.smoke"])
         assert smoke["passed"] is True and smoke["schema"] == SCHEMA and smoke["kind"] == "smoke"

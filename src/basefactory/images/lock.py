@@ -86,7 +86,7 @@ def lock_image(
     text = (f"{HEADER}: image={image.name} platform={platform} inputs={wanted}\n"
             "# what this layer adds to its parent, resolved by `uv pip compile` against the\n"
             "# platform's index with the parent's distributions as constraints. Do not edit:\n"
-            "# `basefactory images lock --upgrade` renews it.\n" + body)
+            "# `basefactory images build --upgrade` renews it.\n" + body)
     if write:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".tmp")

@@ -302,7 +302,8 @@ def _labels(session: Session, image: ImageDef, platform: str, parent: Parent, fp
         "org.opencontainers.image.revision": _revision(session.factory.root),
         "org.opencontainers.image.created": datetime.now(UTC).isoformat(timespec="seconds"),
         "org.opencontainers.image.base.name": parent.ref,
-        "org.opencontainers.image.base.digest": parent.input_digest,
+        # the parent's manifest digest in the registry (OCI's meaning), not our input digest
+        "org.opencontainers.image.base.digest": _registry_digest(session, parent.ref),
         f"{LABEL}.image": image.name,
         f"{LABEL}.platform": platform,
         f"{LABEL}.parent": image.parent,
@@ -313,6 +314,13 @@ def _labels(session: Session, image: ImageDef, platform: str, parent: Parent, fp
         f"{LABEL}.manifest": json.dumps(manifest, separators=(",", ":")),
         **store_labels.labels(proofs),
     }
+
+
+def _registry_digest(session: Session, ref: str) -> str:
+    """sha256:... of REGISTRY/REPO:TAG as the registry serves it; "" when it has none (a
+    platform's base kept only in the local engine)."""
+    path, _, tag = ref.partition("/")[2].rpartition(":")
+    return session.registry.digest(path, tag) or ""
 
 
 def _revision(root: Path) -> str:
