@@ -120,3 +120,18 @@ def test_an_allow_entry_needs_a_reason(tmp_path: Path) -> None:
     (folder / "image.toml").write_text('size_budget_mb = 100\n[[audit.allow]]\nmodule = "x*"\n')
     with pytest.raises(ConfigError, match=r"audit\.allow\.0\.reason"):
         load_image(folder)
+
+
+def test_a_child_inherits_its_parents_allowances(tmp_path: Path) -> None:
+    from basefactory.images.definition import load_images
+
+    for name, parent, glob in (("base-img", "platform", "nvidia/*"), ("child", "base-img", "numba/*"),
+                               ("other", "slim", None)):
+        (tmp_path / name).mkdir()
+        allow = f'[[audit.allow]]\nmodule = "{glob}"\nreason = "a reason for {glob}"\n' if glob else ""
+        (tmp_path / name / "image.toml").write_text(
+            f'parent = "{parent}"\nsize_budget_mb = 100\n{allow}')
+    images = load_images(tmp_path, recipes=set())
+    assert [a.module for a in images["child"].audit.allow] == ["nvidia/*", "numba/*"]
+    assert [a.module for a in images["base-img"].audit.allow] == ["nvidia/*"]
+    assert images["other"].audit.allow == ()

@@ -148,7 +148,15 @@ def load_images(directory: Path, *, recipes: set[str]) -> dict[str, ImageDef]:
             if wheel not in recipes:
                 raise ConfigError(f"{where}: wheels: no recipe `{wheel}` in recipes/",
                                   hint=f"recipes: {', '.join(sorted(recipes))}")
-    return {name: images[name] for name in order(images, directory)}
+    ordered = {name: images[name] for name in order(images, directory)}
+    # A child holds its parents' files, so its ABI audit meets their modules too: it
+    # inherits their allowances (parents come first, so theirs are already complete).
+    for name, image in ordered.items():
+        parent = ordered.get(image.parent)
+        if parent is not None and parent.audit.allow:
+            ordered[name] = image.model_copy(
+                update={"audit": Audit(allow=parent.audit.allow + image.audit.allow)})
+    return ordered
 
 
 def order(images: dict[str, ImageDef], directory: Path) -> list[str]:
