@@ -132,8 +132,8 @@ def resolve(session: Session, target: str) -> list[str]:
 def audit_target(session: Session, target: str) -> list[tuple[str, AbiReport]]:
     found = []
     work = session.factory.state_dir / "build" / "audit"
+    docker = session.docker
     for ref in resolve(session, target):
-        docker = session.docker
         if docker.image_id(ref) is None and not docker.pull(ref):
             raise ConfigError(f"cannot pull {ref}", hint="check the name and tag, and that its"
                               " registry answers (`docker pull` it to see why)")

@@ -92,13 +92,21 @@ def load(ctypes, path):
         return str(exc)
 
 
-def top_package(path, dirs):
+def relative(path, dirs):
+    """`path` below the site folder that holds it (what an import sees), or None."""
     for root in dirs:
         if path.startswith(root + os.sep):
-            first = path[len(root) + 1:].split(os.sep)[0]
-            name = first.split(".")[0] if SHARED.search(first) else first
-            return name if name.isidentifier() else None
+            return path[len(root) + 1:]
     return None
+
+
+def top_package(path, dirs):
+    rel = relative(path, dirs)
+    if rel is None:
+        return None
+    first = rel.split(os.sep)[0]
+    name = first.split(".")[0] if SHARED.search(first) else first
+    return name if name.isidentifier() else None
 
 
 def classify(path, error, dist):
@@ -146,13 +154,8 @@ def audit(dists, extra, site=True):
             continue
         row = classify(path, error, owner.get(path))
         (host if row.get("host_provided") else failures).append(row)
-    rel = {}
-    for path in todo:
-        for root in dirs:
-            if path.startswith(root + os.sep):
-                rel[path] = path[len(root) + 1:]
     for row in failures + host:
-        row["module"] = rel.get(row["module"], row["module"])
+        row["module"] = relative(row["module"], dirs) or row["module"]
     return {"modules": len(todo), "failures": failures, "host_provided": host,
             "python": sys.version.split()[0], "site": dirs}
 
