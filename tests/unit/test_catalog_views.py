@@ -121,3 +121,16 @@ def test_overview_rows_follow_platform_columns() -> None:
     assert data["platforms"] == [P, "gpu"]
     tts = next(r for r in data["rows"] if r["image"] == "tts-deps")
     assert tts["cells"][0]["tag"].startswith(P) and tts["cells"][1] is None
+
+
+def test_the_newest_wheel_test_decides_tested_and_its_link() -> None:
+    older = proof_of_test("http://idx/old")[0]
+    newer = proof_of_test("http://idx/new", passed=False)[0]
+    newer = Proof(newer.kind, newer.subject, newer.inputs, False, {}, "2026-11-24T00:00:00",
+                  source="http://idx/new")
+    row = views.wheel_row(snapshot(), Wheel(f"factory/{P}", P, "x", "1.0", "x.whl", "u", "s",
+                                            [older, newer]))
+    assert row["tested"] is False and row["proven_by"] == []  # no link to the older pass
+    row = views.wheel_row(snapshot(), Wheel(f"factory/{P}", P, "x", "1.0", "x.whl", "u", "s",
+                                            [older]))
+    assert row["tested"] is True and row["proven_by"] == ["http://idx/old"]

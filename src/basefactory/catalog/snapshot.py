@@ -25,6 +25,12 @@ from basefactory.proofs.read import ProofReader
 TAG_DATE = re.compile(r"-(\d{8})-([0-9a-f]{12})$")
 
 
+def image_url(image: str, platform: str) -> str:
+    """The catalog's API page of one image on one platform: it shows the image's labels,
+    and so the proofs they carry."""
+    return f"/api/images/{image}/platforms/{platform}"
+
+
 @dataclass(frozen=True)
 class Tag:
     name: str
@@ -205,7 +211,7 @@ class Reader:
             wheels=_json(labels.get("org.basefactory.wheels"), {}),
             manifest=_json(labels.get("org.basefactory.manifest"), []),
             proofs=self.proofs.image(labels, image=image, platform=platform,
-                                     source=f"/api/images/{image}/platforms/{platform}"),
+                                     source=image_url(image, platform)),
             input_digest=labels.get("org.basefactory.input-digest", ""),
             created=created, tags=tag_rows,
         )

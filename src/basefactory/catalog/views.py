@@ -7,9 +7,9 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from basefactory.catalog.snapshot import ImageCell, Snapshot, Wheel
+from basefactory.catalog.snapshot import ImageCell, Snapshot, Wheel, image_url
 from basefactory.proofs import Kind, Proof
-from basefactory.proofs.read import first, proven
+from basefactory.proofs.read import first
 
 
 class NotFound(Exception):
@@ -78,8 +78,9 @@ def image(s: Snapshot, name: str) -> dict[str, Any]:
         raise NotFound(f"no image `{name}`; images: {', '.join(s.images) or 'none'}")
     out: dict[str, Any] = {"name": name, "platforms": {}}
     for p, c in cells.items():
+        row = cell_row(c)
         out["platforms"][p] = {
-            **cell_row(c),
+            **row,
             "chain": parent_chain(s, name, p),
             "fingerprint": {k: v for k, v in s.platforms.get(p, {}).items()
                             if k not in ("distributions", "slim_distributions")},
@@ -87,9 +88,8 @@ def image(s: Snapshot, name: str) -> dict[str, Any]:
             "tags": [asdict(t) for t in c.tags],
             "from": f"FROM {c.ref}",
             "from_pinned": f"FROM {c.ref.rsplit(':', 1)[0]}:{c.current}" if c.current else None,
-            "proven_by": {"kind": "smoke test",
-                          "result": proofs_by_kind(c.proofs).get(str(Kind.SMOKE)),
-                          "url": f"/api/images/{name}/platforms/{p}"},
+            "proven_by": {"kind": "smoke test", "result": row["proofs"].get(str(Kind.SMOKE)),
+                          "url": image_url(name, p)},
         }
     out["description"] = next(iter(cells.values())).description if cells else ""
     return out
@@ -115,10 +115,13 @@ def parent_chain(s: Snapshot, name: str, platform_name: str) -> list[str]:
 
 def wheel_row(s: Snapshot, w: Wheel) -> dict[str, Any]:
     index_url = f"{s.index}/{w.index}/+simple/"
+    # the newest test decides both whether it is tested and which record proves it
+    test = first(w.proofs, Kind.WHEEL_TEST)
+    tested = test is not None and test.passed
     return {"project": w.project, "version": w.version, "file": w.filename, "index": w.index,
             "platform": w.platform or "any (pure Python)", "sha256": w.sha256, "url": w.url,
-            "tested": proven(w.proofs, Kind.WHEEL_TEST),
-            "proven_by": [p.source for p in w.proofs if p.kind == Kind.WHEEL_TEST and p.passed][:1],
+            "tested": tested,
+            "proven_by": [test.source] if tested and test is not None else [],
             "proofs": proofs_by_kind(w.proofs),
             "pip": f"pip install --index-url {index_url} {w.project}=={w.version}"}
 
@@ -175,8 +178,7 @@ def combos(s: Snapshot, image_name: str | None, wheel: str | None) -> dict[str, 
 def _fit(cell: ImageCell, included: bool, test: Proof) -> dict[str, Any]:
     smoke, audit = first(cell.proofs, Kind.SMOKE), first(cell.proofs, Kind.ABI_AUDIT)
     if included and smoke is not None and smoke.passed:
-        # an image's proofs are in its labels, which its API page shows
-        here = f"/api/images/{cell.image}/platforms/{cell.platform}"
+        here = image_url(cell.image, cell.platform)
         proven_by = {"wheel_test": test.source, "image_smoke": here}
         if audit is not None and audit.passed:
             proven_by["image_abi_audit"] = here
