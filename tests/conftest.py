@@ -15,6 +15,7 @@ from basefactory import services
 from basefactory.config import Factory, load_factory
 from basefactory.images.service import ImageResult
 from basefactory.images.service import build_all as build_images
+from basefactory.pipeline import Step, fit_published
 from basefactory.platforms.service import PlatformResult, ensure_platform
 from basefactory.session import Session
 from basefactory.wheels.service import build_all as build_wheels
@@ -63,3 +64,10 @@ def published(session: Session, platform: PlatformResult) -> dict[str, ImageResu
     """The recipe wheels the images need and every image, published once per session."""
     build_wheels(session, ["monotonic-alignment-search", "openai-whisper", "torchsort"])
     return {r.image: r for r in build_images(session)}
+
+
+@pytest.fixture(scope="session")
+def fitted(session: Session, published: dict[str, ImageResult]) -> list[Step]:
+    """The fit test of every published image (and the platform's base and slim) with every
+    tested wheel of its platform, as `publish` runs them."""
+    return fit_published(session, jobs=2)

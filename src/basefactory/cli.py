@@ -186,6 +186,34 @@ def cmd_images_audit(args: argparse.Namespace) -> int:
     return TestFailed.exit_code if failed else 0
 
 
+def _steps_table(title: str, steps: list[Any]) -> None:
+    output.table(title, ["step", "name", "platform", "result", "why", "duration", "size",
+                         "tag / file"],
+                 [[s.kind, s.name, s.platform, s.result, s.reason, f"{s.duration_s:.1f}s",
+                   output.human_size(s.size) if s.size else "", s.tag] for s in steps])
+
+
+def cmd_images_fit(args: argparse.Namespace) -> int:
+    from basefactory import services
+    from basefactory.pipeline import fit_published
+    from basefactory.plumbing.lock import factory_lock
+    from basefactory.plumbing.progress import Progress
+
+    factory = _factory(args)
+    with factory_lock(factory.state_dir, "images fit", wait=args.wait):
+        services.up(factory)
+        live = log.is_tty() and not args.json and not args.quiet
+        with Session(factory) as session, Progress(live=live) as progress:
+            steps = fit_published(session, platforms=args.platform or None,
+                                  image_names=args.images or None, jobs=args.jobs,
+                                  progress=progress)
+    if args.json:
+        output.emit_json([s.as_dict() for s in steps])
+    else:
+        _steps_table("fit tests", steps)
+    return 0
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     import time
 
@@ -200,7 +228,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     if args.dry_run:
         with Session(factory) as session:
             steps = publish(session, platforms=args.platform or None, only=args.only or None,
-                            dry_run=True)
+                            dry_run=True, fits=not args.no_fits)
     else:
         with factory_lock(factory.state_dir, "publish", wait=args.wait):
             services.up(factory)
@@ -208,7 +236,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
             with Session(factory) as session, Progress(live=live) as progress:
                 try:
                     steps = publish(session, platforms=args.platform or None,
-                                    only=args.only or None, jobs=args.jobs, progress=progress)
+                                    only=args.only or None, jobs=args.jobs, progress=progress,
+                                    fits=not args.no_fits)
                 except Interrupted as stop:
                     steps, interrupted = stop.steps, True
     elapsed = time.monotonic() - started
@@ -217,11 +246,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
                           "dry_run": args.dry_run, "interrupted": interrupted,
                           "logs": str(factory.logs_dir)})
     else:
-        output.table("plan" if args.dry_run else "published",
-                     ["step", "name", "platform", "result", "why", "duration", "size",
-                      "tag / file"],
-                     [[s.kind, s.name, s.platform, s.result, s.reason, f"{s.duration_s:.1f}s",
-                       output.human_size(s.size) if s.size else "", s.tag] for s in steps])
+        _steps_table("plan" if args.dry_run else "published", steps)
         log.info(summary_line(steps, elapsed) + f"; logs in {factory.logs_dir}")
     if interrupted:
         log.error("interrupted: the steps above finished and are published; nothing half-done"
@@ -382,6 +407,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", metavar="IMAGE[:TAG]",
                    help="an image of this factory (every platform without a tag), or any full"
                    " reference HOST/PATH:TAG")
+    p = add("fit", cmd_images_fit, "install each wheel of the platform's index into each"
+            " published image, as users would, and record whether it fits (pairs already"
+            " proven are not tested again)", images_sub)
+    p.add_argument("images", nargs="*", metavar="IMAGE",
+                   help="images (default: all, and the platforms' base and slim)")
+    p.add_argument("--platform", action="append", metavar="P", help="only this platform")
+    p.add_argument("--jobs", "-j", type=int, default=2, metavar="N",
+                   help="fit tests to run at once (default 2)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long for another run's lock (default: fail at once)")
 
     catalog = sub.add_parser("catalog", help="the catalog web page and JSON API")
     catalog_sub = catalog.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
@@ -408,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this recipe or image (repeatable; an image brings its ancestors)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan: what would be built and why")
+    p.add_argument("--no-fits", action="store_true",
+                   help="skip the fit tests of wheels in images (the catalog then says"
+                   " \"not tested\" for the pairs of images built by this run)")
     p.add_argument("--jobs", "-j", type=int, default=2, metavar="N",
                    help="independent steps to run at once, over all builders (default 2)")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",

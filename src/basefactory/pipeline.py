@@ -1,5 +1,6 @@
-"""`basefactory publish`: every platform, then its recipe wheels, then its images, each
-step skipped when what it would publish for its inputs is already published.
+"""`basefactory publish`: every platform, then its recipe wheels, then its images, then
+the fit tests of each image with each wheel of its platform; each step skipped when what
+it would publish for its inputs is already published (a fit: already proven).
 
 Progress goes through the shared logger as timed steps; the result is one summary row per
 step (what, result, why, duration, size, tag) for the table or `--json`.
@@ -16,6 +17,7 @@ from functools import partial
 from typing import Any
 
 from basefactory.adapters import cmd
+from basefactory.images import fit
 from basefactory.images import service as images
 from basefactory.images.definition import ImageDef, root_of
 from basefactory.platforms import store
@@ -26,14 +28,16 @@ from basefactory.plumbing.progress import Progress
 from basefactory.refs import base_ref
 from basefactory.session import Session
 from basefactory.wheels import service as wheels
+from basefactory.wheels.recipe import load_recipes
 
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # platform | wheel | image
+    kind: str  # platform | wheel | image | fit
     name: str
     platform: str
-    result: str  # built | current | retested | build (dry run) | retest (dry run)
+    # built | current | retested | fits | does not fit | build|retest|test (dry run)
+    result: str
     reason: str
     duration_s: float
     size: int | None
@@ -54,7 +58,7 @@ class Interrupted(Exception):
 
 def publish(session: Session, *, platforms: list[str] | None = None,
             only: list[str] | None = None, dry_run: bool = False, jobs: int = 1,
-            progress: Progress | None = None) -> list[Step]:
+            progress: Progress | None = None, fits: bool = True) -> list[Step]:
     """Platforms, then wheels, then images. Independent steps (platforms, recipes, sibling
     images) run concurrently up to `jobs`, spread over the factory's builders; an image
     waits for its parent. A dry run only plans (sequentially: it is quick)."""
@@ -62,7 +66,7 @@ def publish(session: Session, *, platforms: list[str] | None = None,
     names = factory.platforms(platforms)
     recipes, image_names = _split_only(session, only)
     if dry_run:
-        return _plan(session, names, recipes, image_names)
+        return _plan(session, names, recipes, image_names, fits)
     progress = progress or Progress(live=False)
     builders = session.builders()
     sessions = [session.on(b) for b in builders]
@@ -92,7 +96,11 @@ def publish(session: Session, *, platforms: list[str] | None = None,
                              partial(_on_wheel, r, p))
                       for r, p in wheels.plan(session, recipes or None, names)])
         if image_names is None or image_names:
-            wait_all(_submit_images(session, names, image_names, submit))
+            futures, results = _submit_images(session, names, image_names, submit)
+            wait_all(futures)
+            if fits:
+                wait_all(_submit_fits(session, results, every=image_names is None,
+                                      submit=submit))
     except KeyboardInterrupt:
         pool.shutdown(wait=False, cancel_futures=True)
         cmd.stop_all()
@@ -102,13 +110,17 @@ def publish(session: Session, *, platforms: list[str] | None = None,
     return sorted(done, key=_order)
 
 
+Results = dict[str, dict[str, "Future[images.ImageResult]"]]  # platform -> image -> result
+
+
 def _submit_images(session: Session, names: list[str], image_names: list[str] | None,
-                   submit: Callable[..., Future[Step]]) -> list[Future[Step]]:
+                   submit: Callable[..., Future[Step]]) -> tuple[list[Future[Step]], Results]:
     definitions = images.load_definitions(session)
     futures: list[Future[Step]] = []
+    by_platform: Results = {}
     for platform in names:
         fp = store.require(session.factory, session.devpi, platform)
-        results: dict[str, Future[images.ImageResult]] = {}
+        results: dict[str, Future[images.ImageResult]] = by_platform.setdefault(platform, {})
         for name in images.needed(definitions, image_names or None):
             image = definitions[name]
             if not image.applies_to(platform) or (
@@ -138,7 +150,64 @@ def _submit_images(session: Session, names: list[str], image_names: list[str] | 
                             result.duration_s, result.size, result.ref)
 
             futures.append(submit(f"image:{name}:{platform}", f"image {name} ({platform})", step))
-    return futures
+    return futures, by_platform
+
+
+def _submit_fits(session: Session, results: Results, *, every: bool,
+                 submit: Callable[..., Future[Step]]) -> list[Future[Step]]:
+    """A fit test for each image this publish ensured (and, on a full publish, the
+    platform's base and slim image) with each wheel of its platform that it does not
+    include. Runs after every image step has finished, so that no build competes with
+    them."""
+    images_by_platform = {platform: [(r.image, r.tag) for r in (f.result() for f in by.values())]
+                          for platform, by in results.items()}
+    return [submit(f"fit:{pair.wheel.file.project}:{pair.target.image}:{pair.target.platform}",
+                   f"fit {pair.wheel.file.project} -> {pair.target.image}"
+                   f" ({pair.target.platform})", partial(_on_fit, pair))
+            for pair in _fit_pairs(session, images_by_platform, every)]
+
+
+def _fit_pairs(session: Session, images_by_platform: dict[str, list[tuple[str, str]]],
+               every: bool) -> list[fit.Pair]:
+    definitions = images.load_definitions(session)
+    recipes = load_recipes(session.factory.recipes_dir)
+    found: list[fit.Pair] = []
+    for platform, published in images_by_platform.items():
+        targets = fit.targets(session, platform, published, definitions, platform_images=every)
+        found += fit.pairs(session, targets, fit.candidates(session, platform, recipes))
+    return found
+
+
+def fit_published(session: Session, *, platforms: list[str] | None = None,
+                  image_names: list[str] | None = None, jobs: int = 1,
+                  progress: Progress | None = None) -> list[Step]:
+    """`basefactory images fit`: the fit tests of what the registry holds now (each
+    image's moving tag; with no names also the platforms' base and slim), e.g. after
+    `wheels build` published a wheel that no image has been tried with."""
+    definitions = images.load_definitions(session)
+    unknown = [n for n in image_names or [] if n not in definitions]
+    if unknown:
+        from basefactory.plumbing.errors import ConfigError
+        raise ConfigError(f"no image {', '.join(unknown)} in {session.factory.images_dir}",
+                          hint=f"images: {', '.join(definitions)}")
+    names = session.factory.platforms(platforms)
+    published = {p: [(n, p) for n in (image_names or definitions)
+                     if definitions[n].applies_to(p)] for p in names}
+    pairs = _fit_pairs(session, published, image_names is None)
+    progress = progress or Progress(live=False)
+    steps: list[Step] = []
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="fit") as pool:
+        def one(pair: fit.Pair) -> Step:
+            key = f"fit:{pair.wheel.file.project}:{pair.target.image}:{pair.target.platform}"
+            progress.add(key, f"fit {pair.wheel.file.project} -> {pair.target.image}")
+            with progress.running(key):
+                step = _on_fit(pair, session)
+            progress.finish(key, step.result)
+            return step
+        futures = [pool.submit(contextvars.copy_context().run, one, pair) for pair in pairs]
+        wait_all(futures)
+        steps = [f.result() for f in futures]
+    return sorted(steps, key=_order)
 
 
 def _on_platform(platform: str, session: Session) -> Step:
@@ -147,6 +216,27 @@ def _on_platform(platform: str, session: Session) -> Step:
 
 def _on_wheel(recipe: Any, platform: str, session: Session) -> Step:
     return _wheel_step(session, recipe, platform)
+
+
+def _on_fit(pair: fit.Pair, session: Session) -> Step:
+    started = time.monotonic()
+    proof, tested = fit.ensure_fit(session, pair)
+    return _fit_step(pair, proof, tested, round(time.monotonic() - started, 2))
+
+
+def _fit_step(pair: fit.Pair, proof: Any, tested: bool, duration: float) -> Step:
+    outcome = "fits" if proof is not None and proof.passed else "does not fit"
+    if proof is None:
+        result, reason = "test (dry run)", "no fit test for this image digest and wheel file"
+    elif tested:
+        result, reason = outcome, str(proof.evidence.get("reason", ""))
+    else:  # proven before: the verdict, and why where it does not fit
+        result = "current"
+        reason = outcome if proof.passed else f"{outcome}: {proof.evidence.get('reason', '')}"
+    added = proof.evidence.get("added_mb") if proof is not None else None
+    return Step("fit", f"{pair.wheel.file.project} -> {pair.target.image}", pair.target.platform,
+                result, reason, duration, int(added * 1e6) if added else None,
+                pair.wheel.file.filename)
 
 
 def wait_all(futures: list[Future[Step]]) -> None:
@@ -162,20 +252,32 @@ def wait_all(futures: list[Future[Step]]) -> None:
 
 
 def _order(step: Step) -> tuple[int, str, str]:
-    return ({"platform": 0, "wheel": 1, "image": 2}[step.kind], step.platform, step.name)
+    return ({"platform": 0, "wheel": 1, "image": 2, "fit": 3}[step.kind], step.platform,
+            step.name)
 
 
 def _plan(session: Session, names: list[str], recipes: list[str] | None,
-          image_names: list[str] | None) -> list[Step]:
+          image_names: list[str] | None, fits: bool) -> list[Step]:
     steps = [_platform_step(session, p, dry_run=True) for p in names]
     if recipes is None or recipes:
         steps += [_wheel_step(session, r, p, dry_run=True)
                   for r, p in wheels.plan(session, recipes or None, names)]
     if image_names is None or image_names:
-        for result in images.build_all(session, image_names or None, names, dry_run=True):
+        planned = images.build_all(session, image_names or None, names, dry_run=True)
+        for result in planned:
             steps.append(Step("image", result.image, result.platform, result.state,
                               result.reason, result.duration_s, result.size, result.ref))
+        if fits:
+            steps += _plan_fits(session, planned, every=image_names is None)
     return steps
+
+
+def _plan_fits(session: Session, planned: list[images.ImageResult], *, every: bool
+               ) -> list[Step]:
+    """The fits of the images that are current (those to be built get theirs after)."""
+    current = {p: [(r.image, r.tag) for r in planned if r.platform == p and r.state == "current"]
+               for p in dict.fromkeys(r.platform for r in planned)}
+    return [_fit_step(pair, pair.proof, False, 0.0) for pair in _fit_pairs(session, current, every)]
 
 
 def _split_only(session: Session, only: list[str] | None

@@ -22,6 +22,7 @@ from basefactory.catalog.app import create_app
 from basefactory.catalog.server import make_catalog
 from basefactory.catalog.state import Catalog
 from basefactory.images.service import ImageResult
+from basefactory.pipeline import Step
 from basefactory.session import Session
 from tests.helpers import PLATFORM, ROOT, require
 
@@ -29,7 +30,8 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 
 
 @pytest.fixture(scope="module")
-def catalog(session: Session, published: dict[str, ImageResult]) -> Iterator[Catalog]:
+def catalog(session: Session, published: dict[str, ImageResult], fitted: list[Step]
+            ) -> Iterator[Catalog]:
     c = make_catalog(session.factory)
     assert c.refresh()
     yield c
@@ -70,12 +72,22 @@ def test_combos_link_to_the_tests_that_proved_them(client: TestClient) -> None:
     assert image["proofs"]["smoke"]["passed"] is True
     assert image["proofs"]["abi-audit"]["passed"] is True
     assert mas["proven_by"]["image_abi_audit"] == mas["proven_by"]["image_smoke"]
-    # torchsort needs torch, which the lean tier does not have: built against the
-    # platform's torch is no proof that it works there, so the catalog does not say so
+    # torchsort needs torch, which the lean tier does not have: its fit test installed it
+    # there, saw torch pulled in, and the catalog says so with the record it stands on
     lean = client.get("/api/combos", params={"image": "api-lean", "wheel": "torchsort"}).json()
-    assert lean["data"]["fits"] is None
-    assert all(c["fits"] is None and c["reason"].startswith("not tested")
-               for c in lean["data"]["combos"])
+    assert lean["data"]["fits"] is False
+    (pair,) = lean["data"]["combos"]
+    assert pair["reason"].startswith("adds torch (") and pair["pip"] is None
+    record = httpx.get(pair["proven_by"]["fit"], timeout=10).json()
+    assert record["kind"] == "fit" and record["passed"] is False
+    assert record["subject"]["image"] == "api-lean"
+    assert record["subject"]["image_digest"] == client.get(
+        f"/api/images/api-lean/platforms/{PLATFORM}").json()["data"]["digest"]
+    # and where it fits, the copy-paste lines for pip and uv come with it
+    base = client.get("/api/combos", params={"image": "cuda-deps", "wheel": "torchsort"}).json()
+    assert base["data"]["fits"] is True
+    (pair,) = base["data"]["combos"]
+    assert pair["pip"].startswith("pip install --index-url ") and "explicit = true" in pair["uv"]
 
 
 @pytest.mark.parametrize(("url", "status"), [
@@ -113,7 +125,8 @@ def test_a_source_down_shows_a_banner_and_the_last_good_data(session: Session,
 
 
 @pytest.fixture(scope="module")
-def server(session: Session, published: dict[str, ImageResult]) -> Iterator[str]:
+def server(session: Session, published: dict[str, ImageResult], fitted: list[Step]
+           ) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -146,6 +159,10 @@ def test_overview_in_headless_chromium(server: str, tmp_path: Path) -> None:
     assert f'<a href="/platforms/{PLATFORM}">{PLATFORM}</a>' in dom.stdout
     assert "FROM 127.0.0.1:" in dom.stdout and "/factory/tts-deps:" in dom.stdout
     assert "pip install --index-url" in dom.stdout
+    # the image x wheel matrix, with verdicts from fit records both ways
+    assert f'<table class="matrix" data-platform="{PLATFORM}">' in dom.stdout
+    assert 'data-fits="true"' in dom.stdout and 'data-fits="false"' in dom.stdout
+    assert "adds torch (" in dom.stdout  # the reason, on hover
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "catalog-overview.png"
     shot.unlink(missing_ok=True)

@@ -134,3 +134,68 @@ def test_the_newest_wheel_test_decides_tested_and_its_link() -> None:
     row = views.wheel_row(snapshot(), Wheel(f"factory/{P}", P, "x", "1.0", "x.whl", "u", "s",
                                             [older]))
     assert row["tested"] is True and row["proven_by"] == ["http://idx/old"]
+
+
+def fit_proof(image: str, digest: str, passed: bool, reason: str, url: str) -> Proof:
+    return Proof(Kind.FIT, Subject(platform=P, wheel="w.whl", wheel_sha256="s", image=image,
+                                   image_digest=digest), "i", passed,
+                 {"reason": reason, "added": [{"name": "x", "version": "1", "mb": 1.0}],
+                  "added_mb": 1.0}, "2026-11-24T00:00:00", source=url)
+
+
+def with_fits(*proofs: Proof) -> Snapshot:
+    s = snapshot()
+    whisper = next(w for w in s.wheels if w.project == "openai-whisper")
+    s.wheels[s.wheels.index(whisper)] = Wheel(**{**whisper.__dict__,
+                                                "proofs": whisper.proofs + list(proofs)})
+    return s
+
+
+def test_a_fit_record_of_this_image_build_decides_the_pair() -> None:
+    s = with_fits(fit_proof("cuda-deps", "sha256:1", True, "installs cleanly", "http://idx/f1"),
+                  fit_proof("tts-deps", "sha256:1", False, "replaces numpy 1 -> 2",
+                            "http://idx/f2"))
+    cuda = views.combos(s, "cuda-deps", "openai-whisper")
+    assert cuda["fits"] is True
+    (pair,) = cuda["combos"]
+    assert pair["proven_by"] == {"fit": "http://idx/f1", "wheel_test": "http://idx/t2"}
+    assert pair["adds"]["mb"] == 1.0 and pair["reason"] == "installs cleanly"
+    assert pair["pip"] == (f"pip install --index-url http://idx:3141/factory/{P}/+simple/"
+                           " openai-whisper==20250625")
+    assert 'openai-whisper = { index = "factory-' in pair["uv"]
+    tts = views.combos(s, "tts-deps", "openai-whisper")
+    assert tts["fits"] is False and tts["combos"][0]["reason"] == "replaces numpy 1 -> 2"
+    assert tts["combos"][0]["pip"] is None  # no copy-paste for a pair that does not fit
+
+
+def test_a_fit_record_of_another_image_build_proves_nothing() -> None:
+    s = with_fits(fit_proof("cuda-deps", "sha256:old", True, "installs cleanly", "http://x"))
+    (pair,) = views.combos(s, "cuda-deps", "openai-whisper")["combos"]
+    assert pair["fits"] is None and pair["reason"].startswith("not tested")
+
+
+def test_the_matrix_has_every_image_and_the_newest_tested_wheels() -> None:
+    s = with_fits(fit_proof("cuda-deps", "sha256:1", False, "adds torch", "http://idx/f1"))
+    m = views.matrix(s, P)
+    assert [w["project"] for w in m["wheels"]] == ["monotonic-alignment-search",
+                                                   "openai-whisper"]  # untested/failed: out
+    cells = {r["image"]: {c["wheel"]: c["fits"] for c in r["cells"]} for r in m["rows"]}
+    assert cells == {"cuda-deps": {"monotonic-alignment-search": None, "openai-whisper": False},
+                     "tts-deps": {"monotonic-alignment-search": True, "openai-whisper": None}}
+    assert views.overview(s)["matrices"][0]["platform"] == P
+
+
+def test_uv_config_pins_torch_and_the_factorys_wheels_to_the_explicit_index() -> None:
+    text = views.platform(snapshot(), P)["uv"]
+    assert text.startswith('[[tool.uv.index]]\nname = "factory-' + P + '"\n')
+    assert "explicit = true" in text
+    assert f'torch = {{ index = "factory-{P}" }}' in text
+    assert f'monotonic-alignment-search = {{ index = "factory-{P}" }}' in text
+    import tomllib
+    parsed = tomllib.loads(text)
+    assert parsed["tool"]["uv"]["index"][0]["url"] == f"http://idx:3141/factory/{P}/+simple/"
+
+
+def test_the_image_view_gives_the_from_line_by_digest() -> None:
+    data = views.image(snapshot(), "tts-deps")["platforms"][P]
+    assert data["from_digest"] == "FROM reg:5000/factory/tts-deps@sha256:1"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 from basefactory.catalog.snapshot import ImageCell, Snapshot, Wheel, image_url
 from basefactory.proofs import Kind, Proof
@@ -43,9 +44,24 @@ def platform(s: Snapshot, name: str) -> dict[str, Any]:
         raise NotFound(f"no platform `{name}`; platforms: {', '.join(s.platforms) or 'none'}")
     row = next(p for p in platforms(s) if p["name"] == name)
     fp = s.platforms[name]
+    projects = sorted({w.project for w in s.wheels if w.platform in (name, None)},
+                      key=str.lower)
     return {**row, "fingerprint": fp,
             "wheels": [wheel_row(s, w) for w in s.wheels if w.platform in (name, None)],
-            "pip": f"pip install --index-url {row['index_url']} PACKAGE"}
+            "pip": f"pip install --index-url {row['index_url']} PACKAGE",
+            "uv": uv_config(name, row["index_url"], projects),
+            "matrix": matrix(s, name)}
+
+
+def uv_config(platform_name: str, index_url: str, projects: list[str]) -> str:
+    """pyproject.toml lines for uv: the platform's index is `explicit` (used only for the
+    packages named in [tool.uv.sources]), and torch and the factory's wheels are named, so
+    that uv never resolves a public torch or a wheel built for another torch."""
+    index = f"factory-{platform_name}"
+    names = ["torch", *(p for p in projects if canonicalize_name(p) != "torch")]
+    sources = "".join(f'{canonicalize_name(p)} = {{ index = "{index}" }}\n' for p in names)
+    return (f'[[tool.uv.index]]\nname = "{index}"\nurl = "{index_url}"\nexplicit = true\n\n'
+            f"[tool.uv.sources]\n{sources}")
 
 
 def proof_row(p: Proof) -> dict[str, Any]:
@@ -59,8 +75,10 @@ def proofs_by_kind(proofs: list[Proof]) -> dict[str, dict[str, Any]]:
 
 
 def cell_row(c: ImageCell) -> dict[str, Any]:
+    repo = c.ref.rsplit(":", 1)[0]
     return {"image": c.image, "platform": c.platform, "ref": c.ref, "tag": c.current,
-            "pinned_ref": f"{c.ref.rsplit(':', 1)[0]}:{c.current}" if c.current else c.ref,
+            "pinned_ref": f"{repo}:{c.current}" if c.current else c.ref,
+            "digest_ref": f"{repo}@{c.digest}",
             "date": c.date, "size": c.size, "digest": c.digest, "parent": c.parent,
             "wheels": c.wheels, "proofs": proofs_by_kind(c.proofs), "builds": len(c.tags)}
 
@@ -88,6 +106,8 @@ def image(s: Snapshot, name: str) -> dict[str, Any]:
             "tags": [asdict(t) for t in c.tags],
             "from": f"FROM {c.ref}",
             "from_pinned": f"FROM {c.ref.rsplit(':', 1)[0]}:{c.current}" if c.current else None,
+            # the one line that can never change under a build: the manifest's digest
+            "from_digest": f"FROM {row['digest_ref']}",
             "proven_by": {"kind": "smoke test", "result": row["proofs"].get(str(Kind.SMOKE)),
                           "url": image_url(name, p)},
         }
@@ -122,8 +142,16 @@ def wheel_row(s: Snapshot, w: Wheel) -> dict[str, Any]:
             "platform": w.platform or "any (pure Python)", "sha256": w.sha256, "url": w.url,
             "tested": tested,
             "proven_by": [test.source] if tested and test is not None else [],
-            "proofs": proofs_by_kind(w.proofs),
+            "proofs": proofs_by_kind([p for p in w.proofs if p.kind != Kind.FIT]),
+            "fits": [fit_row(p) for p in w.proofs if p.kind == Kind.FIT],
             "pip": f"pip install --index-url {index_url} {w.project}=={w.version}"}
+
+
+def fit_row(p: Proof) -> dict[str, Any]:
+    return {"image": p.subject.image, "platform": p.subject.platform,
+            "image_digest": p.subject.image_digest, "fits": p.passed,
+            "reason": p.evidence.get("reason", ""), "added_mb": p.evidence.get("added_mb"),
+            "at": p.at, "url": p.source}
 
 
 def wheels(s: Snapshot, platform_name: str | None = None,
@@ -138,12 +166,11 @@ def wheels(s: Snapshot, platform_name: str | None = None,
 
 def combos(s: Snapshot, image_name: str | None, wheel: str | None) -> dict[str, Any]:
     """Which wheels an image takes, which images a wheel fits, or whether one fits the
-    other, as far as a test proved it. A pair is `fits: true` only where a test ran that
-    wheel in that image: for a recipe wheel the image includes, its smoke test (which
-    imported it) and ABI audit (which loaded its modules). Every other pair of a wheel and
-    an image of its platform is `fits: null`, "not tested": being built against the same
-    torch is not proof that installing it there works (it may need a torch the image
-    lacks, or replace one of its packages)."""
+    other, as far as a test proved it. A pair is `fits: true|false` only where a test ran
+    that wheel in that image build (by digest): its fit test (installed as users would),
+    or for a recipe wheel the image includes, its smoke test (which imported it) and ABI
+    audit (which loaded its modules). Every other pair is `fits: null`, "not tested":
+    being built against the same torch is not proof that installing it there works."""
     if not image_name and not wheel:
         raise BadRequest("give `image`, `wheel` or both, e.g. /api/combos?image=tts-deps")
     if image_name and image_name not in s.images:
@@ -156,17 +183,22 @@ def combos(s: Snapshot, image_name: str | None, wheel: str | None) -> dict[str, 
         if image_name and name != image_name:
             continue
         for p, cell in cells.items():
-            included = {canonicalize_name(k): v for k, v in cell.wheels.items()}
             for w in s.wheels:
                 if wanted and canonicalize_name(w.project) != wanted:
                     continue
                 test = first(w.proofs, Kind.WHEEL_TEST)
                 if w.platform not in (p, None) or test is None or not test.passed:
                     continue
+                verdict = fit(cell, w, test)
+                index_url = f"{s.index}/factory/{p}/+simple/"
                 pairs.append({
                     "image": name, "platform": p, "ref": cell.ref,
                     "wheel": w.project, "version": w.version, "file": w.filename,
-                    **_fit(cell, included.get(canonicalize_name(w.project)) == w.version, test),
+                    **verdict,
+                    # copy-paste only where the pair is proven to fit
+                    "pip": (f"pip install --index-url {index_url} {w.project}=={w.version}"
+                            if verdict["fits"] else None),
+                    "uv": uv_config(p, index_url, [w.project]) if verdict["fits"] else None,
                 })
     result: dict[str, Any] = {"image": image_name, "wheel": wheel, "combos": pairs}
     if image_name and wheel:
@@ -175,7 +207,10 @@ def combos(s: Snapshot, image_name: str | None, wheel: str | None) -> dict[str, 
     return result
 
 
-def _fit(cell: ImageCell, included: bool, test: Proof) -> dict[str, Any]:
+def fit(cell: ImageCell, w: Wheel, test: Proof) -> dict[str, Any]:
+    """The verdict on one wheel file in one image build, and the record it stands on."""
+    included = {canonicalize_name(k): v for k, v in cell.wheels.items()}.get(
+        canonicalize_name(w.project)) == w.version
     smoke, audit = first(cell.proofs, Kind.SMOKE), first(cell.proofs, Kind.ABI_AUDIT)
     if included and smoke is not None and smoke.passed:
         here = image_url(cell.image, cell.platform)
@@ -183,10 +218,53 @@ def _fit(cell: ImageCell, included: bool, test: Proof) -> dict[str, Any]:
         if audit is not None and audit.passed:
             proven_by["image_abi_audit"] = here
         return {"included": True, "fits": True, "reason": "included in the image: its smoke"
-                " test imported it", "proven_by": proven_by}
+                " test imported it", "adds": None, "proven_by": proven_by}
+    record = first([p for p in w.proofs if p.kind == Kind.FIT
+                    and p.subject.image == cell.image and p.subject.platform == cell.platform
+                    and p.subject.image_digest == cell.digest], Kind.FIT)
+    if record is not None:
+        return {"included": included, "fits": record.passed,
+                "reason": record.evidence.get("reason", ""),
+                "adds": {"packages": record.evidence.get("added") or [],
+                         "mb": record.evidence.get("added_mb")},
+                "proven_by": {"fit": record.source, "wheel_test": test.source}}
     return {"included": included, "fits": None,
-            "reason": "not tested: no test has installed this wheel in this image",
-            "proven_by": None}
+            "reason": "not tested: no test has installed this wheel in this image build",
+            "adds": None, "proven_by": None}
+
+
+def matrix(s: Snapshot, platform_name: str) -> dict[str, Any]:
+    """Images x wheels of one platform: the newest tested file of each project (what
+    `pip install NAME` gets), each cell true / false / null as `combos` says."""
+    newest: dict[str, tuple[Wheel, Proof]] = {}
+    for w in s.wheels:
+        test = first(w.proofs, Kind.WHEEL_TEST)
+        if w.platform not in (platform_name, None) or test is None or not test.passed:
+            continue
+        key = canonicalize_name(w.project)
+        if key not in newest or _newer(w, newest[key][0]):
+            newest[key] = (w, test)
+    columns = sorted(newest.values(), key=lambda x: x[0].project.lower())
+    rows = []
+    for name, cells in s.images.items():
+        cell = cells.get(platform_name)
+        if cell is None:
+            continue
+        rows.append({"image": name, "cells": [
+            {"wheel": w.project, "version": w.version, **fit(cell, w, test)}
+            for w, test in columns]})
+    return {"platform": platform_name,
+            "wheels": [{"project": w.project, "version": w.version} for w, _ in columns],
+            "rows": rows}
+
+
+def _newer(a: Wheel, b: Wheel) -> bool:
+    try:
+        ka = (Version(a.version), parse_wheel_filename(a.filename)[2])
+        kb = (Version(b.version), parse_wheel_filename(b.filename)[2])
+    except (InvalidVersion, ValueError):
+        return a.filename > b.filename
+    return ka > kb
 
 
 def overview(s: Snapshot) -> dict[str, Any]:
@@ -194,4 +272,5 @@ def overview(s: Snapshot) -> dict[str, Any]:
             "rows": [{"image": i["name"], "description": i["description"],
                       "cells": [i["platforms"].get(p) for p in s.platform_names]}
                      for i in images(s)],
-            "wheels": len(s.wheels)}
+            "wheels": len(s.wheels),
+            "matrices": [m for p in s.platform_names if (m := matrix(s, p))["rows"]]}

@@ -31,6 +31,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from pydantic import Field, field_validator
 
+from basefactory.audit.allow import Audit
 from basefactory.config import AptPackages, EnvTable, Model, Name, read_toml, validate
 from basefactory.plumbing.errors import ConfigError
 
@@ -40,19 +41,6 @@ ROOT_PARENTS = ("platform", "slim")
 class Smoke(Model):
     imports: tuple[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")], ...] = ()
     command: str | None = None
-
-
-class AllowedModule(Model):
-    """A shared object the image may ship although it does not load, with the reason:
-    e.g. an optional backend whose library is not installed. Recorded in the audit's
-    proof as allowed, never silently dropped."""
-
-    module: Annotated[str, Field(min_length=1)]  # a glob of its path under site-packages
-    reason: Annotated[str, Field(min_length=10)]
-
-
-class Audit(Model):
-    allow: tuple[AllowedModule, ...] = ()
 
 
 class ImageDef(Model):

@@ -240,7 +240,7 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
     with log.step(f"{image.name} on {platform}: ABI audit"):
         report = audit_image(session.docker, local, work=work,
                              log_file=logs / f"{image.name}-{platform}-audit.log"
-                             ).allowing([(a.module, a.reason) for a in image.audit.allow])
+                             ).allowing(image.audit.pairs())
         require_clean(report, f"image {image.name} on {platform}", refused="nothing was pushed")
     promised = sorted(set(image.requirement_names) | set(pins))
     with log.step(f"{image.name} on {platform}: smoke test"):

@@ -7,8 +7,8 @@ where the factory already keeps truth, never in a database of its own:
     wheel-test   a toxresult attached to the wheel's file in devpi        (store_devpi)
     smoke        a label of the image, set before it is pushed             (store_labels)
     abi-audit    a label of the image, set before it is pushed             (store_labels)
-    fit          an OCI artifact tagged `sha256-<image digest>.fits`
-                 beside the image in the registry                          (store_oci)
+    fit          a toxresult attached to the wheel's file in devpi, its
+                 subject naming the image's registry digest               (store_devpi)
 
 `read` holds the one reader the catalog and `ls` use for all of them.
 """

@@ -18,6 +18,9 @@
     [test]
     requires = []
     command = "python -c '...'"
+    [[audit.allow]]                    # a module its dependencies bring that may fail the
+    module = "numba/np/ufunc/tbbpool*" # ABI audit in the images it is installed into
+    reason = "..."
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from pydantic import Field, field_validator, model_validator
 
+from basefactory.audit.allow import Audit
 from basefactory.config import AptPackages, EnvTable, Model, Name
 from basefactory.plumbing.errors import ConfigError
 
@@ -160,6 +164,9 @@ class Recipe(Model):
     source: Source
     build: BuildSpec = BuildSpec()
     test: TestSpec
+    # modules the wheel's dependencies ship that may fail the ABI audit where it is
+    # installed into an image (its fit tests), with the reason; not an input of the wheel
+    audit: Audit = Audit()
 
     @model_validator(mode="after")
     def _project_known(self) -> Recipe:

@@ -59,7 +59,7 @@ def input_digest(recipe: Recipe, fingerprint: Fingerprint, source_digest: str) -
         "cxx11_abi": fingerprint.cxx11_abi, "arch": fingerprint.arch,
     }
     return digest.of(
-        recipe.model_dump(mode="json", exclude={"description"}), platform_part, source_digest,
+        recipe.model_dump(mode="json", exclude={"description", "audit"}), platform_part, source_digest,
         templates.render("wheel.Dockerfile.j2", builder="B", apt=(), env={}, pre_build=(),
                          requires=(), no_build_isolation=False, excludes=()),
     )

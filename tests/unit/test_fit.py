@@ -1,0 +1,163 @@
+"""The rules of a fit test, from the record fit_script.py writes in the container: each
+rule has an input that breaks it and is named in the reason. The script itself runs for
+real here too, in a venv of this Python with a local index of wheels."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from basefactory.images import fit
+
+TORCH = ["torch 2.13.0+cpu 1200 abc"]
+
+
+def record(**change: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "spec": "torchsort==0.1.10+pt213cpu",
+        "before": {"torch": {"version": "2.13.0+cpu", "size": 700_000_000},
+                   "numpy": {"version": "1.26.4", "size": 40_000_000}},
+        "after": {"torch": {"version": "2.13.0+cpu", "size": 700_000_000},
+                  "numpy": {"version": "1.26.4", "size": 40_000_000},
+                  "torchsort": {"version": "0.1.10+pt213cpu", "size": 2_500_000}},
+        "torch_before": TORCH, "torch_after": TORCH,
+        "install": {"rc": 0, "tail": ["Successfully installed torchsort-0.1.10+pt213cpu"]},
+        "test": {"rc": 0, "tail": ["ok"]},
+        "abi": {"modules": 2, "failures": [], "host_provided": [], "python": "3.11.2"},
+    }
+    base.update(copy.deepcopy(change))
+    return base
+
+
+def test_a_clean_install_fits_and_says_what_it_added() -> None:
+    out = fit.verdict(record())
+    assert out.fits is True
+    assert out.added == [{"name": "torchsort", "version": "0.1.10+pt213cpu", "mb": 2.5}]
+    assert out.added_mb == 2.5 and out.replaced == []
+    assert "adds 1 package, 2.5 MB" in out.reason and "ABI audit of 2 new modules pass" in out.reason
+
+
+def test_a_failed_install_does_not_fit_with_pips_error() -> None:
+    r = record(install={"rc": 1, "tail": [
+        "Collecting x", "ERROR: Could not find a version that satisfies the requirement x",
+        "ERROR: No matching distribution found for x"]}, test=None, abi=None)
+    r["after"] = r["before"]
+    out = fit.verdict(r)
+    assert out.fits is False
+    assert out.reason == "pip install failed: ERROR: No matching distribution found for x"
+
+
+def test_a_changed_torch_does_not_fit() -> None:
+    r = record(torch_after=["torch 2.14.0 1300 def"])
+    r["after"]["torch"]["version"] = "2.14.0"
+    assert fit.verdict(r).reason == "changes torch (2.13.0+cpu -> 2.14.0)"
+    r = record(torch_after=["torch 2.13.0+cpu 1200 other-state"])  # same version, new files
+    assert fit.verdict(r).reason == "reinstalls torch 2.13.0+cpu (its files changed)"
+
+
+def test_torch_added_to_a_torch_less_image_does_not_fit_and_says_how_big() -> None:
+    r = record(torch_before=None, torch_after=TORCH)
+    del r["before"]["torch"]
+    r["after"]["nvidia-cublas"] = {"version": "13.0", "size": 300_000_000}
+    out = fit.verdict(r)
+    assert out.fits is False
+    assert out.reason == "adds torch (1000 MB) to an image without torch"
+
+
+def test_a_replaced_package_does_not_fit_and_is_named() -> None:
+    r = record()
+    r["after"]["numpy"]["version"] = "2.2.6"
+    out = fit.verdict(r)
+    assert out.fits is False and out.reason == "replaces numpy 1.26.4 -> 2.2.6"
+    assert out.replaced == [{"name": "numpy", "before": "1.26.4", "after": "2.2.6"}]
+    r = record()
+    del r["after"]["numpy"]
+    assert fit.verdict(r).reason == "replaces numpy 1.26.4 -> removed"
+
+
+def test_a_failing_test_does_not_fit_with_its_error() -> None:
+    r = record(test={"rc": 1, "tail": ["Traceback (most recent call last):", '  File "<string>"',
+                                        "ModuleNotFoundError: No module named 'torch'"]})
+    assert fit.verdict(r).reason == ("its test fails here: ModuleNotFoundError: No module"
+                                     " named 'torch'")
+
+
+def test_an_abi_failure_does_not_fit_unless_allowed() -> None:
+    failure = {"dist": "numba", "module": "numba/np/ufunc/tbbpool.so",
+               "library": "libtbb.so.12", "error": "x"}
+    r = record(abi={"modules": 5, "failures": [failure], "host_provided": []})
+    out = fit.verdict(r)
+    assert out.fits is False
+    assert out.reason == ("the ABI audit fails: numba: numba/np/ufunc/tbbpool.so: missing"
+                          " library libtbb.so.12")
+    allowed = fit.verdict(r, allow=[("numba/np/ufunc/tbbpool*", "optional TBB layer")])
+    assert allowed.fits is True
+    assert allowed.abi is not None and allowed.abi["allowed"][0]["allowed_because"]
+
+
+def test_network_failures_are_not_verdicts() -> None:
+    assert fit.NETWORK.search("pip._vendor.urllib3.exceptions.ReadTimeoutError: HTTPConnection")
+    assert not fit.NETWORK.search("ERROR: No matching distribution found for x")
+
+
+def _wheel(folder: Path, name: str, version: str, requires: list[str]) -> Path:
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    info = f"{name}-{version}.dist-info"
+    meta = "Metadata-Version: 2.1\nName: {}\nVersion: {}\n{}".format(
+        name, version, "".join(f"Requires-Dist: {r}\n" for r in requires))
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{name}/__init__.py", "")
+        z.writestr(f"{info}/METADATA", meta)
+        z.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr(f"{info}/RECORD", "")
+    return path
+
+
+def test_the_script_records_what_a_real_pip_install_replaced(tmp_path: Path) -> None:
+    """fit_script.py with a real pip, in a fresh venv, against a folder index: a wheel that
+    needs a newer `dep` replaces the installed one, and the verdict names it."""
+    links = tmp_path / "links"
+    links.mkdir()
+    for version in ("1.0", "2.0"):
+        _wheel(links, "dep", version, [])
+    _wheel(links, "app", "1.0", ["dep>=2"])
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = str(venv / "bin" / "python")
+    subprocess.run([py, "-m", "pip", "install", "-q", "--no-index", "--find-links",
+                    str(links), "dep==1.0"], check=True)
+    test = tmp_path / "test.sh"
+    test.write_text(f"{py} -c 'import app'")
+    # --index-url to a folder that is no index; pip still resolves from --find-links via
+    # PIP_FIND_LINKS, and nothing reaches the network
+    out = subprocess.run(
+        [py, str(fit.SCRIPT), "--index-url", (tmp_path / "none").as_uri(), "--spec", "app==1.0",
+         "--test-file", str(test)],
+        capture_output=True, text=True, timeout=300,
+        env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "PIP_FIND_LINKS": str(links),
+             "PIP_NO_INDEX": "1"})
+    data = fit.parse(out.stdout)
+    assert data is not None, out.stdout + out.stderr
+    assert data["install"]["rc"] == 0, data["install"]
+    assert data["before"]["dep"]["version"] == "1.0" and data["after"]["dep"]["version"] == "2.0"
+    verdict = fit.verdict(data)
+    assert verdict.fits is False and verdict.reason == "replaces dep 1.0 -> 2.0"
+    assert [a["name"] for a in verdict.added] == ["app"]
+    assert json.dumps(data)
+
+
+@pytest.mark.parametrize("tail,expected", [
+    (["a", "ERROR: boom", "hint"], "ERROR: boom"),
+    (["x", "ValueError: bad"], "ValueError: bad"),
+    (["just output"], "just output"),
+    ([], "no output"),
+])
+def test_the_reason_is_the_line_that_says_why(tail: list[str], expected: str) -> None:
+    assert fit._last_error(tail) == expected
