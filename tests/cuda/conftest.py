@@ -22,8 +22,9 @@ TOOLKIT = Path("/usr/local/cuda-13.0")
 @pytest.fixture(scope="session")
 def factory(tmp_path_factory: pytest.TempPathFactory) -> Factory:
     require(docker_answers(), "no Docker engine answers")
-    require(any(WHEELHOUSE.glob("torch-2.14.1-*.whl")), f"no torch 2.14.1 wheel in {WHEELHOUSE}")
-    require((TOOLKIT / "bin" / "nvcc").exists(), f"no CUDA toolkit at {TOOLKIT}")
+    require(any(WHEELHOUSE.glob("torch-2.14.1-*.whl")), f"no torch 2.14.1 wheel in {WHEELHOUSE}",
+            tier="cuda")
+    require((TOOLKIT / "bin" / "nvcc").exists(), f"no CUDA toolkit at {TOOLKIT}", tier="cuda")
     root = tmp_path_factory.mktemp("cuda-factory")
     path = write_factory(root, index_port=port(3152), registry_port=port(5012), extra=textwrap.dedent(f"""
         [platforms."{CUDA}"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import struct
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -11,6 +14,7 @@ import pytest
 
 from basefactory.plumbing.errors import TestFailed
 from basefactory.wheels.devicecode import MAGIC, check_wheel, fatbin_code, shared_object_code, wanted
+from tests.helpers import require
 
 
 def entry(kind: int, sm: int, payload: bytes) -> bytes:
@@ -59,13 +63,11 @@ def test_a_wheel_without_cuda_code_passes_and_vendored_libraries_are_skipped(tmp
 
 
 def test_a_missing_architecture_is_refused(tmp_path: Path) -> None:
-    import shutil
-    import subprocess
-
     cc = shutil.which("cc") or shutil.which("gcc")
     objcopy = shutil.which("objcopy")
-    if cc is None or objcopy is None:
-        pytest.skip("needs a C compiler and objcopy to make a shared object")
+    require(cc is not None and objcopy is not None,
+            "a C compiler and objcopy (Debian's gcc and binutils; `make setup` installs them)")
+    assert cc is not None and objcopy is not None
     (tmp_path / "k.c").write_text("int k(void) { return 1; }\n")
     so = tmp_path / "k.so"
     subprocess.run([cc, "-shared", "-fPIC", "-o", str(so), str(tmp_path / "k.c")], check=True)
@@ -79,3 +81,36 @@ def test_a_missing_architecture_is_refused(tmp_path: Path) -> None:
         "k/_k.cpython-311-x86_64-linux-gnu.so": ["sm_80"]}
     with pytest.raises(TestFailed, match="lacks sm_90"):
         check_wheel(wheel, "8.0;9.0", "p")
+
+
+def _nvcc() -> str | None:
+    home = os.environ.get("CUDA_HOME")
+    candidates = [Path(home) / "bin" / "nvcc"] if home else []
+    candidates += sorted(Path("/usr/local").glob("cuda*/bin/nvcc"), reverse=True)
+    found = next((str(c) for c in candidates if c.exists()), None)
+    return found or shutil.which("nvcc")
+
+
+def test_a_kernel_compiled_by_nvcc_is_read_and_checked(tmp_path: Path) -> None:
+    """Real device code: nvcc compiles a kernel for sm_80 and sm_90 into a shared object,
+    which goes into a wheel; the reader finds exactly those, and asking for sm_100 too is
+    refused."""
+    nvcc = _nvcc()
+    require(nvcc is not None, "nvcc (a CUDA toolkit; CUDA_HOME or /usr/local/cuda*)",
+            tier="cuda")
+    assert nvcc is not None
+    (tmp_path / "k.cu").write_text("__global__ void k(float *x) { x[threadIdx.x] = 1.0f; }\n"
+                                   'extern "C" void launch(float *x) { k<<<1, 1>>>(x); }\n')
+    so = tmp_path / "k.so"
+    subprocess.run([nvcc, "-shared", "-Xcompiler", "-fPIC",
+                    "-gencode", "arch=compute_80,code=sm_80",
+                    "-gencode", "arch=compute_90,code=sm_90",
+                    "-o", str(so), str(tmp_path / "k.cu")], check=True, timeout=300)
+    assert shared_object_code(so.read_bytes()) == {"sm_80", "sm_90"}
+    wheel = tmp_path / "k-1.0-cp311-cp311-linux_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.write(so, "k/_k.cpython-311-x86_64-linux-gnu.so")
+    assert check_wheel(wheel, "8.0;9.0", "p").libraries == {
+        "k/_k.cpython-311-x86_64-linux-gnu.so": ["sm_80", "sm_90"]}
+    with pytest.raises(TestFailed, match="lacks sm_100"):
+        check_wheel(wheel, "8.0;9.0;10.0", "p")

@@ -7,7 +7,10 @@ catalog is read-only: it has no route that writes anything.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,58 @@ TEMPLATES = jinja2.Environment(
 # Renderings kept per snapshot version; beyond it the cache starts over.
 MAX_DERIVED = 4096
 TEMPLATES.filters["size"] = lambda n: human_size(n) if n else "—"
+
+
+def _csp() -> str:
+    """The pages' Content-Security-Policy: nothing loads from anywhere, and the one inline
+    script and style block (base.html, no template tags inside) run by their hashes."""
+    text = (Path(__file__).parent / "templates" / "base.html").read_text()
+
+    def hashes(tag: str) -> str:
+        blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", text, re.S)
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'"
+                        for b in blocks)
+    return (f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')};"
+            " img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none';"
+            " frame-ancestors 'none'")
+
+
+CSP = _csp()
+
+
+class Headers:
+    """Outermost: HEAD for every GET route (monitors use it; the GET's headers, no body),
+    `X-Content-Type-Options: nosniff` on every reply, and the CSP on the catalog's pages
+    (not on /docs, whose Swagger UI loads its own scripts)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        head = scope["method"] == "HEAD"
+        if head:
+            scope = {**scope, "method": "GET"}
+        page = not scope["path"].startswith(("/api/", "/docs", "/openapi", "/redoc"))
+        ended = False
+
+        async def send_with_headers(message: Any) -> None:
+            nonlocal ended
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                headers.append((b"x-content-type-options", b"nosniff"))
+                if page:
+                    headers.append((b"content-security-policy", CSP.encode()))
+                message = {**message, "headers": headers}
+            elif head and message["type"] == "http.response.body":
+                if ended:
+                    return  # the rest of a streamed body: HEAD sends none of it
+                ended = True
+                message = {**message, "body": b"", "more_body": False}
+            await send(message)
+        await self.app(scope, receive, send_with_headers)
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -201,6 +256,7 @@ def create_app(catalog: Catalog) -> FastAPI:
                    lambda: views.combos(snapshot(), image, wheel))
 
     app.add_middleware(FastPath, catalog=catalog)
+    app.add_middleware(Headers)  # added last: outermost
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
