@@ -4,6 +4,7 @@ git repository, real compilers, auditwheel, the platform's base, and devpi."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import textwrap
 import zipfile
 from pathlib import Path
@@ -220,3 +221,46 @@ def test_published_finds_a_file_by_its_input_digest() -> None:
                     "u", "s")
     assert published([f], "abcdefabcdef" + "0" * 52) == f
     assert published([f], "0" * 64) is None
+
+
+def test_a_wheel_whose_install_changes_torch_is_refused(session: Session,
+                                                        platform: PlatformResult,
+                                                        tmp_path: Path) -> None:
+    """A real bad wheel: it ships a file of torch's own (torch/version.py), so installing it
+    rewrites torch in place, constraints or not. The wheel test compares torch's files
+    before and after: the command exits 6, says torch changed, and nothing is uploaded."""
+    src = tmp_path / "clobber"
+    (src / "torch_clobber").mkdir(parents=True)
+    (src / "torch_clobber" / "__init__.py").write_text("")
+    (src / "torch").mkdir()
+    (src / "torch" / "version.py").write_text("__version__ = '2.13.0+cpu'\ngit_version = 'x'\n")
+    (src / "pyproject.toml").write_text(textwrap.dedent("""
+        [build-system]
+        requires = ["setuptools>=68"]
+        build-backend = "setuptools.build_meta"
+        [project]
+        name = "torch-clobber"
+        version = "1.0"
+        [tool.setuptools]
+        packages = ["torch_clobber", "torch"]
+    """))
+    write_recipe(session, "torch-clobber", f"""
+        project = "torch-clobber"
+        pure = true
+        [source]
+        path = "{src}"
+        [test]
+        command = "true"
+    """)
+    try:
+        out = subprocess.run([sys.executable, "-m", "basefactory", "--config",
+                              str(session.factory.path), "wheels", "build", "torch-clobber"],
+                             capture_output=True, text=True, timeout=900)
+        assert out.returncode == TestFailed.exit_code, out.stdout[-2000:] + out.stderr[-2000:]
+        assert "changed torch; nothing was uploaded" in out.stderr, out.stderr[-3000:]
+        assert "basefactory: torch changed:" in out.stderr  # before and after, from the test
+        assert "Traceback" not in out.stderr
+        common = session.devpi.release_files(common_index(session.factory), "torch-clobber")
+        assert common == [] and no_files(session, "torch-clobber")
+    finally:
+        (session.factory.recipes_dir / "torch-clobber.toml").unlink()
