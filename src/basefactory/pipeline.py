@@ -25,6 +25,7 @@ from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.platforms.service import ensure_platform
 from basefactory.plumbing import log
 from basefactory.plumbing.progress import Progress
+from basefactory.proofs import Proof
 from basefactory.refs import base_ref
 from basefactory.session import Session
 from basefactory.wheels import service as wheels
@@ -224,7 +225,7 @@ def _on_fit(pair: fit.Pair, session: Session) -> Step:
     return _fit_step(pair, proof, tested, round(time.monotonic() - started, 2))
 
 
-def _fit_step(pair: fit.Pair, proof: Any, tested: bool, duration: float) -> Step:
+def _fit_step(pair: fit.Pair, proof: Proof | None, tested: bool, duration: float) -> Step:
     outcome = "fits" if proof is not None and proof.passed else "does not fit"
     if proof is None:
         result, reason = "test (dry run)", "no fit test for this image digest and wheel file"

@@ -73,3 +73,12 @@ def test_relabel_rewrites_name_metadata_and_record(tmp_path: Path) -> None:
             digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
             assert hash_ == f"sha256={digest}" and int(size) == len(data)
         assert zf.read("demo_pkg/_ext.so") == b"\x7fELF fake"
+
+
+def test_pip_order_ranks_by_version_then_build_tag() -> None:
+    from basefactory.wheels.relabel import pip_order
+
+    names = ["t-0.2+pt213cpu-1763900000.aaaaaaaaaaaa-py3-none-any.whl",
+             "t-0.2+pt213cpu-1763900500.bbbbbbbbbbbb-py3-none-any.whl",
+             "t-0.10-py3-none-any.whl", "not-a-wheel.tar.gz"]
+    assert sorted(names, key=pip_order) == [names[3], names[0], names[1], names[2]]

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from packaging.utils import canonicalize_name, parse_wheel_filename
-from packaging.version import InvalidVersion, Version
+from packaging.utils import canonicalize_name
 
 from basefactory.catalog.snapshot import ImageCell, Snapshot, Wheel, image_url
 from basefactory.proofs import Kind, Proof
 from basefactory.proofs.read import first
+from basefactory.wheels.relabel import pip_order
 
 
 class NotFound(Exception):
@@ -144,7 +144,11 @@ def wheel_row(s: Snapshot, w: Wheel) -> dict[str, Any]:
             "proven_by": [test.source] if tested and test is not None else [],
             "proofs": proofs_by_kind([p for p in w.proofs if p.kind != Kind.FIT]),
             "fits": [fit_row(p) for p in w.proofs if p.kind == Kind.FIT],
-            "pip": f"pip install --index-url {index_url} {w.project}=={w.version}"}
+            "pip": pip_line(index_url, w.project, w.version)}
+
+
+def pip_line(index_url: str, project: str, version: str) -> str:
+    return f"pip install --index-url {index_url} {project}=={version}"
 
 
 def fit_row(p: Proof) -> dict[str, Any]:
@@ -196,8 +200,7 @@ def combos(s: Snapshot, image_name: str | None, wheel: str | None) -> dict[str, 
                     "wheel": w.project, "version": w.version, "file": w.filename,
                     **verdict,
                     # copy-paste only where the pair is proven to fit
-                    "pip": (f"pip install --index-url {index_url} {w.project}=={w.version}"
-                            if verdict["fits"] else None),
+                    "pip": pip_line(index_url, w.project, w.version) if verdict["fits"] else None,
                     "uv": uv_config(p, index_url, [w.project]) if verdict["fits"] else None,
                 })
     result: dict[str, Any] = {"image": image_name, "wheel": wheel, "combos": pairs}
@@ -242,7 +245,7 @@ def matrix(s: Snapshot, platform_name: str) -> dict[str, Any]:
         if w.platform not in (platform_name, None) or test is None or not test.passed:
             continue
         key = canonicalize_name(w.project)
-        if key not in newest or _newer(w, newest[key][0]):
+        if key not in newest or pip_order(w.filename) > pip_order(newest[key][0].filename):
             newest[key] = (w, test)
     columns = sorted(newest.values(), key=lambda x: x[0].project.lower())
     rows = []
@@ -256,15 +259,6 @@ def matrix(s: Snapshot, platform_name: str) -> dict[str, Any]:
     return {"platform": platform_name,
             "wheels": [{"project": w.project, "version": w.version} for w, _ in columns],
             "rows": rows}
-
-
-def _newer(a: Wheel, b: Wheel) -> bool:
-    try:
-        ka = (Version(a.version), parse_wheel_filename(a.filename)[2])
-        kb = (Version(b.version), parse_wheel_filename(b.filename)[2])
-    except (InvalidVersion, ValueError):
-        return a.filename > b.filename
-    return ka > kb
 
 
 def overview(s: Snapshot) -> dict[str, Any]:

@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import canonicalize_name, parse_wheel_filename
-from packaging.version import InvalidVersion, Version
+from packaging.utils import canonicalize_name
 
 from basefactory.audit.abi import SCRIPT as ABI_SCRIPT
 from basefactory.audit.abi import AbiReport
@@ -41,6 +39,7 @@ from basefactory.proofs import Kind, Proof, Subject, store_devpi
 from basefactory.proofs.read import first, proven
 from basefactory.session import Session
 from basefactory.wheels.recipe import Recipe
+from basefactory.wheels.relabel import pip_order
 from basefactory.wheels.test import TORCH_STATE
 
 SCRIPT = Path(__file__).with_name("fit_script.py")
@@ -112,19 +111,11 @@ def candidates(session: Session, platform: str, recipes: dict[str, Recipe]
                     continue
                 if not proven(session.proofs.wheel(f), Kind.WHEEL_TEST):
                     continue
-                key = _order(f)
+                key = pip_order(f.filename)
                 name = canonicalize_name(f.project)
                 if name not in newest or key > newest[name][0]:
                     newest[name] = (key, Candidate(f, index, by_dist.get(name)))
     return [c for _, c in sorted(newest.values(), key=lambda x: x[1].file.filename)]
-
-
-def _order(f: ReleaseFile) -> tuple[Any, ...]:
-    try:
-        _, version, build, _ = parse_wheel_filename(f.filename)
-    except (InvalidVersion, ValueError):
-        return (Version("0"), ())
-    return (version, build)
 
 
 def pairs(session: Session, targets: list[Target], wheels: list[Candidate]) -> list[Pair]:
@@ -303,10 +294,6 @@ def log_line(pair: Pair, proof: Proof) -> str:
     verdict_ = "fits" if proof.passed else "does not fit"
     return (f"{pair.wheel.file.project} {pair.wheel.file.version} {verdict_} in"
             f" {pair.target.image} ({pair.target.platform}): {proof.evidence.get('reason')}")
-
-
-def pip_line(index_url: str, project: str, version: str) -> str:
-    return f"pip install --index-url {index_url} {shlex.quote(f'{project}=={version}')}"
 
 
 # --- the publish step -----------------------------------------------------------------

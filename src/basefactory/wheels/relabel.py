@@ -17,9 +17,10 @@ import hashlib
 import re
 import zipfile
 from pathlib import Path
+from typing import Any
 
-from packaging.utils import parse_wheel_filename
-from packaging.version import Version
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 from basefactory.plumbing.errors import BuildError
 
@@ -39,6 +40,16 @@ def build_tag(epoch: int, input_digest: str) -> str:
 def digest_of_build_tag(tag: str) -> str | None:
     m = re.fullmatch(r"\d+\.([0-9a-f]{12})", tag)
     return m.group(1) if m else None
+
+
+def pip_order(filename: str) -> tuple[Any, ...]:
+    """How pip ranks the wheels of one project: by version, then by build tag (which is
+    why the newest build of a version wins). A name that is not a wheel's ranks lowest."""
+    try:
+        _, version, build, _ = parse_wheel_filename(filename)
+    except (InvalidVersion, InvalidWheelFilename):
+        return (Version("0"), ())
+    return (version, build)
 
 
 def relabel(wheel: Path, dest_dir: Path, *, label: str | None, tag: str) -> Path:
