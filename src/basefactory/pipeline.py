@@ -9,6 +9,7 @@ step (what, result, why, duration, size, tag) for the table or `--json`.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -68,26 +69,8 @@ def publish(session: Session, *, platforms: list[str] | None = None,
     recipes, image_names = _split_only(session, only)
     if dry_run:
         return _plan(session, names, recipes, image_names, fits)
-    progress = progress or Progress(live=False)
-    builders = session.builders()
-    sessions = [session.on(b) for b in builders]
-    done: list[Step] = []
-    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="publish")
-    counter = iter(range(1 << 30))
-
-    def submit(key: str, label: str, fn: Callable[[Session], Step]) -> Future[Step]:
-        progress.add(key, label)
-        target = sessions[next(counter) % len(sessions)]  # round robin over the builders
-        ctx = contextvars.copy_context()
-
-        def run() -> Step:
-            with progress.running(key):
-                step = replace(fn(target), builder=target.docker.name)
-            progress.finish(key, step.result)
-            done.append(step)
-            return step
-        return pool.submit(ctx.run, run)
-
+    runner = _Runner(session, jobs, progress or Progress(live=False))
+    submit = runner.submit
     try:
         # platforms on the local engine: builders pull the published base from the registry
         wait_all([submit(f"platform:{p}", f"platform {p}", partial(_on_platform, p))
@@ -100,15 +83,42 @@ def publish(session: Session, *, platforms: list[str] | None = None,
             futures, results = _submit_images(session, names, image_names, submit)
             wait_all(futures)
             if fits:
-                wait_all(_submit_fits(session, results, every=image_names is None,
-                                      submit=submit))
+                ensured = {platform: [(r.image, r.tag) for r in (f.result() for f in by.values())]
+                           for platform, by in results.items()}
+                wait_all(_submit_fits(_fit_pairs(session, ensured, image_names is None),
+                                      submit))
     except KeyboardInterrupt:
-        pool.shutdown(wait=False, cancel_futures=True)
+        runner.pool.shutdown(wait=False, cancel_futures=True)
         cmd.stop_all()
-        raise Interrupted(sorted(done, key=_order)) from None
+        raise Interrupted(sorted(runner.done, key=_order)) from None
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return sorted(done, key=_order)
+        runner.pool.shutdown(wait=True, cancel_futures=True)
+    return sorted(runner.done, key=_order)
+
+
+class _Runner:
+    """Steps on a pool of `jobs` threads, round robin over the factory's builders, each
+    with its progress row; `done` holds every step that finished."""
+
+    def __init__(self, session: Session, jobs: int, progress: Progress) -> None:
+        self.sessions = [session.on(b) for b in session.builders()]
+        self.progress = progress
+        self.done: list[Step] = []
+        self.pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="publish")
+        self._counter = itertools.count()
+
+    def submit(self, key: str, label: str, fn: Callable[[Session], Step]) -> Future[Step]:
+        self.progress.add(key, label)
+        target = self.sessions[next(self._counter) % len(self.sessions)]
+        ctx = contextvars.copy_context()
+
+        def run() -> Step:
+            with self.progress.running(key):
+                step = replace(fn(target), builder=target.docker.name)
+            self.progress.finish(key, step.result)
+            self.done.append(step)
+            return step
+        return self.pool.submit(ctx.run, run)
 
 
 Results = dict[str, dict[str, "Future[images.ImageResult]"]]  # platform -> image -> result
@@ -154,22 +164,20 @@ def _submit_images(session: Session, names: list[str], image_names: list[str] | 
     return futures, by_platform
 
 
-def _submit_fits(session: Session, results: Results, *, every: bool,
-                 submit: Callable[..., Future[Step]]) -> list[Future[Step]]:
-    """A fit test for each image this publish ensured (and, on a full publish, the
-    platform's base and slim image) with each wheel of its platform that it does not
-    include. Runs after every image step has finished, so that no build competes with
+def _submit_fits(pairs: list[fit.Pair], submit: Callable[..., Future[Step]]
+                 ) -> list[Future[Step]]:
+    """Submitted after every image step has finished, so that no build competes with
     them."""
-    images_by_platform = {platform: [(r.image, r.tag) for r in (f.result() for f in by.values())]
-                          for platform, by in results.items()}
     return [submit(f"fit:{pair.wheel.file.project}:{pair.target.image}:{pair.target.platform}",
                    f"fit {pair.wheel.file.project} -> {pair.target.image}"
                    f" ({pair.target.platform})", partial(_on_fit, pair))
-            for pair in _fit_pairs(session, images_by_platform, every)]
+            for pair in pairs]
 
 
 def _fit_pairs(session: Session, images_by_platform: dict[str, list[tuple[str, str]]],
                every: bool) -> list[fit.Pair]:
+    """Each image given as (name, tag) per platform (and with `every` the platforms'
+    base and slim) with each wheel of its platform that it does not include."""
     definitions = images.load_definitions(session)
     recipes = load_recipes(session.factory.recipes_dir)
     found: list[fit.Pair] = []
@@ -185,30 +193,17 @@ def fit_published(session: Session, *, platforms: list[str] | None = None,
     """`basefactory images fit`: the fit tests of what the registry holds now (each
     image's moving tag; with no names also the platforms' base and slim), e.g. after
     `wheels build` published a wheel that no image has been tried with."""
-    definitions = images.load_definitions(session)
-    unknown = [n for n in image_names or [] if n not in definitions]
-    if unknown:
-        from basefactory.plumbing.errors import ConfigError
-        raise ConfigError(f"no image {', '.join(unknown)} in {session.factory.images_dir}",
-                          hint=f"images: {', '.join(definitions)}")
+    definitions = images.load_definitions(session, image_names)
     names = session.factory.platforms(platforms)
     published = {p: [(n, p) for n in (image_names or definitions)
                      if definitions[n].applies_to(p)] for p in names}
-    pairs = _fit_pairs(session, published, image_names is None)
-    progress = progress or Progress(live=False)
-    steps: list[Step] = []
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="fit") as pool:
-        def one(pair: fit.Pair) -> Step:
-            key = f"fit:{pair.wheel.file.project}:{pair.target.image}:{pair.target.platform}"
-            progress.add(key, f"fit {pair.wheel.file.project} -> {pair.target.image}")
-            with progress.running(key):
-                step = _on_fit(pair, session)
-            progress.finish(key, step.result)
-            return step
-        futures = [pool.submit(contextvars.copy_context().run, one, pair) for pair in pairs]
-        wait_all(futures)
-        steps = [f.result() for f in futures]
-    return sorted(steps, key=_order)
+    runner = _Runner(session, jobs, progress or Progress(live=False))
+    try:
+        wait_all(_submit_fits(_fit_pairs(session, published, image_names is None),
+                              runner.submit))
+    finally:
+        runner.pool.shutdown(wait=True, cancel_futures=True)
+    return sorted(runner.done, key=_order)
 
 
 def _on_platform(platform: str, session: Session) -> Step:

@@ -75,10 +75,17 @@ class Parent:
     torch: str | None
 
 
-def load_definitions(session: Session) -> dict[str, ImageDef]:
+def load_definitions(session: Session, names: list[str] | None = None
+                     ) -> dict[str, ImageDef]:
+    """Every image definition; with `names`, a ConfigError for any that is not one."""
     factory = session.factory
     recipes = set(load_recipes(factory.recipes_dir))
-    return load_images(factory.images_dir, recipes=recipes)
+    images = load_images(factory.images_dir, recipes=recipes)
+    unknown = [n for n in names or [] if n not in images]
+    if unknown:
+        raise ConfigError(f"no image {', '.join(unknown)} in {factory.images_dir}",
+                          hint=f"images: {', '.join(images)}")
+    return images
 
 
 def recipe_pins(session: Session, image: ImageDef, platform: str, fp: Fingerprint
@@ -346,12 +353,7 @@ def build_all(session: Session, names: list[str] | None = None,
               dry_run: bool = False) -> list[ImageResult]:
     """Ensure the images (and their ancestors), parents first; with `dry_run`, only plan:
     states are `current` or `build` and `reason` says which input changed."""
-    images = load_definitions(session)
-    if names:
-        unknown = [n for n in names if n not in images]
-        if unknown:
-            raise ConfigError(f"no image {', '.join(unknown)} in {session.factory.images_dir}",
-                              hint=f"images: {', '.join(images)}")
+    images = load_definitions(session, names)
     wanted = set(needed(images, names))
     selected = set(names or images)  # reported; their ancestors are only ensured
     results: list[ImageResult] = []
