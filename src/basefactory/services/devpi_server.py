@@ -13,7 +13,7 @@ from basefactory.index.client import DevpiClient
 from basefactory.index.credentials import root_password
 from basefactory.plumbing import log
 from basefactory.services.process import ManagedProcess, wait_until
-from basefactory.services.status import ServiceStatus
+from basefactory.services.status import ServiceStatus, service_status
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -124,8 +124,6 @@ def stop(factory: Factory) -> bool:
 
 def status(factory: Factory) -> ServiceStatus:
     cfg = factory.config.index
-    pid = process(factory).pid() if cfg.embedded else None
-    up = DevpiClient(cfg.base_url).ping()
-    state = ("running" if cfg.embedded else "external") if up else "stopped"
-    return ServiceStatus("devpi", state, cfg.base_url, pid is not None, pid,
-                         f"indexes {cfg.user}/{cfg.common}, {cfg.user}/<platform>")
+    return service_status("devpi", embedded=cfg.embedded, address=cfg.base_url,
+                          process=process(factory), client=DevpiClient(cfg.base_url),
+                          detail=f"indexes {cfg.user}/{cfg.common}, {cfg.user}/<platform>")

@@ -10,7 +10,7 @@ from basefactory.config import Factory
 from basefactory.plumbing import log
 from basefactory.plumbing.errors import ServiceError
 from basefactory.services.process import ManagedProcess, wait_until
-from basefactory.services.status import ServiceStatus
+from basefactory.services.status import ServiceStatus, service_status
 
 BINARIES = ("docker-registry", "registry")
 
@@ -73,8 +73,6 @@ def stop(factory: Factory) -> bool:
 
 def status(factory: Factory) -> ServiceStatus:
     cfg = factory.config.registry
-    pid = process(factory).pid() if cfg.embedded else None
-    up = Registry(cfg.base_url).ping()
-    state = ("running" if cfg.embedded else "external") if up else "stopped"
-    return ServiceStatus("registry", state, cfg.base_url, pid is not None, pid,
-                         f"images under {cfg.address}/{cfg.namespace}/")
+    return service_status("registry", embedded=cfg.embedded, address=cfg.base_url,
+                          process=process(factory), client=Registry(cfg.base_url),
+                          detail=f"images under {cfg.address}/{cfg.namespace}/")
