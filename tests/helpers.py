@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,17 @@ def write_factory(root: Path, *, index_port: int, registry_port: int, extra: str
         if (ROOT / folder).is_dir() and not (root / folder).exists():
             shutil.copytree(ROOT / folder, root / folder)
     return root / "factory.toml"
+
+
+def write_pyproject(folder: Path, name: str, version: str, *,
+                    dependencies: Sequence[str] = (), packages: Sequence[str] = ()) -> None:
+    """The setuptools pyproject.toml of the tests' own small projects."""
+    lines = ["[build-system]", 'requires = ["setuptools>=68"]',
+             'build-backend = "setuptools.build_meta"', "[project]", f'name = "{name}"',
+             f'version = "{version}"']
+    if dependencies:
+        lines.append(f"dependencies = {json.dumps(list(dependencies))}")
+    if packages:
+        lines += ["[tool.setuptools]", f"packages = {json.dumps(list(packages))}"]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pyproject.toml").write_text("\n".join(lines) + "\n")

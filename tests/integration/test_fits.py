@@ -19,7 +19,7 @@ from basefactory.images.service import build_all as build_images
 from basefactory.pipeline import Step, fit_published
 from basefactory.session import Session
 from basefactory.wheels.service import build_all as build_wheels
-from tests.helpers import PLATFORM
+from tests.helpers import PLATFORM, write_pyproject
 
 MODULES = {"torchsort": "torchsort", "monotonic-alignment-search": "monotonic_alignment_search",
            "openai-whisper": "whisper"}
@@ -107,17 +107,8 @@ def _needs_numpy2(root: Path) -> None:
     (root / "needs_numpy2").mkdir(parents=True)
     (root / "needs_numpy2" / "__init__.py").write_text(
         "import numpy\nassert int(numpy.__version__.split('.')[0]) >= 2, numpy.__version__\n")
-    (root / "pyproject.toml").write_text(textwrap.dedent("""
-        [build-system]
-        requires = ["setuptools>=68"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "needs-numpy2"
-        version = "1.0"
-        dependencies = ["numpy>=2"]
-        [tool.setuptools]
-        packages = ["needs_numpy2"]
-    """))
+    write_pyproject(root, "needs-numpy2", "1.0", dependencies=["numpy>=2"],
+                    packages=["needs_numpy2"])
 
 
 def test_an_image_whose_numpy_is_older_than_a_wheel_needs_does_not_fit_it(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -17,21 +16,14 @@ from basefactory.plumbing.digest import file_sha256
 from basefactory.plumbing.errors import PublishRefused, ServiceError
 from basefactory.refs import image_ref, repository
 from basefactory.session import Session
-from tests.helpers import PLATFORM
+from tests.helpers import PLATFORM, write_pyproject
 
 
 def make_wheel(tmp: Path, name: str, version: str, body: str = "") -> Path:
     project = tmp / f"{name}-{version}-{hashlib.sha256(body.encode()).hexdigest()[:8]}"
     (project / "src" / name.replace("-", "_")).mkdir(parents=True)
     (project / "src" / name.replace("-", "_") / "__init__.py").write_text(body)
-    (project / "pyproject.toml").write_text(textwrap.dedent(f"""
-        [project]
-        name = "{name}"
-        version = "{version}"
-        [build-system]
-        requires = ["setuptools>=68"]
-        build-backend = "setuptools.build_meta"
-    """))
+    write_pyproject(project, name, version)
     out = project / "dist"
     # `build` with the test's own interpreter; no isolation: setuptools is already here
     subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir",

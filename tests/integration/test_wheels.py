@@ -18,7 +18,7 @@ from basefactory.proofs import SCHEMA, Kind, store_devpi
 from basefactory.session import Session
 from basefactory.wheels.recipe import DEFAULT_EXCLUDES
 from basefactory.wheels.service import build_all, published
-from tests.helpers import PLATFORM
+from tests.helpers import PLATFORM, write_pyproject
 
 COMPILED = ["torchsort", "monotonic-alignment-search"]
 
@@ -97,14 +97,7 @@ def make_c_project(folder: Path, *, broken: bool = False) -> Path:
     (folder / "fastadd" / "__init__.py").write_text("from fastadd._fastadd import add\n")
     source = C_EXTENSION.replace("a + b", "a + b +") if broken else C_EXTENSION
     (folder / "fastadd" / "_fastadd.c").write_text(source)
-    (folder / "pyproject.toml").write_text(textwrap.dedent("""
-        [build-system]
-        requires = ["setuptools>=68"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "fastadd"
-        version = "0.3.0"
-    """))
+    write_pyproject(folder, "fastadd", "0.3.0")
     (folder / "setup.py").write_text(
         "from setuptools import setup, Extension\n"
         "setup(ext_modules=[Extension('fastadd._fastadd', ['fastadd/_fastadd.c'])])\n")
@@ -234,16 +227,7 @@ def test_a_wheel_whose_install_changes_torch_is_refused(session: Session,
     (src / "torch_clobber" / "__init__.py").write_text("")
     (src / "torch").mkdir()
     (src / "torch" / "version.py").write_text("__version__ = '2.13.0+cpu'\ngit_version = 'x'\n")
-    (src / "pyproject.toml").write_text(textwrap.dedent("""
-        [build-system]
-        requires = ["setuptools>=68"]
-        build-backend = "setuptools.build_meta"
-        [project]
-        name = "torch-clobber"
-        version = "1.0"
-        [tool.setuptools]
-        packages = ["torch_clobber", "torch"]
-    """))
+    write_pyproject(src, "torch-clobber", "1.0", packages=["torch_clobber", "torch"])
     write_recipe(session, "torch-clobber", f"""
         project = "torch-clobber"
         pure = true
