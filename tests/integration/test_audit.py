@@ -42,6 +42,14 @@ def test_images_audit_command_checks_a_published_image(
     (row,) = json.loads(out.stdout)
     assert row["image"].endswith(f"/factory/cuda-deps:{PLATFORM}") and row["passed"] is True
     assert row["modules"] > 20 and row["failures"] == []
+    # an image's declared allowances hold for the command as they did before its push:
+    # tts-deps allows numba's TBB layer, whose libtbb it does not ship
+    out = subprocess.run([*BF, "--config", str(session.factory.path), "images", "audit",
+                          "tts-deps", "--json"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    (row,) = json.loads(out.stdout)
+    assert row["passed"] is True and row["failures"] == []
+    assert [a["module"].split(".")[0] for a in row["allowed"]] == ["numba/np/ufunc/tbbpool"]
 
 
 def test_a_module_built_for_another_torch_is_refused_and_named(

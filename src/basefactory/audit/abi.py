@@ -138,5 +138,20 @@ def audit_target(session: Session, target: str) -> list[tuple[str, AbiReport]]:
             raise ConfigError(f"cannot pull {ref}", hint="check the name and tag, and that its"
                               " registry answers (`docker pull` it to see why)")
         with log.step(f"ABI audit of {ref}"):
-            found.append((ref, audit_image(docker, ref, work=work)))
+            found.append((ref, audit_image(docker, ref, work=work).allowing(
+                _declared(session, ref))))
     return found
+
+
+def _declared(session: Session, ref: str) -> list[tuple[str, str]]:
+    """An image of this factory keeps the `[[audit.allow]]` its definition (and its
+    parents') declares, as its push-time audit did; any other image has none."""
+    from basefactory.images.definition import load_factory_images
+
+    registry = session.factory.config.registry
+    prefix = f"{registry.address}/{registry.namespace}/"
+    if not ref.startswith(prefix):
+        return []
+    name = ref.removeprefix(prefix).split("@")[0].rsplit(":", 1)[0]
+    image = load_factory_images(session.factory).get(name)
+    return image.audit.pairs() if image is not None else []

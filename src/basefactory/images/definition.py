@@ -32,7 +32,15 @@ from packaging.utils import canonicalize_name
 from pydantic import Field, field_validator
 
 from basefactory.audit.allow import Audit
-from basefactory.config import AptPackages, EnvTable, Model, Name, read_toml, validate
+from basefactory.config import (
+    AptPackages,
+    EnvTable,
+    Factory,
+    Model,
+    Name,
+    read_toml,
+    validate,
+)
 from basefactory.plumbing.errors import ConfigError
 
 ROOT_PARENTS = ("platform", "slim")
@@ -117,6 +125,13 @@ def load_image(folder: Path) -> ImageDef:
     if template.exists():
         data["template"] = template
     return validate(path, text, data, ImageDef)
+
+
+def load_factory_images(factory: Factory) -> dict[str, ImageDef]:
+    """The factory's image definitions, checked against its recipes."""
+    from basefactory.wheels.recipe import load_recipes
+
+    return load_images(factory.images_dir, recipes=set(load_recipes(factory.recipes_dir)))
 
 
 def load_images(directory: Path, *, recipes: set[str]) -> dict[str, ImageDef]:

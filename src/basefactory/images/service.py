@@ -26,7 +26,7 @@ from basefactory.audit.abi import audit_image, require_clean
 from basefactory.images.definition import (
     ImageDef,
     chain,
-    load_images,
+    load_factory_images,
     root_of,
 )
 from basefactory.images.lock import lock_image, parse, python_platform
@@ -79,8 +79,7 @@ def load_definitions(session: Session, names: list[str] | None = None
                      ) -> dict[str, ImageDef]:
     """Every image definition; with `names`, a ConfigError for any that is not one."""
     factory = session.factory
-    recipes = set(load_recipes(factory.recipes_dir))
-    images = load_images(factory.images_dir, recipes=recipes)
+    images = load_factory_images(factory)
     unknown = [n for n in names or [] if n not in images]
     if unknown:
         raise ConfigError(f"no image {', '.join(unknown)} in {factory.images_dir}",
