@@ -69,6 +69,11 @@ def render(results: dict[str, Any]) -> str:
     lines += ["", "Where and when each ran:", "", *machines]
     if notes:
         lines += ["", "How each was measured:", "", *notes]
+    # the heavy tiers (make cuda, make test-cuda, ...) are timed by hand, outside `make
+    # bench`: their file is kept beside this one and carried into it
+    heavy = HERE / "heavy-tiers.md"
+    if heavy.exists():
+        lines += ["", heavy.read_text().rstrip()]
     return "\n".join(lines) + "\n"
 
 
