@@ -71,6 +71,14 @@ def test_cuda_deps_on_the_cuda_platform_reaches_the_catalog(session: Session,
         assert catalog.refresh()
         assert catalog.snapshot is not None
         cells = views.image(catalog.snapshot, "cuda-deps")["platforms"]
-        assert CUDA in cells and Version(cells[CUDA]["smoke"]["torch"]).public == "2.14.1"
+        assert CUDA in cells
+        proofs = cells[CUDA]["proofs"]
+        assert proofs["smoke"]["passed"] is True
+        assert Version(proofs["smoke"]["evidence"]["torch"]).public == "2.14.1"
+        # every module loads, torch's CUDA build included, with cuda-deps's declared
+        # allowances (NVSHMEM's and cuFile's cluster plugins) and libcuda from the host
+        audit = proofs["abi-audit"]
+        assert audit["passed"] is True and audit["evidence"]["modules"] > 100
+        assert {h["library"] for h in audit["evidence"]["host_provided"]} == {"libcuda.so.1"}
     finally:
         catalog.reader.close()
