@@ -11,7 +11,8 @@ from basefactory.wheels.recipe import load_recipes
 
 
 def check_all(factory: Factory) -> dict[str, Any]:
-    recipes = load_recipes(factory.recipes_dir) if factory.recipes_dir.is_dir() else {}
+    recipes = (load_recipes(factory.recipes_dir, exclude=factory.config.wheels.exclude)
+               if factory.recipes_dir.is_dir() else {})
     for name in factory.config.wheels.exclude:
         if name not in recipes:
             raise ConfigError(f"{factory.path}: wheels.exclude: no recipe `{name}` in"

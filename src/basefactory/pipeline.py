@@ -30,7 +30,7 @@ from basefactory.proofs import Proof
 from basefactory.refs import base_ref
 from basefactory.session import Session
 from basefactory.wheels import service as wheels
-from basefactory.wheels.recipe import load_recipes
+from basefactory.wheels.recipe import factory_recipes
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ def _fit_pairs(session: Session, images_by_platform: dict[str, list[tuple[str, s
     """Each image given as (name, tag) per platform (and with `every` the platforms'
     base and slim) with each wheel of its platform that it does not include."""
     definitions = images.load_definitions(session)
-    recipes = load_recipes(session.factory.recipes_dir)
+    recipes = factory_recipes(session.factory)
     found: list[fit.Pair] = []
     for platform, published in images_by_platform.items():
         targets = fit.targets(session, platform, published, definitions, platform_images=every)
@@ -284,7 +284,8 @@ def _split_only(session: Session, only: list[str] | None
     from basefactory.plumbing.errors import ConfigError
     from basefactory.wheels.recipe import load_recipes
 
-    recipe_names = set(load_recipes(session.factory.recipes_dir))
+    recipe_names = set(load_recipes(session.factory.recipes_dir,
+                                    exclude=session.factory.config.wheels.exclude))
     image_names = set(images.load_definitions(session))
     unknown = [n for n in only if n not in recipe_names | image_names]
     if unknown:

@@ -50,7 +50,7 @@ def test_every_factory_toml_key_is_in_the_reference() -> None:
 
 
 def test_every_recipe_and_image_key_is_in_the_reference() -> None:
-    recipe = (keys(Recipe, {"name"}) | keys(Audit)) - {"source", "build", "test", "audit", "allow"}
+    recipe = (keys(Recipe, {"name"}) | keys(Audit)) - {"source", "adopt", "overrides", "build", "test", "audit", "allow"}
     missing = recipe - documented(section("recipes/NAME.toml"))
     assert not missing, f"README's recipe reference lacks {sorted(missing)}"
     # requirements and template come from files beside image.toml, documented below it

@@ -131,7 +131,8 @@ def load_factory_images(factory: Factory) -> dict[str, ImageDef]:
     """The factory's image definitions, checked against its recipes."""
     from basefactory.wheels.recipe import load_recipes
 
-    return load_images(factory.images_dir, recipes=set(load_recipes(factory.recipes_dir)))
+    return load_images(factory.images_dir, recipes=set(load_recipes(
+        factory.recipes_dir, exclude=factory.config.wheels.exclude)))
 
 
 def load_images(directory: Path, *, recipes: set[str]) -> dict[str, ImageDef]:

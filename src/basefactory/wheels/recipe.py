@@ -8,6 +8,12 @@
     sdist = "torchsort==0.1.9"         #   an sdist from the index, with sha256 = "..."
     git = "https://github.com/x/y"     #   a git URL at commit = "<40 hex>"
     path = "local/folder"              #   a folder of the factory
+    [adopt]                            # or, instead of [source] and [build]: a prebuilt
+    wheel = "vllm-0.33.0-...whl"       #   wheel from the index, pinned by sha256 = "..."
+    [[adopt.overrides]]                #   a Requires-Dist of it replaced (or dropped when
+    requirement = "torch==2.14.0"      #   `replace` is omitted), with the reason; recorded
+    replace = "torch==2.14.1"          #   in its test record and shown in the catalog
+    reason = "..."
     [build]
     requires = ["setuptools", ...]     # build requirements (from the index, constrained)
     no_build_isolation = true          # build against the platform's own torch
@@ -27,16 +33,21 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion
 from pydantic import Field, field_validator, model_validator
 
 from basefactory.audit.allow import Audit
 from basefactory.config import AptPackages, EnvTable, Model, Name
 from basefactory.plumbing.errors import ConfigError
+
+if TYPE_CHECKING:
+    from basefactory.config import Factory
 
 # What a wheel built against torch must link to, never carry: torch's own libraries, the
 # CUDA runtime and NVIDIA's wheels' libraries. The platform provides them.
@@ -111,6 +122,75 @@ class Source(Model):
         return canonicalize_name(req.name), next(iter(req.specifier)).version
 
 
+def _requirement(value: str) -> Requirement:
+    try:
+        return Requirement(value)
+    except InvalidRequirement as exc:
+        raise ValueError(f"`{value}` is not a requirement: {exc}") from None
+
+
+def same_requirement(a: Requirement, b: Requirement) -> bool:
+    """Equal as pip reads them: canonical name, extras, specifier set and marker."""
+    return (canonicalize_name(a.name), a.extras, a.specifier, str(a.marker or "")) == \
+        (canonicalize_name(b.name), b.extras, b.specifier, str(b.marker or ""))
+
+
+class Override(Model):
+    """One Requires-Dist of an adopted wheel, replaced or dropped, and why."""
+
+    requirement: str  # as the wheel's METADATA writes it (compared as pip reads it)
+    replace: str | None = None  # omitted: the requirement is dropped
+    reason: Annotated[str, Field(min_length=10)]
+
+    @field_validator("requirement", "replace")
+    @classmethod
+    def _parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            _requirement(value)
+        return value
+
+    @model_validator(mode="after")
+    def _same_project(self) -> Override:
+        if self.replace is not None and canonicalize_name(Requirement(self.replace).name) != \
+                canonicalize_name(Requirement(self.requirement).name):
+            raise ValueError(f"`replace` ({self.replace}) must name the same project as"
+                             f" `requirement` ({self.requirement}); to drop it, omit `replace`")
+        return self
+
+
+class Adopt(Model):
+    """A prebuilt wheel taken as it is published (fetched through the index, sha256-pinned),
+    relabelled for the platform, with its declared overrides, then tested like a build."""
+
+    wheel: str  # the file's name on the index
+    sha256: SHA256
+    overrides: tuple[Override, ...] = ()
+
+    @field_validator("wheel")
+    @classmethod
+    def _wheel_name(cls, value: str) -> str:
+        try:
+            parse_wheel_filename(value)
+        except (InvalidWheelFilename, InvalidVersion) as exc:
+            raise ValueError(f"`{value}` is not a wheel's file name: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_override_each(self) -> Adopt:
+        seen: list[Requirement] = []
+        for o in self.overrides:
+            req = Requirement(o.requirement)
+            if any(same_requirement(req, s) for s in seen):
+                raise ValueError(f"two overrides of `{o.requirement}`: keep one")
+            seen.append(req)
+        return self
+
+    @property
+    def name_version(self) -> tuple[str, str]:
+        name, version, _, _ = parse_wheel_filename(self.wheel)
+        return str(name), str(version)
+
+
 class BuildSpec(Model):
     requires: tuple[str, ...] = ()  # installed before building, with no_build_isolation
     no_build_isolation: bool = False
@@ -123,10 +203,7 @@ class BuildSpec(Model):
     @classmethod
     def _requirements(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for item in value:
-            try:
-                Requirement(item)
-            except InvalidRequirement as exc:
-                raise ValueError(f"`{item}` is not a requirement: {exc}") from None
+            _requirement(item)
         return value
 
     @model_validator(mode="after")
@@ -161,7 +238,8 @@ class Recipe(Model):
     # a pure-Python wheel: built and tested once, published unlabelled to factory/common
     pure: bool = False
     platforms: tuple[str, ...] = ("*",)
-    source: Source
+    source: Source | None = None
+    adopt: Adopt | None = None
     build: BuildSpec = BuildSpec()
     test: TestSpec
     # modules the wheel's dependencies ship that may fail the ABI audit where it is
@@ -170,6 +248,17 @@ class Recipe(Model):
 
     @model_validator(mode="after")
     def _project_known(self) -> Recipe:
+        if (self.source is None) == (self.adopt is None):
+            raise ValueError("needs exactly one of [source] (a source to build) or [adopt]"
+                             " (a prebuilt wheel to take)")
+        if self.adopt is not None:
+            if self.build != BuildSpec():
+                raise ValueError("an adopted wheel is not built: remove [build]")
+            named = canonicalize_name(self.adopt.name_version[0])
+            if self.project is not None and canonicalize_name(self.project) != named:
+                raise ValueError(f"`project` ({self.project}) differs from the wheel's name")
+            return self
+        assert self.source is not None
         if self.project is None and self.source.sdist is None:
             raise ValueError("a git or path source needs `project = \"<distribution name>\"`")
         if self.project is not None and self.source.sdist is not None and \
@@ -180,7 +269,15 @@ class Recipe(Model):
     @property
     def distribution(self) -> str:
         """The canonical distribution name of the wheel this recipe makes."""
+        if self.adopt is not None:
+            return canonicalize_name(self.adopt.name_version[0])
+        assert self.source is not None
         return canonicalize_name(self.project or self.source.sdist_name_version[0])
+
+    @property
+    def origin(self) -> str:
+        """What the wheel is made from, in a word: sdist, git, path or adopt."""
+        return "adopt" if self.adopt is not None else self.source.kind if self.source else "?"
 
     @property
     def excludes(self) -> tuple[str, ...]:
@@ -207,25 +304,36 @@ def load_recipe(path: Path) -> Recipe:
     return validate(path, text, data, Recipe)
 
 
-def load_recipes(directory: Path, names: list[str] | None = None) -> dict[str, Recipe]:
+def load_recipes(directory: Path, names: list[str] | None = None,
+                 exclude: Iterable[str] = ()) -> dict[str, Recipe]:
+    """Every recipe (or the named ones). Two recipes may make one distribution (vLLM from
+    source and adopted) when all but one are in `exclude`, or one is named."""
     found: dict[str, Recipe] = {}
     for path in sorted(directory.glob("*.toml")):
         recipe = load_recipe(path)
         found[recipe.name] = recipe
-    by_dist: dict[str, str] = {}
-    for recipe in found.values():
-        other = by_dist.setdefault(recipe.distribution, recipe.name)
-        if other != recipe.name:
-            raise ConfigError(
-                f"{directory}: recipes `{other}` and `{recipe.name}` both make {recipe.distribution}",
-                hint="keep one recipe per distribution",
-            )
     if names:
         missing = [n for n in names if n not in found]
         if missing:
             raise ConfigError(f"no recipe {', '.join(missing)} in {directory}",
                               hint=f"recipes: {', '.join(found) or 'none'}")
-        return {n: found[n] for n in names}
-    return found
+    skipped = set() if names else set(exclude)
+    by_dist: dict[str, str] = {}
+    for recipe in found.values():
+        if recipe.name in skipped or (names and recipe.name not in names):
+            continue
+        other = by_dist.setdefault(recipe.distribution, recipe.name)
+        if other != recipe.name:
+            raise ConfigError(
+                f"{directory}: recipes `{other}` and `{recipe.name}` both make {recipe.distribution}",
+                hint="keep one recipe per distribution, or list the others in factory.toml's"
+                     " [wheels] exclude",
+            )
+    return {n: found[n] for n in names} if names else found
 
 
+def factory_recipes(factory: Factory, names: list[str] | None = None) -> dict[str, Recipe]:
+    """The recipes this factory builds: the named ones, else all but [wheels] exclude."""
+    excluded = set(factory.config.wheels.exclude)
+    recipes = load_recipes(factory.recipes_dir, names, exclude=excluded)
+    return recipes if names else {n: r for n, r in recipes.items() if n not in excluded}

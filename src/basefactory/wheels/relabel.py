@@ -52,7 +52,10 @@ def pip_order(filename: str) -> tuple[Any, ...]:
     return (version, build)
 
 
-def relabel(wheel: Path, dest_dir: Path, *, label: str | None, tag: str) -> Path:
+def relabel(wheel: Path, dest_dir: Path, *, label: str | None, tag: str,
+            requires: list[str] | None = None) -> Path:
+    """`requires`: the wheel's Requires-Dist lines instead of its own (an adopted wheel's
+    declared overrides applied)."""
     _, version, _, _ = parse_wheel_filename(wheel.name)
     stem_name = wheel.name.split("-", 1)[0]  # the escaped name as the wheel spells it
     new_version = labelled_version(str(version), label)
@@ -75,6 +78,8 @@ def relabel(wheel: Path, dest_dir: Path, *, label: str | None, tag: str) -> Path
                     arcname = new_info + arcname[len(dist_info):]
                     if arcname == f"{new_info}/METADATA":
                         data = _set_header(data, "Version", new_version)
+                        if requires is not None:
+                            data = _set_all(data, "Requires-Dist", requires)
                     elif arcname == f"{new_info}/WHEEL":
                         data = _set_header(data, "Build", tag)
                 new = zipfile.ZipInfo(arcname, date_time=info.date_time)
@@ -97,6 +102,26 @@ def _find_dist_info(zf: zipfile.ZipFile, stem_name: str) -> str:
         if top.endswith(".dist-info") and top.lower().startswith(stem_name.lower() + "-"):
             return top
     raise BuildError(f"{zf.filename} has no {stem_name}-*.dist-info folder")
+
+
+def headers(data: bytes, key: str) -> list[str]:
+    """Every value of one header of METADATA (e.g. all Requires-Dist lines)."""
+    head = data.decode("utf-8").partition("\n\n")[0]
+    return [line.split(":", 1)[1].strip() for line in head.split("\n")
+            if line.lower().startswith(key.lower() + ":")]
+
+
+def _set_all(data: bytes, key: str, values: list[str]) -> bytes:
+    """Replace every `key:` header line with one line per value, where the first stood."""
+    text = data.decode("utf-8")
+    head, sep, body = text.partition("\n\n")
+    lines = head.split("\n")
+    at = next((i for i, line in enumerate(lines) if line.lower().startswith(key.lower() + ":")),
+              len(lines))
+    kept = [line for line in lines if not line.lower().startswith(key.lower() + ":")]
+    at = min(at, len(kept))
+    new = kept[:at] + [f"{key}: {v}" for v in values] + kept[at:]
+    return ("\n".join(new) + sep + body).encode("utf-8")
 
 
 def _set_header(data: bytes, key: str, value: str) -> bytes:

@@ -31,9 +31,10 @@ from basefactory.proofs.read import proven
 from basefactory.refs import base_ref
 from basefactory.session import Session
 from basefactory.wheels import source as sources
-from basefactory.wheels.build import build_wheel, constraints, ensure_builder
+from basefactory.wheels.adopt import adopt
+from basefactory.wheels.build import build_wheel, check_not_vendored, constraints, ensure_builder
 from basefactory.wheels.devicecode import check_wheel
-from basefactory.wheels.recipe import Recipe, load_recipes
+from basefactory.wheels.recipe import Recipe, factory_recipes
 from basefactory.wheels.relabel import build_tag, digest_of_build_tag, relabel
 from basefactory.wheels.test import run_test
 
@@ -66,7 +67,10 @@ def input_digest(recipe: Recipe, fingerprint: Fingerprint, source_digest: str) -
 
 
 def source_digest(session: Session, recipe: Recipe) -> str:
+    if recipe.adopt is not None:
+        return recipe.adopt.sha256
     src = recipe.source
+    assert src is not None
     if src.sha256 is not None:
         return src.sha256
     if src.commit is not None:
@@ -95,12 +99,8 @@ def plan(session: Session, recipe_names: list[str] | None, platforms: list[str] 
          ) -> list[tuple[Recipe, str]]:
     """(recipe, platform) pairs to consider; a pure recipe once, on its first platform."""
     factory = session.factory
-    recipes = load_recipes(factory.recipes_dir, recipe_names)
-    excluded = set(factory.config.wheels.exclude)
     pairs: list[tuple[Recipe, str]] = []
-    for recipe in recipes.values():
-        if recipe.name in excluded and not recipe_names:
-            continue
+    for recipe in factory_recipes(factory, recipe_names).values():
         for name in factory.platforms(platforms):
             fp = store.require(factory, session.devpi, name)
             if recipe.applies_to(name, has_cuda=fp.cuda is not None,
@@ -162,7 +162,17 @@ def ensure_wheel(session: Session, recipe: Recipe, platform: str) -> WheelResult
         wheel = wheelhouse / done.filename
         devpi.download(done.url, wheel)
         state = "retested"
+    elif recipe.adopt is not None:
+        with log.step(f"{recipe.name} on {platform}: adopt {recipe.adopt.wheel}"):
+            prebuilt = sources.fetch_wheel(recipe, devpi=devpi, indexes=[
+                platform_index(factory, platform), factory.config.index.mirror])
+            adopted_ = adopt(recipe, prebuilt, fingerprint, wheelhouse,
+                             label=None if recipe.pure else fingerprint.local_label,
+                             tag=build_tag(int(time.time()), wheel_digest))
+            check_not_vendored(adopted_.path, recipe.excludes)
+            wheel = adopted_.path
     else:
+        assert recipe.source is not None
         with log.step(f"{recipe.name} on {platform}: fetch {recipe.source.kind} source"):
             fetched = sources.fetch(
                 recipe, devpi=devpi, root=factory.root, work=work,
@@ -192,6 +202,11 @@ def ensure_wheel(session: Session, recipe: Recipe, platform: str) -> WheelResult
                           work=work, log_file=test_log)
     if device is not None:
         record = record.with_evidence(device_code=device.as_dict())
+    if recipe.adopt is not None:
+        # the recipe's: the wheel's input digest (in its file name) pins them
+        record = record.with_evidence(adopted={
+            "wheel": recipe.adopt.wheel, "sha256": recipe.adopt.sha256,
+            "overrides": [o.model_dump() for o in recipe.adopt.overrides]})
     with log.step(f"{recipe.name} on {platform}: upload to {target}"):
         _, version, _, _ = parse_wheel_filename(wheel.name)
         checkpoint("wheel:before-upload")

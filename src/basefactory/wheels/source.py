@@ -1,6 +1,7 @@
 """Fetch a recipe's source and prove it is the pinned one before anything is built.
 
     sdist  from the platform's index (its mirror or a private upload), sha256 checked
+    adopt  a prebuilt wheel, from the index the same way (fetch_wheel)
     git    cloned into a cache, the commit checked out and verified (git is wrapped here)
     path   a folder of the factory, digested by content
 
@@ -14,10 +15,12 @@ import re
 import shutil
 import tarfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from packaging.utils import canonicalize_name
 
 from basefactory.adapters import cmd
 from basefactory.index.client import DevpiClient
@@ -43,6 +46,7 @@ def fetch(recipe: Recipe, *, devpi: DevpiClient, indexes: list[str], root: Path,
     wheel of a project, devpi hides the mirror's releases of it from the factory's indexes
     (no public package can shadow a private one), so the mirror itself comes last."""
     source = recipe.source
+    assert source is not None, "an adopted recipe has no source to fetch"
     tree = work / "source"
     shutil.rmtree(tree, ignore_errors=True)
     if source.sdist is not None:
@@ -64,7 +68,8 @@ def fetch(recipe: Recipe, *, devpi: DevpiClient, indexes: list[str], root: Path,
     return FetchedSource(tree, tree_sha256(tree), "path")
 
 
-def _sdist_links(devpi: DevpiClient, index: str, name: str, version: str) -> list[httpx.URL]:
+def _links(devpi: DevpiClient, index: str, name: str, wanted: Callable[[str], bool]
+           ) -> list[httpx.URL]:
     url = f"{devpi.base_url}/{index}/+simple/{name}/"
     try:
         page = httpx.get(url, timeout=300, headers={"Accept": "text/html"})
@@ -72,32 +77,47 @@ def _sdist_links(devpi: DevpiClient, index: str, name: str, version: str) -> lis
         raise ServiceError(f"could not read {url}: {exc}", hint="is devpi up?") from None
     if page.status_code == 404:
         return []
-    links = []
-    for href in re.findall(r'href="([^"]+)"', page.text):
-        filename = href.split("#", 1)[0].rsplit("/", 1)[-1]
+    return [httpx.URL(url).join(href) for href in re.findall(r'href="([^"]+)"', page.text)
+            if wanted(href.split("#", 1)[0].rsplit("/", 1)[-1])]
+
+
+def _is_sdist_of(name: str, version: str) -> Callable[[str], bool]:
+    def wanted(filename: str) -> bool:
         stem = re.sub(r"\.(tar\.gz|zip|tar\.bz2)$", "", filename)
-        if stem == filename:
-            continue  # not an sdist
-        if stem.rsplit("-", 1)[-1] == version and \
-                re.sub(r"[-_.]+", "-", stem.rsplit("-", 1)[0]).lower() == name:
-            links.append(httpx.URL(url).join(href))
-    return links
+        return stem != filename and stem.rsplit("-", 1)[-1] == version and \
+            re.sub(r"[-_.]+", "-", stem.rsplit("-", 1)[0]).lower() == name
+    return wanted
 
 
 def _download_sdist(recipe: Recipe, devpi: DevpiClient, indexes: list[str], work: Path) -> Path:
+    assert recipe.source is not None and recipe.source.sha256 is not None
     name, version = recipe.source.sdist_name_version
-    expected = recipe.source.sha256
-    assert expected is not None
+    return _download_pinned(recipe, devpi, indexes, name, _is_sdist_of(name, version),
+                            recipe.source.sha256, f"sdist of {name} {version}")
+
+
+def fetch_wheel(recipe: Recipe, *, devpi: DevpiClient, indexes: list[str]) -> Path:
+    """An adopted recipe's wheel, from the first index that has it, its sha256 checked
+    (cached by that sha256: a 300 MB wheel is fetched once)."""
+    adopt = recipe.adopt
+    assert adopt is not None
+    name = canonicalize_name(adopt.name_version[0])
+    return _download_pinned(recipe, devpi, indexes, name, lambda f: f == adopt.wheel,
+                            adopt.sha256, adopt.wheel)
+
+
+def _download_pinned(recipe: Recipe, devpi: DevpiClient, indexes: list[str], name: str,
+                     wanted: Callable[[str], bool], expected: str, what: str) -> Path:
     candidates: list[httpx.URL] = []
     for index in indexes:
-        candidates = _sdist_links(devpi, index, name, version)
+        candidates = _links(devpi, index, name, wanted)
         if candidates:
             break
     if not candidates:
-        raise ConfigError(f"recipe {recipe.name}: no sdist of {name} {version} on"
-                          f" {', '.join(indexes)}",
-                          hint="check the version; an sdist-only release must exist on the index")
-    cache = cache_dir() / "sdists" / expected[:2] / expected
+        raise ConfigError(f"recipe {recipe.name}: no {what} on {', '.join(indexes)}",
+                          hint="check the version and file name; the file must exist on the"
+                               " index (or its mirror)")
+    cache = cache_dir() / "sources" / expected[:2] / expected
     for link in candidates:
         advertised = link.fragment.removeprefix("sha256=") if link.fragment else None
         filename = link.path.rsplit("/", 1)[-1]
@@ -121,7 +141,7 @@ def _download_sdist(recipe: Recipe, devpi: DevpiClient, indexes: list[str], work
         return dest
     advertised_all = ", ".join(c.fragment for c in candidates)
     raise SourceMismatch(
-        f"recipe {recipe.name}: no sdist of {name} {version} has the pinned sha256 {expected}"
+        f"recipe {recipe.name}: no {what} has the pinned sha256 {expected}"
         f" (the index offers {advertised_all}); nothing was built",
         hint="if the index's file is trusted, update sha256 in the recipe",
     )
