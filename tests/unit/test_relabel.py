@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
 import zipfile
 from pathlib import Path
@@ -24,6 +25,7 @@ def make_wheel(directory: Path, name: str = "demo_pkg", version: str = "1.2.0") 
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr(f"{name}/__init__.py", "X = 1\n")
         zf.writestr(f"{name}/_ext.so", b"\x7fELF fake")
+        zf.writestr(f"{name}/configs/N=1,K=2.json", "{}")  # RECORD must quote the comma
         zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: demo-pkg\nVersion: {version}\n\nlong\n\ndescription\n")
         zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: false\nTag: cp311-cp311-linux_x86_64\n")
         zf.writestr(f"{info}/RECORD", "stale\n")
@@ -65,8 +67,9 @@ def test_relabel_rewrites_name_metadata_and_record(tmp_path: Path) -> None:
         assert "Build: 1795417731.fd435febfb25" in zf.read(f"{info}/WHEEL").decode()
         record = zf.read(f"{info}/RECORD").decode().splitlines()
         assert f"{info}/RECORD,," in record
-        for line in record:
-            path, hash_, size = line.rsplit(",", 2)
+        rows = list(csv.reader(record))
+        assert ["demo_pkg/configs/N=1,K=2.json"] == [r[0] for r in rows if "N=1" in r[0]]
+        for path, hash_, size in rows:
             if not hash_:
                 continue
             data = zf.read(path)

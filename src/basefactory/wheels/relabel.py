@@ -13,7 +13,9 @@ WHEEL and RECORD are rewritten to match; file contents are untouched.
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
+import io
 import re
 import zipfile
 from pathlib import Path
@@ -67,7 +69,7 @@ def relabel(wheel: Path, dest_dir: Path, *, label: str | None, tag: str,
         new_info = f"{stem_name}-{new_version}.dist-info"
         dest = dest_dir / new_name
         partial = dest_dir / f".{new_name}.part"  # renamed when whole: no half wheel
-        records: list[str] = []
+        records: list[tuple[str, str, str]] = []
         with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as out:
             for info in infos:
                 if info.filename == f"{dist_info}/RECORD":
@@ -87,11 +89,14 @@ def relabel(wheel: Path, dest_dir: Path, *, label: str | None, tag: str,
                 new.compress_type = zipfile.ZIP_DEFLATED
                 out.writestr(new, data)
                 digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
-                records.append(f"{arcname},sha256={digest.decode()},{len(data)}")
-            records.append(f"{new_info}/RECORD,,")
+                records.append((arcname, f"sha256={digest.decode()}", str(len(data))))
+            records.append((f"{new_info}/RECORD", "", ""))
+            # RECORD is CSV (PEP 376): a path with a comma is quoted (vLLM ships such files)
+            text = io.StringIO()
+            csv.writer(text, lineterminator="\n").writerows(records)
             record = zipfile.ZipInfo(f"{new_info}/RECORD", date_time=infos[0].date_time)
             record.external_attr = 0o644 << 16
-            out.writestr(record, "\n".join(records) + "\n", compress_type=zipfile.ZIP_DEFLATED)
+            out.writestr(record, text.getvalue(), compress_type=zipfile.ZIP_DEFLATED)
     partial.replace(dest)
     return dest
 
