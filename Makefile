@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # chromium for the catalog's browser test, gcc and binutils for the unit tests' shared objects.
 APT_PACKAGES ?= docker.io docker-registry debootstrap git ca-certificates chromium gcc binutils
 
-.PHONY: setup up down demo test test-unit test-cuda cuda vllm bench lint status clean
+.PHONY: setup up down demo test test-unit test-cuda cuda llm test-llm vllm-source bench lint status clean
 
 setup: $(VENV)/.installed
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -66,13 +66,24 @@ cuda: setup
 	$(BF) up
 	$(BF) publish --platform $(CUDA_PLATFORM) --only torchsort --only cuda-deps
 
-# vLLM from source against a CUDA platform's torch. Needs network access to GitHub (its
-# CMake build fetches CUTLASS and FlashAttention) and a CUDA platform; remove "vllm" from
-# [wheels] exclude in factory.toml on such a host first.
-PLATFORM ?= $(CUDA_PLATFORM)
-vllm: setup
+# llm-deps: PyPI's vLLM 0.33.0 wheel adopted onto the CUDA platform's torch (recipes/vllm.toml),
+# tested, audited and uploaded, then the image on the platform, in this factory's catalog.
+llm: setup
 	$(BF) up
-	$(BF) wheels build vllm --platform $(PLATFORM)
+	$(BF) publish --platform $(CUDA_PLATFORM) --only vllm --only llm-deps
+
+# The same from scratch in a factory of its own (fresh devpi and registry, CUDA platform).
+test-llm: setup
+	$(BF) up
+	$(VENV)/bin/python -m pytest tests/llm $(PYTEST_ARGS)
+
+# vLLM compiled from its sdist against a CUDA platform's torch (recipes/vllm-source.toml).
+# Needs network access to GitHub (its CMake build fetches CUTLASS and FlashAttention):
+# on such a host, move "vllm-source" from [wheels] exclude to "vllm" in factory.toml first.
+PLATFORM ?= $(CUDA_PLATFORM)
+vllm-source: setup
+	$(BF) up
+	$(BF) wheels build vllm-source --platform $(PLATFORM)
 
 test-unit: setup
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)

@@ -73,6 +73,9 @@ def write_factory(root: Path, *, index_port: int, registry_port: int, extra: str
         port = {index_port}
         [registry]
         port = {registry_port}
+        [wheels]
+        # as the factory's own: vLLM is adopted (vllm.toml), not built from source here
+        exclude = ["vllm-source", "index-tts"]
         [platforms."{PLATFORM}"]
         description = "test platform"
         [platforms."{PLATFORM}".bootstrap]

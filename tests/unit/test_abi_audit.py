@@ -19,6 +19,11 @@ SOURCES = {
     "undef": f"extern int {SYMBOL}(void); int f(void) {{ return {SYMBOL}(); }}",
     "crash": "#include <stdlib.h>\n__attribute__((constructor)) static void boom(void) { abort(); }",
     "uses": "extern int g(void); int h(void) { return g(); }",
+    # a kernel module: the driver's API (libcuda, the host's) and, in the bad one, a torch
+    # symbol nothing here defines, which dlopen never reaches once libcuda is missing
+    "kernel": "extern int cuInit(unsigned); int k(void) { return cuInit(0); }",
+    "kernel_bad": f"extern int cuInit(unsigned); extern int {SYMBOL}(void);"
+                  f" int k(void) {{ return cuInit(0) + {SYMBOL}(); }}",
 }
 
 
@@ -33,7 +38,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (root / f"{name}.c").write_text(code + "\n")
     libs = root / "libs"
     libs.mkdir()
-    (root / "dep.c").write_text("int g(void) { return 2; }\n")
+    (root / "dep.c").write_text("int g(void) { return 2; }\nint cuInit(unsigned f) { return 0; }\n")
     for soname in ("libbfmissing.so.1", "libcuda.so.1"):
         gcc("-o", str(libs / soname), str(root / "dep.c"), f"-Wl,-soname,{soname}")
     pkg = root / "site" / "pkg"
@@ -44,7 +49,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # linked against libraries that are not there at load time (no rpath to libs/)
     gcc("-o", str(pkg / "needs.cpython-311-x86_64-linux-gnu.so"), str(root / "uses.c"),
         f"-L{libs}", "-l:libbfmissing.so.1")
-    gcc("-o", str(pkg / "driver.so"), str(root / "uses.c"), f"-L{libs}", "-l:libcuda.so.1")
+    gcc("-o", str(pkg / "driver.so"), str(root / "kernel.c"), f"-L{libs}", "-l:libcuda.so.1")
+    gcc("-o", str(pkg / "driver_bad.so"), str(root / "kernel_bad.c"), f"-L{libs}", "-l:libcuda.so.1")
     return root / "site"
 
 
@@ -58,23 +64,29 @@ def run(*args: str) -> AbiReport:
 
 def test_each_defect_is_named_and_a_clean_module_passes(site: Path) -> None:
     report = run("--path", str(site))
-    assert report.modules == 5
+    assert report.modules == 6
     by_module = {f["module"]: f for f in report.failures}
-    assert set(by_module) == {"pkg/undef.so", "pkg/crash.so",
+    assert set(by_module) == {"pkg/undef.so", "pkg/crash.so", "pkg/driver_bad.so",
                               "pkg/needs.cpython-311-x86_64-linux-gnu.so"}
+    # dlopen stopped at the missing libcuda; the static check found the torch symbol
+    assert by_module["pkg/driver_bad.so"]["symbol"] == SYMBOL
+    assert by_module["pkg/driver_bad.so"]["static_check"]["unresolved"] == [SYMBOL]
     assert by_module["pkg/undef.so"]["symbol"] == SYMBOL
     assert by_module["pkg/needs.cpython-311-x86_64-linux-gnu.so"]["library"] == "libbfmissing.so.1"
     assert by_module["pkg/crash.so"]["error"].startswith("crashed while loading")
     # the driver library is the host's (the NVIDIA runtime mounts it): listed, not failed
     assert [(h["module"], h["library"]) for h in report.host_provided] == [
         ("pkg/driver.so", "libcuda.so.1")]
+    # ... after its symbols were checked statically: cuInit is the driver's, nothing else
+    assert report.host_provided[0]["static_check"] == {
+        "unresolved": [], "needs_host": ["libcuda.so.1"], "symbols": 1}
     assert not report.passed
     with pytest.raises(TestFailed) as caught:
         require_clean(report, "image x on p", refused="nothing was pushed")
     message = str(caught.value)
     assert f"pkg/undef.so: undefined symbol {SYMBOL}" in message
     assert "missing library libbfmissing.so.1" in message and "libcuda" not in message
-    assert "3 of 5 extension modules do not load; nothing was pushed" in message
+    assert "4 of 6 extension modules do not load; nothing was pushed" in message
 
 
 def test_a_clean_tree_passes_and_an_empty_one_is_not_a_pass(site: Path, tmp_path: Path) -> None:
@@ -102,13 +114,13 @@ def test_only_the_named_distribution_is_audited() -> None:
 def test_an_allowed_module_is_recorded_with_its_reason_not_dropped(site: Path) -> None:
     report = run("--path", str(site)).allowing([("pkg/crash*", "a test module that aborts")])
     assert {f["module"] for f in report.failures} == {
-        "pkg/undef.so", "pkg/needs.cpython-311-x86_64-linux-gnu.so"}
+        "pkg/undef.so", "pkg/driver_bad.so", "pkg/needs.cpython-311-x86_64-linux-gnu.so"}
     (allowed,) = report.allowed
     assert allowed["module"] == "pkg/crash.so"
     assert allowed["allowed_because"] == "a test module that aborts"
     assert report.evidence()["allowed"] == [allowed]
     everything = report.allowing([("pkg/*", "all of them, for this test")])
-    assert everything.passed and len(everything.allowed) == 3
+    assert everything.passed and len(everything.allowed) == 4
 
 
 def test_an_allow_entry_needs_a_reason(tmp_path: Path) -> None:

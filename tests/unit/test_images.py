@@ -13,7 +13,7 @@ from basefactory.images.service import needed
 from basefactory.plumbing.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-RECIPES = {"torchsort", "monotonic-alignment-search", "coqui-tts", "openai-whisper"}
+RECIPES = {"torchsort", "monotonic-alignment-search", "coqui-tts", "openai-whisper", "vllm"}
 
 
 def make(tmp: Path, name: str, toml: str, requirements: str | None = None) -> None:
@@ -38,6 +38,9 @@ def test_shipped_images_in_parent_order() -> None:
     assert set(needed(images, None)) == set(images)
     env = images["cuda-deps"].env
     assert env["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn" and env["PYTHONUNBUFFERED"] == "1"
+    llm = images["llm-deps"]
+    assert llm.wheels == ("vllm",) and llm.parent == "platform" and llm.platforms == ("cu130-*",)
+    assert llm.env["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"
 
 
 BAD = [

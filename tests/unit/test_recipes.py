@@ -110,3 +110,20 @@ def test_unknown_recipe_name(tmp_path: Path) -> None:
     write(tmp_path, GOOD, "demo.toml")
     with pytest.raises(ConfigError, match="no recipe nope"):
         load_recipes(tmp_path, ["nope"])
+
+
+@pytest.mark.parametrize("command", ["false && true", "true\nfalse\ntrue", "exit 3"])
+def test_a_failing_test_command_fails_its_script(command: str) -> None:
+    """The recipe test and smoke scripts run `set -e`; sh ignores a failure inside
+    `a && b` unless wrapped (found when `vllm --version && ...` failed and passed)."""
+    import subprocess
+
+    from basefactory.wheels.test import step
+
+    script = f"set -e\n{step(command)}\necho passed\n"
+    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
+    assert result.returncode != 0 and "passed" not in result.stdout
+    # unwrapped, the first case is the bug: the script goes on and passes
+    if "&&" in command:
+        assert "passed" in subprocess.run(["sh", "-c", f"set -e\n{command}\necho passed\n"],
+                                          capture_output=True, text=True).stdout

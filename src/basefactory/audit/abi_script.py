@@ -11,13 +11,21 @@ A failing module gets a second chance after importing its own top-level package,
 some packages load their shared objects in an order of their own. What still fails is
 reported with the distribution that installed it. A library the NVIDIA container runtime
 injects from the host (libcuda, libnvidia-ml, ...) is listed as host-provided, not a
-failure. Each module loads in a worker process; a worker that crashes is replaced and the
+failure; but dlopen stops at that missing library before it binds a single symbol, so such
+a module is then checked statically: every undefined symbol of its ELF dynamic symbol
+table must be defined by a library it needs (found as the loader would: RPATH/RUNPATH,
+LD_LIBRARY_PATH, what the process has loaded, ld.so.cache, the system folders, and their
+own needs), by the interpreter, or be the host library's own API (cu*, nvml*). One that
+is not is reported as undefined, exactly as dlopen would on a GPU host. (Symbol versions
+are not compared.) Each module loads in a worker process; a worker that crashes is replaced and the
 module it was loading is reported as crashed.
 
     python abi_script.py [--dist NAME]... [--path DIR]... [--no-site]
 prints one line: BASEFACTORY-ABI {json}
 """
 
+import contextlib
+import functools
 import importlib
 import importlib.metadata as md
 import json
@@ -66,13 +74,133 @@ def shared_objects(dirs):
                     yield path
 
 
+# The API of the host-provided libraries: what a module may need from them.
+HOST_API = re.compile(r"^(cu[A-Z]\w*|nvml[A-Z]\w*|nvcuvid\w*|cuvid[A-Z]\w*|NvEnc\w*)$")
+SYSTEM_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
+               "/usr/lib/aarch64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib")
+
+
+@functools.cache
+def elf_dynamic(path):
+    """(needed sonames, rpath dirs, runpath dirs, defined symbols, strongly undefined
+    symbols) of an ELF64 little-endian shared object, read with mmap (stdlib only)."""
+    import mmap
+    import struct
+
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        if m[:4] != b"\x7fELF" or m[4] != 2 or m[5] != 1:
+            raise ValueError("not an ELF64 little-endian file")
+        shoff, = struct.unpack_from("<Q", m, 0x28)
+        shentsize, shnum = struct.unpack_from("<HH", m, 0x3A)
+        sections = [struct.unpack_from("<IIQQQQIIQQ", m, shoff + i * shentsize)
+                    for i in range(shnum)]
+
+        def strings(index):
+            sec = sections[index]
+            return sec[4], sec[4] + sec[5]
+
+        def cstr(table, offset):
+            start = table[0] + offset
+            return m[start:m.find(b"\0", start, table[1])].decode("utf-8", "replace")
+
+        needed, rpath, runpath, defined, undefined = [], [], [], set(), set()
+        for sec in sections:
+            _, kind, _, _, offset, size, link, _, _, entsize = sec
+            if kind == 6:  # SHT_DYNAMIC
+                table = strings(link)
+                for at in range(offset, offset + size, 16):
+                    tag, value = struct.unpack_from("<qQ", m, at)
+                    if tag == 0:
+                        break
+                    if tag == 1:
+                        needed.append(cstr(table, value))
+                    elif tag in (15, 29):
+                        (rpath if tag == 15 else runpath).extend(
+                            cstr(table, value).split(":"))
+            elif kind == 11 and entsize:  # SHT_DYNSYM
+                table = strings(link)
+                for at in range(offset + entsize, offset + size, entsize):
+                    name_off, info, _, shndx = struct.unpack_from("<IBBH", m, at)
+                    bind = info >> 4
+                    if not name_off or bind not in (1, 2, 10):  # global, weak, unique
+                        continue
+                    name = cstr(table, name_off)
+                    if shndx != 0:
+                        defined.add(name)
+                    elif bind == 1:  # a weak undefined symbol may stay unresolved
+                        undefined.add(name)
+    return needed, rpath, runpath, defined, undefined
+
+
+def loaded_libraries():
+    """soname-ish basename -> path of every shared object mapped into this process."""
+    found = {}
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            parts = line.split()
+            if len(parts) >= 6 and SHARED.search(parts[5].split("/")[-1]):
+                found.setdefault(os.path.basename(parts[5]), parts[5])
+    return found
+
+
+def ld_cache():
+    try:
+        out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    except OSError:
+        return {}
+    found = {}
+    for line in out.splitlines():
+        if "=>" in line:
+            name, path = line.split("=>")
+            found.setdefault(name.split()[0], path.strip())
+    return found
+
+
+def static_check(path, loaded, cache):
+    """The undefined symbols of `path` that nothing it would load defines, and the
+    host-provided libraries it needs (found nowhere here)."""
+    origin = os.path.dirname(path)
+    available = set()
+    # the interpreter's own exports (the C-API) and everything this process has loaded
+    for lib in [os.path.realpath(sys.executable), *loaded.values()]:
+        with contextlib.suppress(OSError, ValueError):
+            available |= elf_dynamic(lib)[3]
+    needed, rpath, runpath, _, undefined = elf_dynamic(path)
+    host, seen, queue = [], set(), [(n, rpath, runpath, origin) for n in needed]
+    env_dirs = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
+    while queue:
+        name, rp, rup, org = queue.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        dirs = ([] if rup else rp) + env_dirs + rup
+        dirs = [d.replace("$ORIGIN", org).replace("${ORIGIN}", org) for d in dirs]
+        found = next((os.path.join(d, name) for d in dirs
+                      if os.path.isfile(os.path.join(d, name))), None)
+        found = found or loaded.get(name) or cache.get(name) or next(
+            (os.path.join(d, name) for d in SYSTEM_DIRS if os.path.isfile(os.path.join(d, name))),
+            None)
+        if found is None:
+            host.append(name)
+            continue
+        try:
+            lib_needed, lib_rp, lib_rup, lib_defined, _ = elf_dynamic(found)
+        except (OSError, ValueError):
+            continue
+        available |= lib_defined
+        queue += [(n, lib_rp, lib_rup, os.path.dirname(found)) for n in lib_needed]
+    unresolved = sorted(s for s in undefined - available if not HOST_API.match(s))
+    return {"unresolved": unresolved, "needs_host": sorted(host),
+            "symbols": len(undefined)}
+
+
 def worker():
     """Reads module paths on stdin; answers one JSON line per module."""
-    import contextlib
     import ctypes
 
     with contextlib.suppress(Exception):
         import torch  # noqa: F401  (see the module docstring)
+    cache = None
     for line in sys.stdin:
         path, package = json.loads(line)
         print(json.dumps({"start": path}), flush=True)
@@ -81,7 +209,15 @@ def worker():
             with contextlib.suppress(BaseException):
                 importlib.import_module(package)
             error = load(ctypes, path)
-        print(json.dumps({"path": path, "error": error}), flush=True)
+        static = None
+        missing = MISSING.search(error or "")
+        if missing and HOST_PROVIDED.match(missing.group(1)):
+            cache = ld_cache() if cache is None else cache
+            try:
+                static = static_check(path, loaded_libraries(), cache)
+            except (OSError, ValueError) as exc:
+                static = {"error": str(exc)}
+        print(json.dumps({"path": path, "error": error, "static": static}), flush=True)
 
 
 def load(ctypes, path):
@@ -127,7 +263,7 @@ def audit(dists, extra, site=True):
     wanted = {canon(d) for d in dists}
     todo = [p for p in shared_objects(dirs)
             if not wanted or canon(owner.get(p, "")) in wanted]
-    results, pending = {}, list(todo)
+    results, statics, pending = {}, {}, list(todo)
     while pending:
         proc = subprocess.Popen([sys.executable, __file__, "--worker"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, text=True)
@@ -143,6 +279,7 @@ def audit(dists, extra, site=True):
                 current = msg["start"]
             elif "path" in msg:
                 results[msg["path"]] = msg["error"]
+                statics[msg["path"]] = msg.get("static")
                 current = None
         if current is not None:  # the worker died loading it
             results[current] = f"crashed while loading (exit {proc.returncode})"
@@ -153,6 +290,19 @@ def audit(dists, extra, site=True):
         if error is None:
             continue
         row = classify(path, error, owner.get(path))
+        static = statics.get(path)
+        if row.get("host_provided") and static is not None:
+            row["static_check"] = static
+            if static.get("unresolved") or "error" in static:
+                # what dlopen would say on a host with the driver
+                row["host_provided"] = False
+                row["symbol"] = (static.get("unresolved") or ["?"])[0]
+                row["error"] = (f"undefined symbol: {row['symbol']} (checked statically:"
+                                f" {len(static.get('unresolved', []))} unresolved of"
+                                f" {static.get('symbols', 0)}; the module also needs"
+                                f" {row['library']}, the host's)"
+                                if "error" not in static else
+                                f"cannot be checked statically: {static['error']}")
         (host if row.get("host_provided") else failures).append(row)
     for row in failures + host:
         row["module"] = relative(row["module"], dirs) or row["module"]

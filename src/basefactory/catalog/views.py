@@ -144,6 +144,11 @@ def wheel_row(s: Snapshot, w: Wheel) -> dict[str, Any]:
             "proven_by": [test.source] if tested and test is not None else [],
             "proofs": proofs_by_kind([p for p in w.proofs if p.kind != Kind.FIT]),
             "fits": [fit_row(p) for p in w.proofs if p.kind == Kind.FIT],
+            # an adopted (prebuilt) wheel: the file it was taken from and every declared
+            # override of its requirements, as its test record carries them
+            "adopted": (test.evidence.get("adopted") if test is not None else None),
+            "overrides": (test.evidence.get("adopted") or {}).get("overrides", [])
+            if test is not None else [],
             "pip": pip_line(index_url, w.project, w.version)}
 
 

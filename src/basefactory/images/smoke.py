@@ -14,6 +14,7 @@ from typing import Any
 from basefactory.adapters.docker import Docker
 from basefactory.plumbing.errors import TestFailed
 from basefactory.proofs import Kind, Proof, Subject
+from basefactory.wheels.test import step
 
 SMOKE = r"""
 import importlib, importlib.metadata as md, json, os, re, sys
@@ -80,7 +81,7 @@ def smoke_test(
     script = ["set -e", f"python /smoke/smoke.py '{json.dumps(sorted(promised))}'",
               "python -m pip check"]
     if command:
-        script.append(command)
+        script.append(step(command))
     (folder / "smoke.sh").write_text("\n".join(script) + "\n")
     result = docker.run(ref, ["sh", "/smoke/smoke.sh"], volumes=[(folder, "/smoke", "ro")],
                         log_file=log_file, check=False, network="none")

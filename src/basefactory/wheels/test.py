@@ -94,6 +94,13 @@ def run_test(
     )
 
 
+def step(command: str) -> str:
+    """A user's command as one step of a `set -e` script: in a subshell, so that any
+    failure fails the script. `sh -e` ignores a failure inside `a && b` when it is not
+    the last command: a test written `check && run` that failed at `check` passed."""
+    return f"(\n{command}\n)"
+
+
 def script(recipe: Recipe, wheel_name: str, index_url: str) -> str:
     extra = " ".join(shlex.quote(r) for r in recipe.test.requires)
     return f"""set -e
@@ -105,7 +112,7 @@ if ! cmp -s /tmp/torch-before /tmp/torch-after; then
 fi
 echo "basefactory: torch unchanged: $(cat /tmp/torch-after)"
 cd /tmp
-{recipe.test.command}
+{step(recipe.test.command)}
 echo "basefactory: test passed"
 python /bf/abi.py --dist {shlex.quote(recipe.distribution)}
 """
