@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # chromium for the catalog's browser test, gcc and binutils for the unit tests' shared objects.
 APT_PACKAGES ?= docker.io docker-registry debootstrap git ca-certificates chromium gcc binutils
 
-.PHONY: setup up down demo test test-unit test-cuda cuda llm test-llm vllm-source bench lint status clean
+.PHONY: setup up down demo test test-unit test-cuda cuda tts llm test-llm vllm-source bench lint status clean
 
 setup: $(VENV)/.installed
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -65,6 +65,13 @@ CUDA_PLATFORM ?= cu130-py311-torch2.14
 cuda: setup
 	$(BF) up
 	$(BF) publish --platform $(CUDA_PLATFORM) --only torchsort --only cuda-deps
+
+# The TTS platform (torch 2.11.0 + torchaudio 2.11.0 from the index), its wheels, cuda-deps and
+# tts-deps with Coqui TTS, whose smoke test synthesizes speech with a VITS model.
+TTS_PLATFORM ?= cu130-py311-torch2.11
+tts: setup
+	$(BF) up
+	$(BF) publish --platform $(TTS_PLATFORM) --only monotonic-alignment-search --only coqui-tts --only tts-deps
 
 # llm-deps: PyPI's vLLM 0.33.0 wheel adopted onto the CUDA platform's torch (recipes/vllm.toml),
 # tested, audited and uploaded, then the image on the platform, in this factory's catalog.

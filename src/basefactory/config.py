@@ -143,6 +143,12 @@ class Bootstrap(Model):
     mirror: AnyHttpUrl = AnyHttpUrl("http://deb.debian.org/debian")
     python: Annotated[str, Field(pattern=r"^3\.\d+$")] = "3.11"
     torch: str
+    # the torch wheel's sha256 when it comes from the index (its mirror), checked before
+    # it is installed; a wheelhouse is trusted as the site's own
+    torch_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    # distributions that belong with this torch (torchaudio, torchvision), pinned and
+    # installed with it: the base ships them and every image keeps them
+    packages: tuple[str, ...] = ()
     wheelhouse: Path | None = None
     apt: AptPackages = ()
     cuda_toolkit: Path | None = None
@@ -163,6 +169,18 @@ class Bootstrap(Model):
                 f"`{value}` does not pin one exact torch; a platform is one torch, e.g."
                 " \"torch==2.13.0+cpu\""
             )
+        return value
+
+    @field_validator("packages")
+    @classmethod
+    def _pinned_packages(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                req = Requirement(item)
+            except InvalidRequirement as exc:
+                raise ValueError(f"`{item}` is not a requirement ({exc})") from None
+            if len(req.specifier) != 1 or next(iter(req.specifier)).operator != "==":
+                raise ValueError(f"`{item}` must pin one version: e.g. \"torchaudio==2.11.0\"")
         return value
 
     @property

@@ -39,7 +39,7 @@ def test_shipped_images_in_parent_order() -> None:
     env = images["cuda-deps"].env
     assert env["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn" and env["PYTHONUNBUFFERED"] == "1"
     llm = images["llm-deps"]
-    assert llm.wheels == ("vllm",) and llm.parent == "platform" and llm.platforms == ("cu130-*",)
+    assert llm.wheels == ("vllm",) and llm.parent == "platform" and llm.platforms == ("cu130-py311-torch2.14",)
     assert llm.env["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"
 
 

@@ -69,10 +69,12 @@ def _bootstrap(
     imported: list[tuple[str, str]] = []
     if boot.wheelhouse is not None:
         with log.step(f"import {boot.torch} from {boot.wheelhouse} into {index}"):
-            imported = import_wheels(devpi, index, factory.root / boot.wheelhouse, [boot.torch],
+            imported = import_wheels(devpi, index, factory.root / boot.wheelhouse,
+                                     [boot.torch, *boot.packages],
                                      python=boot.python, memo_dir=factory.state_dir / "memo")
     context_vars = {
         "rootfs": rootfs, "python": boot.python, "apt": boot.apt, "torch": boot.torch,
+        "torch_sha256": boot.torch_sha256, "packages": boot.packages,
         "cuda_toolkit": boot.cuda_toolkit is not None, "env": boot.env,
     }
     dockerfile = templates.render("platform.Dockerfile.j2", **context_vars)
