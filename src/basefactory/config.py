@@ -140,7 +140,8 @@ class Bootstrap(Model):
     """A platform made locally, for hosts that can pull nothing: debootstrap + python + torch."""
 
     suite: Annotated[str, Field(pattern=r"^[a-z]+$")] = "bookworm"
-    mirror: AnyHttpUrl = AnyHttpUrl("http://deb.debian.org/debian")
+    # default: the mirror this host's apt uses (platforms.rootfs.host_apt_mirror)
+    mirror: AnyHttpUrl | None = None
     python: Annotated[str, Field(pattern=r"^3\.\d+$")] = "3.11"
     torch: str
     # the torch wheel's sha256 when it comes from the index (its mirror), checked before

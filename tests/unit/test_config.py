@@ -220,3 +220,20 @@ def test_wheels_exclude_names_a_recipe(tmp_path: Path, capsys: pytest.CaptureFix
     (tmp_path / "recipes").mkdir()
     assert main(["--config", str(path), "config", "check"]) == 2
     assert "wheels.exclude: no recipe `nope`" in capsys.readouterr().err
+
+
+def test_the_debootstrap_mirror_defaults_to_the_hosts_apt_source(tmp_path: Path) -> None:
+    from basefactory.platforms.rootfs import DEFAULT_MIRROR, host_apt_mirror
+
+    apt = tmp_path / "apt"
+    (apt / "sources.list.d").mkdir(parents=True)
+    assert host_apt_mirror(apt) == DEFAULT_MIRROR  # nothing configured
+    (apt / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n"
+        "Components: main\n\nTypes: deb\n# a comment\nURIs: http://mirror.example/debian/\n"
+        "Suites: bookworm bookworm-updates\nComponents: main\n")
+    assert host_apt_mirror(apt) == "http://mirror.example/debian"
+    (apt / "sources.list.d" / "debian.sources").unlink()
+    (apt / "sources.list").write_text("# deb http://old.example/debian bookworm main\n"
+                                      "deb [arch=amd64] http://local.example/debian bookworm main\n")
+    assert host_apt_mirror(apt) == "http://local.example/debian"

@@ -68,7 +68,7 @@ def test_relabel_rewrites_name_metadata_and_record(tmp_path: Path) -> None:
         record = zf.read(f"{info}/RECORD").decode().splitlines()
         assert f"{info}/RECORD,," in record
         rows = list(csv.reader(record))
-        assert ["demo_pkg/configs/N=1,K=2.json"] == [r[0] for r in rows if "N=1" in r[0]]
+        assert [r[0] for r in rows if "N=1" in r[0]] == ["demo_pkg/configs/N=1,K=2.json"]
         for path, hash_, size in rows:
             if not hash_:
                 continue

@@ -18,7 +18,7 @@ from basefactory.config import Bootstrap, Factory
 from basefactory.index.client import DevpiClient
 from basefactory.index.importer import import_wheels
 from basefactory.index.layout import platform_index
-from basefactory.platforms.rootfs import ROOTFS_VERSION, ensure_rootfs
+from basefactory.platforms.rootfs import ROOTFS_VERSION, ensure_rootfs, host_apt_mirror
 from basefactory.plumbing import digest, log, templates
 from basefactory.plumbing.errors import ToolError
 from basefactory.refs import base_ref, slim_ref
@@ -64,7 +64,8 @@ def _pull(docker: Docker, name: str, image: str, ref: str) -> BaseImage:
 def _bootstrap(
     factory: Factory, name: str, boot: Bootstrap, docker: Docker, devpi: DevpiClient, ref: str
 ) -> BaseImage:
-    rootfs = ensure_rootfs(docker, boot.suite, str(boot.mirror))
+    mirror = str(boot.mirror) if boot.mirror is not None else host_apt_mirror()
+    rootfs = ensure_rootfs(docker, boot.suite, mirror)
     index = platform_index(factory, name)
     imported: list[tuple[str, str]] = []
     if boot.wheelhouse is not None:
@@ -81,7 +82,7 @@ def _bootstrap(
     # the rootfs by what it is (suite, mirror, recipe version), not by its local image id,
     # which differs on every engine that imports it: so another builder computes the same
     # digest and pulls the published base instead of building a different one
-    inputs = digest.of(dockerfile, [boot.suite, str(boot.mirror), ROOTFS_VERSION],
+    inputs = digest.of(dockerfile, [boot.suite, mirror, ROOTFS_VERSION],
                        sorted(f for f, _ in imported), str(boot.cuda_toolkit or ""))
     slim = slim_ref(factory, name)
     existing = docker.image_id(ref)

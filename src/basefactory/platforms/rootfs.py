@@ -33,6 +33,34 @@ path-exclude /usr/share/lintian/*
 """
 
 
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+
+
+def host_apt_mirror(apt_dir: Path = Path("/etc/apt")) -> str:
+    """The Debian mirror this host's apt uses (its first `deb` source that is not the
+    security archive), as debootstrap users expect; Debian's CDN where there is none."""
+    uris: list[str] = []
+    for path in sorted(apt_dir.glob("sources.list.d/*.sources")):
+        for stanza in path.read_text(errors="replace").split("\n\n"):
+            fields = dict(line.split(":", 1) for line in stanza.splitlines()
+                          if ":" in line and not line.startswith(("#", " ")))
+            fields = {k.strip().lower(): v.strip() for k, v in fields.items()}
+            if "deb" in fields.get("types", "").split() and \
+                    fields.get("enabled", "yes").lower() != "no" and \
+                    not any(s.endswith("-security") for s in fields.get("suites", "").split()):
+                uris += fields.get("uris", "").split()
+    lists = [apt_dir / "sources.list", *sorted(apt_dir.glob("sources.list.d/*.list"))]
+    for path in lists:
+        if not path.is_file():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            words = [w for w in line.split("#", 1)[0].split() if not w.startswith("[")]
+            if len(words) >= 3 and words[0] == "deb" and not words[2].endswith("-security"):
+                uris.append(words[1])
+    found = next((u for u in uris if u.startswith(("http://", "https://"))), None)
+    return found.rstrip("/") if found else DEFAULT_MIRROR
+
+
 def cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "basefactory"
