@@ -129,7 +129,8 @@ def cmd_wheels_build(args: argparse.Namespace) -> int:
 
     factory = _factory(args)
     with factory_lock(factory.state_dir, "wheels build", wait=args.wait), Session(factory) as session:
-        results = build_all(session, args.recipes or None, args.platform or None)
+        results = build_all(session, args.recipes or None, args.platform or None,
+                            retest=args.retest)
     _print_rows("wheels", [r.as_dict() for r in results], args.json)
     return 0
 
@@ -386,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
             wheels_sub)
     p.add_argument("recipes", nargs="*", metavar="RECIPE", help="recipes (default: all)")
     p.add_argument("--platform", action="append", metavar="P", help="only this platform")
+    p.add_argument("--retest", action="store_true",
+                   help="test each published wheel again and attach a fresh record (no rebuild);"
+                        " a changed test command does this by itself")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="wait this long for another run's lock (default: fail at once)")
     add("ls", cmd_wheels_ls, "list the wheels published to the factory's indexes", wheels_sub)

@@ -113,6 +113,17 @@ def test_a_failing_smoke_test_pushes_nothing(session: Session,
         shutil.rmtree(folder)
 
 
+def test_an_image_over_its_size_budget_pushes_nothing(session: Session,
+                                                     images: dict[str, ImageResult]) -> None:
+    folder = _image(session, "too-big", 'parent = "cuda-deps"\nsize_budget_mb = 1\n', "six\n")
+    try:
+        with pytest.raises(TestFailed, match=r"is \d+ MB, over its budget of 1 MB; nothing"):
+            build_all(session, ["too-big"])
+        assert session.registry.tags(repository(session.factory, "too-big")) == []
+    finally:
+        shutil.rmtree(folder)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

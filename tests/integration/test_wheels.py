@@ -61,6 +61,34 @@ def test_second_build_builds_nothing(session: Session, built: dict[str, str]) ->
     assert {r.recipe: r.wheel for r in again} == built
 
 
+def test_a_changed_test_reproves_the_published_file_without_rebuilding(
+        session: Session, built: dict[str, str]) -> None:
+    """A recipe's test is not part of its wheel's inputs: changing it re-tests the file
+    already published (same name, same sha256) and attaches a record of the new test;
+    `--retest` does the same on demand."""
+    path = session.factory.recipes_dir / "torchsort.toml"
+    original = path.read_text()
+    path.write_text(original.replace("[test]\n", "[test]\n# changed by the test suite\n", 1)
+                    .replace('command = "', 'command = "echo retested-by-the-suite && ', 1))
+    try:
+        [again] = build_all(session, ["torchsort"])
+        assert again.state == "retested" and again.wheel == built["torchsort"], again
+        assert "test changed" in again.reason
+        files = session.devpi.release_files(platform_index(session.factory, PLATFORM), "torchsort")
+        [mine] = [f for f in files if f.filename == built["torchsort"]]
+        records = [store_devpi.read(session.devpi, t) for t in mine.toxresults]
+        assert any(r.passed and r.evidence["command"].startswith("echo retested-by-the-suite")
+                   for r in records)
+        [current] = build_all(session, ["torchsort"])
+        assert current.state == "current"
+        [forced] = build_all(session, ["torchsort"], retest=True)
+        assert forced.state == "retested" and forced.reason == "--retest"
+    finally:
+        path.write_text(original)
+    # the recipe's own test again, so later tests find the wheel current
+    assert build_all(session, ["torchsort"])[0].state in ("retested", "current")
+
+
 def test_pip_installs_from_the_index_without_touching_torch(
         session: Session, platform: PlatformResult, built: dict[str, str]) -> None:
     simple = session.devpi.simple_url(platform_index(session.factory, PLATFORM))

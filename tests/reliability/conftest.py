@@ -24,7 +24,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not REPORT:
         return
     data = {key: REPORT.get(key, 0) for key in
-            ("failure_injections", "crashes_survived", "malformed_inputs", *ZERO)}
+            ("failure_injections", "crashes_survived", "malformed_inputs",
+             "canary_secrets_found", *ZERO)}
     ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
     ARTIFACT.write_text(json.dumps(data, indent=2) + "\n")
     terminalreporter.section("reliability")

@@ -5,6 +5,8 @@ cannot shadow a private one."""
 from __future__ import annotations
 
 import re
+import secrets
+import shutil
 import subprocess
 import zlib
 from collections import Counter
@@ -15,25 +17,31 @@ from fastapi.testclient import TestClient
 from basefactory.catalog.app import create_app
 from basefactory.catalog.server import make_catalog
 from basefactory.images.service import ImageResult
+from basefactory.images.service import build_all as build_images
 from basefactory.index.credentials import index_password, root_password
 from basefactory.index.layout import common_index, platform_index
 from basefactory.platforms.service import PlatformResult
+from basefactory.plumbing import templates
 from basefactory.session import Session
 from tests.helpers import PLATFORM
 from tests.integration.test_foundation import make_wheel
 
 
 def _secrets(session: Session) -> list[bytes]:
-    return [index_password(session.factory).encode(), root_password(session.factory).encode()]
+    """The index's passwords and devpi-server's own signing secret."""
+    server_secret = (session.factory.state_dir / "secrets" / "devpi-server-secret").read_bytes().strip()
+    assert len(server_secret) >= 16
+    return [index_password(session.factory).encode(), root_password(session.factory).encode(),
+            server_secret]
 
 
 def _contains(data: bytes, secrets: list[bytes]) -> bool:
     return any(s in data for s in secrets)
 
 
-def test_no_secret_in_any_layer_label_log_or_catalog_reply(
-        session: Session, published: dict[str, ImageResult], tally: Counter[str]) -> None:
-    secrets = _secrets(session)
+def _scan(session: Session, secrets: list[bytes]) -> tuple[list[str], int]:
+    """Where the secrets occur: registry blobs (configs raw, layers decompressed), logs
+    and catalog replies; and how many blobs were scanned."""
     found: list[str] = []
     blobs = session.factory.state_dir / "registry" / "data"
     scanned = 0
@@ -53,7 +61,6 @@ def test_no_secret_in_any_layer_label_log_or_catalog_reply(
                         found.append(str(blob))
                         break
                     tail = data[-256:]
-    assert scanned > 20  # every layer and config of every pushed image
     for log in session.factory.logs_dir.rglob("*"):
         if log.is_file() and _contains(log.read_bytes(), secrets):
             found.append(str(log))
@@ -61,12 +68,46 @@ def test_no_secret_in_any_layer_label_log_or_catalog_reply(
     catalog.refresh()
     client = TestClient(create_app(catalog))
     for url in ("/", "/api/platforms", "/api/images", "/api/wheels", f"/platforms/{PLATFORM}",
-                "/api/combos?image=tts-deps", "/images/tts-deps", "/api/images/cuda-deps"):
+                "/api/combos?image=tts-deps", "/images/tts-deps", "/api/images/cuda-deps",
+                "/api/images/canary", "/images/canary"):
         if _contains(client.get(url).content, secrets):
             found.append(url)
     catalog.reader.close()
+    return found, scanned
+
+
+def test_no_secret_in_any_layer_label_log_or_catalog_reply(
+        session: Session, published: dict[str, ImageResult], tally: Counter[str]) -> None:
+    found, scanned = _scan(session, _secrets(session))
+    assert scanned > 20  # every layer and config of every pushed image
     tally["secrets_found"] += len(found)
     assert found == []
+
+
+def test_the_scan_finds_a_canary_planted_in_a_build_input(
+        session: Session, published: dict[str, ImageResult], tally: Counter[str]) -> None:
+    """The scan above has never found anything: prove it can. A canary token goes into an
+    image's [env] (a build input, as a careless password would: the image's config) and,
+    through its Dockerfile template, into a file of a layer (gzipped); both are found,
+    and so is the build log that echoed it."""
+    canary = f"bf-canary-{secrets.token_hex(12)}"
+    folder = session.factory.images_dir / "canary"
+    folder.mkdir()
+    (folder / "image.toml").write_text(
+        f'parent = "platform"\nsize_budget_mb = 5000\n[env]\nBF_LEAKED_TOKEN = "{canary}"\n')
+    (folder / "requirements.in").write_text("six\n")
+    default = (Path(templates.__file__).parents[1] / "templates" / "image.Dockerfile.j2").read_text()
+    (folder / "Dockerfile.j2").write_text(
+        default + '\nRUN printf "%s\\n" "$BF_LEAKED_TOKEN" > /etc/bf-canary\n')
+    try:
+        build_images(session, ["canary"])
+        found, _ = _scan(session, [canary.encode()])
+    finally:
+        shutil.rmtree(folder)
+    in_blobs = [f for f in found if "/registry/" in f]
+    assert len(in_blobs) >= 2, found  # the config (its ENV) and the layer with the file
+    assert any(f.endswith(".log") for f in found), found
+    tally["canary_secrets_found"] += len(found)
 
 
 def test_the_catalog_is_read_only(session: Session, published: dict[str, ImageResult]) -> None:

@@ -26,8 +26,8 @@ from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.plumbing import digest, log, templates
 from basefactory.plumbing.errors import ConfigError
 from basefactory.plumbing.faults import checkpoint
-from basefactory.proofs import Kind, store_devpi
-from basefactory.proofs.read import proven
+from basefactory.proofs import Kind, Proof, store_devpi
+from basefactory.proofs.read import first, proven
 from basefactory.refs import base_ref
 from basefactory.session import Session
 from basefactory.wheels import source as sources
@@ -59,8 +59,11 @@ def input_digest(recipe: Recipe, fingerprint: Fingerprint, source_digest: str) -
         "cuda": fingerprint.cuda, "python_tag": fingerprint.python_tag,
         "cxx11_abi": fingerprint.cxx11_abi, "arch": fingerprint.arch,
     }
+    # what makes the file: its test, where it applies and its audit allowances do not (a
+    # changed test re-proves the published file: see plan_wheel)
     return digest.of(
-        recipe.model_dump(mode="json", exclude={"description", "audit"}), platform_part, source_digest,
+        recipe.model_dump(mode="json", exclude={"description", "audit", "test", "platforms"}),
+        platform_part, source_digest,
         templates.render("wheel.Dockerfile.j2", builder="B", apt=(), env={}, pre_build=(),
                          requires=(), no_build_isolation=False, excludes=()),
     )
@@ -120,28 +123,41 @@ class WheelPlan:
     reason: str
 
 
-def plan_wheel(session: Session, recipe: Recipe, platform: str) -> WheelPlan:
+def test_current(record: Proof | None, recipe: Recipe) -> bool:
+    """A passed test record of the recipe's test as it is now (command and requires)."""
+    return record is not None and record.passed and \
+        record.evidence.get("command") == recipe.test.command and \
+        list(record.evidence.get("test_requires", [])) == list(recipe.test.requires)
+
+
+def plan_wheel(session: Session, recipe: Recipe, platform: str, *,
+               retest: bool = False) -> WheelPlan:
     factory, devpi = session.factory, session.devpi
     fingerprint = store.require(factory, devpi, platform)
     target = common_index(factory) if recipe.pure else platform_index(factory, platform)
     wheel_digest = input_digest(recipe, fingerprint, source_digest(session, recipe))
     files = devpi.release_files(target, recipe.distribution)
     done = published(files, wheel_digest)
-    if done is not None and proven(session.proofs.wheel(done), Kind.WHEEL_TEST):
+    record = first(session.proofs.wheel(done), Kind.WHEEL_TEST) if done is not None else None
+    if done is not None and not retest and test_current(record, recipe):
         return WheelPlan(target, wheel_digest, done, "current", "inputs unchanged")
     if done is not None:
-        return WheelPlan(target, wheel_digest, done, "retest",
-                         "published without a passed test record (an interrupted run)")
+        reason = ("--retest" if retest and test_current(record, recipe) else
+                  "published without a passed test record (an interrupted run)"
+                  if not proven(session.proofs.wheel(done), Kind.WHEEL_TEST) else
+                  "the recipe's test changed since its record: re-proving the published file")
+        return WheelPlan(target, wheel_digest, done, "retest", reason)
     reason = ("first build" if not files else
               "inputs changed (recipe, source, platform or build template)")
     return WheelPlan(target, wheel_digest, None, "build", reason)
 
 
-def ensure_wheel(session: Session, recipe: Recipe, platform: str) -> WheelResult:
+def ensure_wheel(session: Session, recipe: Recipe, platform: str, *,
+                 retest: bool = False) -> WheelResult:
     started = time.monotonic()
     factory, devpi = session.factory, session.devpi
     fingerprint = store.require(factory, devpi, platform)
-    plan_ = plan_wheel(session, recipe, platform)
+    plan_ = plan_wheel(session, recipe, platform, retest=retest)
     target, wheel_digest, done = plan_.target, plan_.digest, plan_.done
     if plan_.action == "current":
         assert done is not None
@@ -222,8 +238,10 @@ def ensure_wheel(session: Session, recipe: Recipe, platform: str) -> WheelResult
 
 
 def build_all(session: Session, recipe_names: list[str] | None = None,
-              platforms: list[str] | None = None) -> list[WheelResult]:
-    return [ensure_wheel(session, recipe, platform)
+              platforms: list[str] | None = None, *, retest: bool = False) -> list[WheelResult]:
+    """`retest`: test every published wheel again (its file, not a rebuild) and attach a
+    fresh record, e.g. after the mirror's dependencies moved."""
+    return [ensure_wheel(session, recipe, platform, retest=retest)
             for recipe, platform in plan(session, recipe_names, platforms)]
 
 

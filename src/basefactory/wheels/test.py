@@ -85,6 +85,7 @@ def run_test(
         Subject(platform=platform, wheel=wheel.name, wheel_sha256=sha256),
         inputs=sha256, passed=True,
         evidence={"recipe": recipe.name, "command": recipe.test.command,
+                  "test_requires": list(recipe.test.requires),
                   "base_image": base_ref, "base_digest": base_digest,
                   # "<version> <files> <sha256 of their state>", equal before and after
                   "torch": torch_line.removeprefix("basefactory: torch unchanged: ")
