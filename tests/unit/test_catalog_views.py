@@ -199,3 +199,20 @@ def test_uv_config_pins_torch_and_the_factorys_wheels_to_the_explicit_index() ->
 def test_the_image_view_gives_the_from_line_by_digest() -> None:
     data = views.image(snapshot(), "tts-deps")["platforms"][P]
     assert data["from_digest"] == "FROM reg:5000/factory/tts-deps@sha256:1"
+
+
+def test_an_adopted_wheel_shows_its_file_and_overrides() -> None:
+    adopted = {"wheel": "vllm-0.33.0-cp38-abi3-manylinux_2_28_x86_64.whl", "sha256": "a" * 64,
+               "overrides": [{"requirement": "torch==2.14.0", "replace": "torch==2.14.1",
+                              "reason": "a patch release"},
+                             {"requirement": "torchaudio==2.11.0", "replace": None,
+                              "reason": "does not load with torch 2.14"}]}
+    test = Proof(Kind.WHEEL_TEST, Subject(platform=P, wheel="v.whl"), "s", True,
+                 {"adopted": adopted}, "2026-11-24T00:00:00", source="http://idx/v")
+    row = views.wheel_row(snapshot(), Wheel(f"factory/{P}", P, "vllm", "0.33.0+pt214cu130",
+                                            "v.whl", "u", "s", [test]))
+    assert row["adopted"]["wheel"].startswith("vllm-0.33.0-")
+    assert [o["replace"] for o in row["overrides"]] == ["torch==2.14.1", None]
+    built = views.wheel_row(snapshot(), Wheel(f"factory/{P}", P, "x", "1.0", "x.whl", "u", "s",
+                                              proof_of_test("http://idx/x")))
+    assert built["adopted"] is None and built["overrides"] == []
