@@ -86,3 +86,14 @@ def test_lock_parsing_keeps_hashes() -> None:
     assert parse(text) == {"numpy": "2.4.6", "jinja2": "3.1.6"}
     assert blocks(text, {"numpy"}) == "numpy==2.4.6 --hash=sha256:aa --hash=sha256:bb\n"
     assert python_platform("x86_64", "2.36") == "x86_64-manylinux_2_36"
+
+
+def test_the_lock_label_keeps_versions_not_hashes() -> None:
+    from basefactory.images.lock import lock_versions
+
+    text = ("# basefactory lock\n# comment\nnumpy==2.3.5 --hash=sha256:aa --hash=sha256:bb\n\n"
+            "six==1.17.0 --hash=sha256:cc\n")
+    assert lock_versions(text) == "numpy==2.3.5\nsix==1.17.0\n"
+    # the shipped llm-deps lock (350 KB with hashes) fits in one label
+    lock = (ROOT / "images" / "llm-deps" / "locks" / "cu130-py311-torch2.14.txt").read_text()
+    assert len(lock) > 131072 > len(lock_versions(lock).encode()) and "vllm" not in lock_versions(lock)

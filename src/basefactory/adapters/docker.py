@@ -90,6 +90,10 @@ def detect_client(explicit: str | None = None) -> ClientInfo:
     raise ToolError(f"no Docker client that builds with BuildKit: {detail}", hint=INSTALL_HINT)
 
 
+# Linux's limit on one argument of a command (MAX_ARG_STRLEN)
+MAX_ARG = 131072
+
+
 class Docker:
     def __init__(self, client: ClientInfo, *, host: str | None = None, name: str = "local") -> None:
         self.client = client
@@ -180,6 +184,10 @@ class Docker:
         for tag in tags:
             args += ["-t", tag]
         for key, value in sorted((labels or {}).items()):
+            if len(key) + len(value.encode()) + 1 >= MAX_ARG:
+                raise ToolError(f"label {key} is {len(value.encode())} bytes: one argument may"
+                                f" be at most {MAX_ARG} bytes on Linux",
+                                hint="put less in the label (a digest of the content instead)")
             args += ["--label", f"{key}={value}"]
         for key, value in sorted((build_args or {}).items()):
             args += ["--build-arg", f"{key}={value}"]

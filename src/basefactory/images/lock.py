@@ -35,6 +35,12 @@ class Lock:
     reused: bool
 
 
+def lock_versions(text: str) -> str:
+    """The lock's `name==version` lines, without comments and hashes."""
+    return "".join(line.split(" --hash=", 1)[0].strip() + "\n" for line in text.splitlines()
+                   if line.strip() and not line.lstrip().startswith(("#", "--hash")))
+
+
 def python_platform(arch: str, glibc: str) -> str:
     return f"{arch}-manylinux_{glibc.replace('.', '_')}"
 

@@ -12,6 +12,7 @@ pushed and its digest read back from the registry.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -29,7 +30,7 @@ from basefactory.images.definition import (
     load_factory_images,
     root_of,
 )
-from basefactory.images.lock import lock_image, parse, python_platform
+from basefactory.images.lock import lock_image, lock_versions, parse, python_platform
 from basefactory.images.smoke import smoke_test
 from basefactory.index.layout import common_index, platform_index
 from basefactory.platforms import store
@@ -315,7 +316,10 @@ def _labels(session: Session, image: ImageDef, platform: str, parent: Parent, fp
         f"{LABEL}.parent": image.parent,
         f"{LABEL}.input-digest": inputs,
         f"{LABEL}.fingerprint": json.dumps(fingerprint, sort_keys=True),
-        f"{LABEL}.lock": lock_text,
+        # the versions, without their hashes (vLLM's lock is 350 KB, over Linux's 128 KiB
+        # limit on one argument); the lock file itself, hashes and all, by its sha256
+        f"{LABEL}.lock": lock_versions(lock_text),
+        f"{LABEL}.lock-sha256": hashlib.sha256(lock_text.encode()).hexdigest(),
         f"{LABEL}.wheels": json.dumps(pins, sort_keys=True),
         f"{LABEL}.manifest": json.dumps(manifest, separators=(",", ":")),
         **store_labels.labels(proofs),
