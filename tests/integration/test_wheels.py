@@ -68,8 +68,9 @@ def test_a_changed_test_reproves_the_published_file_without_rebuilding(
     `--retest` does the same on demand."""
     path = session.factory.recipes_dir / "torchsort.toml"
     original = path.read_text()
-    path.write_text(original.replace("[test]\n", "[test]\n# changed by the test suite\n", 1)
-                    .replace('command = "', 'command = "echo retested-by-the-suite && ', 1))
+    changed = original.replace('command = """', 'command = """echo retested-by-the-suite && ', 1)
+    assert changed != original
+    path.write_text(changed)
     try:
         [again] = build_all(session, ["torchsort"])
         assert again.state == "retested" and again.wheel == built["torchsort"], again
