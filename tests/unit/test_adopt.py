@@ -114,8 +114,8 @@ def test_adopt_rewrites_requires_dist_and_relabels(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     adopted = adopt(recipe, wheel, FP, out, tag="1795417731.0123456789ab", label="pt214cu130")
-    assert adopted.path.name == "demo-1.0+pt214cu130-1795417731.0123456789ab-cp38-abi3-manylinux_2_28_x86_64.whl"
-    with zipfile.ZipFile(adopted.path) as zf:
+    assert adopted.name == "demo-1.0+pt214cu130-1795417731.0123456789ab-cp38-abi3-manylinux_2_28_x86_64.whl"
+    with zipfile.ZipFile(adopted) as zf:
         meta = zf.read("demo-1.0+pt214cu130.dist-info/METADATA")
     assert headers(meta, "Requires-Dist")[:2] == ["numpy", "torch==2.14.1"]
     assert len(headers(meta, "Requires-Dist")) == len(REQUIRES)

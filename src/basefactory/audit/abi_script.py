@@ -156,15 +156,23 @@ def ld_cache():
     return found
 
 
+@functools.lru_cache(maxsize=4)
+def exported_by(libraries):
+    """What the interpreter (the C-API) and the given loaded libraries export: the same
+    set for every module while nothing new is loaded (torch's libraries alone export
+    hundreds of thousands of symbols)."""
+    found = set()
+    for lib in [os.path.realpath(sys.executable), *sorted(libraries)]:
+        with contextlib.suppress(OSError, ValueError):
+            found |= elf_dynamic(lib)[3]
+    return frozenset(found)
+
+
 def static_check(path, loaded, cache):
     """The undefined symbols of `path` that nothing it would load defines, and the
     host-provided libraries it needs (found nowhere here)."""
     origin = os.path.dirname(path)
-    available = set()
-    # the interpreter's own exports (the C-API) and everything this process has loaded
-    for lib in [os.path.realpath(sys.executable), *loaded.values()]:
-        with contextlib.suppress(OSError, ValueError):
-            available |= elf_dynamic(lib)[3]
+    available = set(exported_by(frozenset(loaded.values())))
     needed, rpath, runpath, _, undefined = elf_dynamic(path)
     host, seen, queue = [], set(), [(n, rpath, runpath, origin) for n in needed]
     env_dirs = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]

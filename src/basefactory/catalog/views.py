@@ -138,17 +138,16 @@ def wheel_row(s: Snapshot, w: Wheel) -> dict[str, Any]:
     # the newest test decides both whether it is tested and which record proves it
     test = first(w.proofs, Kind.WHEEL_TEST)
     tested = test is not None and test.passed
+    # an adopted (prebuilt) wheel: the file it was taken from and every declared override
+    # of its requirements, as its test record carries them
+    adopted = test.evidence.get("adopted") if test is not None else None
     return {"project": w.project, "version": w.version, "file": w.filename, "index": w.index,
             "platform": w.platform or "any (pure Python)", "sha256": w.sha256, "url": w.url,
             "tested": tested,
             "proven_by": [test.source] if tested and test is not None else [],
             "proofs": proofs_by_kind([p for p in w.proofs if p.kind != Kind.FIT]),
             "fits": [fit_row(p) for p in w.proofs if p.kind == Kind.FIT],
-            # an adopted (prebuilt) wheel: the file it was taken from and every declared
-            # override of its requirements, as its test record carries them
-            "adopted": (test.evidence.get("adopted") if test is not None else None),
-            "overrides": (test.evidence.get("adopted") or {}).get("overrides", [])
-            if test is not None else [],
+            "adopted": adopted, "overrides": (adopted or {}).get("overrides", []),
             "pip": pip_line(index_url, w.project, w.version)}
 
 

@@ -18,7 +18,6 @@ like a build: the recipe's test and the ABI audit decide whether it loads here.
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,6 @@ from basefactory.wheels.relabel import headers, relabel
 
 # The legacy manylinux names and the glibc they stand for (PEP 600).
 LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
-
-
-@dataclass(frozen=True)
-class Adopted:
-    path: Path  # the relabelled wheel, overrides applied
-    requires: list[str]  # its Requires-Dist after the overrides
-    applied: list[dict[str, Any]]  # the overrides, as the test record carries them
 
 
 def supported_tags(fp: Fingerprint) -> set[str]:
@@ -124,7 +116,8 @@ def apply_overrides(recipe: Recipe, requires: list[str], fp: Fingerprint
 
 
 def adopt(recipe: Recipe, wheel: Path, fp: Fingerprint, dest_dir: Path, *, tag: str,
-          label: str | None) -> Adopted:
+          label: str | None) -> Path:
+    """The relabelled wheel in dest_dir, its overrides applied."""
     assert recipe.adopt is not None
     check_tags(wheel.name, fp)
     with zipfile.ZipFile(wheel) as zf:
@@ -134,6 +127,5 @@ def adopt(recipe: Recipe, wheel: Path, fp: Fingerprint, dest_dir: Path, *, tag: 
             raise BuildError(f"{wheel.name} has no dist-info/METADATA: not a wheel")
         requires = headers(zf.read(metadata), "Requires-Dist")
     new_requires, applied = apply_overrides(recipe, requires, fp)
-    path = relabel(wheel, dest_dir, label=label, tag=tag,
+    return relabel(wheel, dest_dir, label=label, tag=tag,
                    requires=new_requires if applied else None)
-    return Adopted(path, new_requires, applied)

@@ -275,11 +275,6 @@ class Recipe(Model):
         return canonicalize_name(self.project or self.source.sdist_name_version[0])
 
     @property
-    def origin(self) -> str:
-        """What the wheel is made from, in a word: sdist, git, path or adopt."""
-        return "adopt" if self.adopt is not None else self.source.kind if self.source else "?"
-
-    @property
     def excludes(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(DEFAULT_EXCLUDES + self.build.exclude))
 

@@ -144,7 +144,7 @@ def plan_wheel(session: Session, recipe: Recipe, platform: str, *,
     if done is not None:
         reason = ("--retest" if retest and test_current(record, recipe) else
                   "published without a passed test record (an interrupted run)"
-                  if not proven(session.proofs.wheel(done), Kind.WHEEL_TEST) else
+                  if record is None or not record.passed else
                   "the recipe's test changed since its record: re-proving the published file")
         return WheelPlan(target, wheel_digest, done, "retest", reason)
     reason = ("first build" if not files else
@@ -182,11 +182,10 @@ def ensure_wheel(session: Session, recipe: Recipe, platform: str, *,
         with log.step(f"{recipe.name} on {platform}: adopt {recipe.adopt.wheel}"):
             prebuilt = sources.fetch_wheel(recipe, devpi=devpi, indexes=[
                 platform_index(factory, platform), factory.config.index.mirror])
-            adopted_ = adopt(recipe, prebuilt, fingerprint, wheelhouse,
-                             label=None if recipe.pure else fingerprint.local_label,
-                             tag=build_tag(int(time.time()), wheel_digest))
-            check_not_vendored(adopted_.path, recipe.excludes)
-            wheel = adopted_.path
+            wheel = adopt(recipe, prebuilt, fingerprint, wheelhouse,
+                          label=None if recipe.pure else fingerprint.local_label,
+                          tag=build_tag(int(time.time()), wheel_digest))
+            check_not_vendored(wheel, recipe.excludes)
     else:
         assert recipe.source is not None
         with log.step(f"{recipe.name} on {platform}: fetch {recipe.source.kind} source"):
