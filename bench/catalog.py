@@ -36,6 +36,7 @@ from basefactory.catalog.snapshot import Reader
 from basefactory.config import Factory, load_factory
 from basefactory.index.layout import platform_index
 from basefactory.proofs import Kind, Proof, Subject, store_devpi
+from basefactory.services.credentials import registry_auth
 from basefactory.session import Session
 from bench.common import PLATFORM, WORK, Figure, Report, session
 
@@ -137,7 +138,7 @@ def populate_registry(factory: Factory, real: dict[str, Any], pool: ThreadPoolEx
     base = factory.config.registry.base_url
     ns = factory.config.registry.namespace
     layer = _layer()
-    with httpx.Client(base_url=base, timeout=30) as http:
+    with httpx.Client(base_url=base, timeout=30, auth=registry_auth(factory)) as http:
         jobs = []
         for image in IMAGES:
             repo = f"{ns}/{image}"

@@ -122,6 +122,13 @@ class RegistryConfig(EmbeddedService):
 
     port: int = Field(default=5000, ge=1, le=65535)
     namespace: Name = "factory"
+    # who may push: the embedded registry takes this user and the password from
+    # $password_env or a generated 0600 file; for an external one both are optional
+    # (without a password the engine's own `docker login` is used)
+    user: Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] = "factory"
+    password_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = (
+        "BASEFACTORY_REGISTRY_PASSWORD"
+    )
 
     @property
     def address(self) -> str:

@@ -149,7 +149,7 @@ def _submit_images(session: Session, names: list[str], image_names: list[str] | 
                         p = parent_future.result()  # submitted earlier: never a deadlock
                         root = root_of(definitions, image.name)
                         parent = images.Parent(p.ref, p.input_digest, p.installed,
-                                               fp.torch if root == "platform" else None)
+                                               fp.torch_installed if root == "platform" else None)
                     else:
                         parent = images.root_parent(s, image.parent, platform, fp)
                     result = images.ensure_image(s, image, platform, parent)

@@ -15,6 +15,7 @@ from basefactory.config import Factory
 from basefactory.index import layout
 from basefactory.index.client import DevpiClient
 from basefactory.proofs.read import ProofReader
+from basefactory.services import engine, registry_server
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Session:
     def docker(self) -> Docker:
         docker = Docker(detect_client(self.factory.config.engine.docker))
         docker.require_engine()
+        engine.login(self.factory, docker)
         return docker
 
     @functools.cached_property
@@ -41,7 +43,7 @@ class Session:
 
     @functools.cached_property
     def registry(self) -> Registry:
-        client = Registry(self.factory.config.registry.base_url)
+        client = registry_server.client(self.factory)
         self._closers.append(client)
         return client
 

@@ -5,22 +5,31 @@ image, and the next run completes without manual cleanup."""
 from __future__ import annotations
 
 import json
+import os
+import random
 import signal
+import subprocess
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
+from basefactory.images import fit
 from basefactory.images.service import ImageResult
-from basefactory.index.layout import platform_index
+from basefactory.index.layout import common_index, platform_index
+from basefactory.platforms.service import PlatformResult
 from basefactory.proofs import Kind, store_labels
 from basefactory.proofs.read import proven
 from basefactory.refs import repository
 from basefactory.session import Session
+from basefactory.wheels.recipe import factory_recipes
 from tests.helpers import PLATFORM
+from tests.integration.test_foundation import make_wheel
 from tests.integration.test_wheels import make_c_project
-from tests.reliability.helpers import bf
+from tests.reliability.helpers import bf, bf_popen
 
 WHEEL_POINTS = ["wheel:during-build", "wheel:before-upload", "wheel:after-upload"]
 IMAGE_POINTS = ["image:during-build", "image:during-push", "image:after-immutable-push"]
@@ -54,22 +63,72 @@ def _bump_image(session: Session, n: int) -> None:
         f'parent = "cuda-deps"\nsize_budget_mb = 5000\n[env]\nCRASH_CASE = "{n}"\n')
 
 
-def _consistent(session: Session, tally: Counter[str]) -> None:
-    """Every file in the platform index was tested before upload (its record may lag a
-    crash), and the moving tag points at an immutable tag whose smoke test passed."""
-    repo = repository(session.factory, "crash-image")
-    moving = session.registry.digest(repo, PLATFORM)
-    if moving is not None:
-        labels = session.registry.labels(repo, PLATFORM)
-        proofs = store_labels.read(labels, image="crash-image", platform=PLATFORM)
-        if not proven(proofs, Kind.SMOKE):
-            tally["moved_tags_to_untested_images"] += 1
-        tags = [t for t in session.registry.tags(repo) if t.startswith(f"{PLATFORM}-")]
-        if moving not in {session.registry.digest(repo, t) for t in tags}:
-            tally["moved_tags_to_untested_images"] += 1
-    for f in session.devpi.release_files(platform_index(session.factory, PLATFORM), "fastadd"):
-        if not f.filename.endswith(".whl"):
-            tally["partial_publishes"] += 1
+def invariants(session: Session, tally: Counter[str], *, images: tuple[str, ...] = ("crash-image",),
+               indexes: tuple[str, ...] | None = None) -> Counter[str]:
+    """What must hold after every crash once a rerun completed, counted into `tally` (and
+    returned, so a test can see one call's counts):
+
+    - partial_publishes: a file of a recipe's distribution in a factory index without its
+      passed test record (an upload that no completed publish stands behind);
+    - moved_tags_to_untested_images: a moving tag that is not one of its immutable tags,
+      or whose image lacks a passed smoke record or ABI audit;
+    - missing_fit_records: a wheel of the platform that the moving tag's image was never
+      fitted with (publish fits every image it pushed)."""
+    found: Counter[str] = Counter()
+    recipes = factory_recipes(session.factory)
+    ours = {canonicalize_name(r.distribution) for r in recipes.values()}
+    for index in indexes or (common_index(session.factory), platform_index(session.factory, PLATFORM)):
+        for project in session.devpi.projects(index):
+            if canonicalize_name(project) not in ours:
+                continue  # torch and the like are imported, not published by a recipe
+            for f in session.devpi.release_files(index, project):
+                if not proven(session.proofs.wheel(f), Kind.WHEEL_TEST):
+                    found["partial_publishes"] += 1
+    for image in images:
+        repo = repository(session.factory, image)
+        moving = session.registry.digest(repo, PLATFORM)
+        if moving is None:
+            continue  # never pushed: nothing moved
+        proofs = store_labels.read(session.registry.labels(repo, PLATFORM), image=image,
+                                   platform=PLATFORM)
+        immutable = {session.registry.digest(repo, t) for t in session.registry.tags(repo)
+                     if t.startswith(f"{PLATFORM}-")}
+        if moving not in immutable or not proven(proofs, Kind.SMOKE) or \
+                not proven(proofs, Kind.ABI_AUDIT):
+            found["moved_tags_to_untested_images"] += 1
+        targets = fit.targets(session, PLATFORM, [(image, PLATFORM)], {}, platform_images=False)
+        candidates = fit.candidates(session, PLATFORM, recipes)
+        assert candidates, "no tested wheel on the platform to fit"
+        found["missing_fit_records"] += sum(1 for pair in fit.pairs(session, targets, candidates)
+                                            if pair.proof is None)
+    tally.update(found)
+    return found
+
+
+def test_each_invariant_counts_what_breaks_it(session: Session, subjects: Path,
+                                              platform: PlatformResult, tmp_path: Path) -> None:
+    """The counters above can count: a wheel uploaded to a factory index without a test
+    record, and a moving tag pushed straight to an image no publish tested (so it has no
+    immutable tag, no smoke record and no fits), are each found; the suite's tally is
+    left alone (these are breaks on purpose, not failures of the factory)."""
+    index = f"{session.factory.config.index.user}/crash-scratch"
+    session.devpi.ensure_index(index, bases=[], volatile=True,
+                               acl_upload=[session.factory.config.index.user])
+    wheel = make_wheel(tmp_path, "fastadd", "0.0.1")
+    session.devpi.upload(index, wheel, name="fastadd", version="0.0.1")
+    untested = f"{session.factory.config.registry.address}/" \
+               f"{repository(session.factory, 'crash-untested')}:{PLATFORM}"
+    session.docker.tag(platform.base.ref, untested)
+    session.docker.push(untested)
+    try:
+        seen = invariants(session, Counter(), images=("crash-untested",), indexes=(index,))
+    finally:
+        repo = repository(session.factory, "crash-untested")
+        session.registry.delete(repo, session.registry.digest(repo, PLATFORM) or "")
+        session.docker.remove_image(untested)
+    assert seen["partial_publishes"] == 1, seen
+    assert seen["moved_tags_to_untested_images"] == 1, seen
+    assert seen["missing_fit_records"] >= 1, seen
 
 
 @pytest.mark.parametrize("point", WHEEL_POINTS + IMAGE_POINTS)
@@ -86,7 +145,6 @@ def test_kill_9_then_rerun_completes(session: Session, subjects: Path, point: st
     crashed = bf(session.factory.path, "publish", "--only", target, failpoint=point)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
     assert f"failpoint {point}" in crashed.stderr
-    _consistent(session, tally)
 
     again = bf(session.factory.path, "publish", "--only", target, "--json")
     assert again.returncode == 0, again.stderr[-3000:]
@@ -94,7 +152,7 @@ def test_kill_9_then_rerun_completes(session: Session, subjects: Path, point: st
     steps = json.loads(again.stdout)["steps"]
     mine = [s for s in steps if s["name"] == target]
     assert mine and mine[0]["result"] in ("built", "retested", "current")
-    _consistent(session, tally)
+    assert not +invariants(session, tally)
     if target == "crash-wheel":
         files = session.devpi.release_files(platform_index(session.factory, PLATFORM), "fastadd")
         assert files and all(f.toxresults for f in files), "a published wheel lacks its test"
@@ -102,3 +160,45 @@ def test_kill_9_then_rerun_completes(session: Session, subjects: Path, point: st
         final = bf(session.factory.path, "publish", "--only", target, "--json")
         assert [s["result"] for s in json.loads(final.stdout)["steps"]
                 if s["name"] == target] == ["current"]
+
+
+RANDOM_RUNS = int(os.environ.get("BF_CRASH_RUNS", "20"))
+
+
+def test_kill_9_at_random_moments_then_rerun(session: Session, subjects: Path,
+                                            tally: Counter[str]) -> None:
+    """A whole publish (a wheel, an image, their fits) killed with SIGKILL, with its
+    children (the process group, as a cancelled CI job is), at a random moment drawn
+    from a seeded generator; the rerun completes and the invariants hold. The seed is
+    printed: BF_CRASH_SEED=N reruns the same moments."""
+    seed = int(os.environ.get("BF_CRASH_SEED") or random.SystemRandom().randrange(1 << 32))
+    print(f"\nkill -9 at random moments: BF_CRASH_SEED={seed}")
+    rng = random.Random(seed)
+    targets = ("--only", "crash-wheel", "--only", "crash-image")
+    _bump_wheel(subjects, 1000)
+    _bump_image(session, 1000)
+    started = time.monotonic()
+    full = bf(session.factory.path, "publish", *targets)
+    assert full.returncode == 0, full.stderr[-3000:]
+    whole = time.monotonic() - started
+    killed = 0
+    for n in range(RANDOM_RUNS):
+        _bump_wheel(subjects, 1001 + n)
+        _bump_image(session, 1001 + n)
+        at = rng.uniform(0.02, 0.98) * whole
+        proc = bf_popen(session.factory.path, "publish", *targets)
+        try:
+            proc.wait(timeout=at)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            killed += 1
+            tally["failure_injections"] += 1
+        again = bf(session.factory.path, "publish", *targets, "--json")
+        assert again.returncode == 0, f"seed {seed} run {n} (killed at {at:.1f} s): " \
+                                      + again.stderr[-3000:]
+        if proc.returncode == -signal.SIGKILL:
+            tally["crashes_survived"] += 1
+        broken = invariants(session, tally)
+        assert not +broken, f"seed {seed} run {n} (killed at {at:.1f} s of {whole:.0f}): {broken}"
+    assert killed >= RANDOM_RUNS * 3 // 4, f"seed {seed}: only {killed} of {RANDOM_RUNS} runs killed"

@@ -1,5 +1,6 @@
-"""Generated malformed factory.toml, recipes and image definitions: each is a clean
-ConfigError (exit 2 through the CLI), never a traceback. Over 1,000 inputs in all."""
+"""Generated factory.toml, recipes and image definitions sent through the CLI (`config
+check`): an invalid one exits 2 with one message naming its file, never a traceback.
+Only invalid inputs are counted; over 1,000 of them."""
 
 from __future__ import annotations
 
@@ -14,9 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from basefactory.cli import main
-from basefactory.images.definition import load_images
-from basefactory.plumbing.errors import ConfigError
-from basefactory.wheels.recipe import load_recipe
 
 KEYS = ["state_dir", "index", "registry", "engine", "platforms", "wheels", "catalog", "port",
         "host", "url", "embedded", "bootstrap", "torch", "image", "suite", "python", "apt",
@@ -68,48 +66,72 @@ SETTINGS = settings(max_examples=400, deadline=None, derandomize=True,
                     suppress_health_check=list(HealthCheck))
 
 
+def check(config: Path, named: str) -> None:
+    """`basefactory config check` on it: exit 0 (valid: not counted) or exit 2 with one
+    error line that names `named` (the file or folder at fault), and no traceback."""
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = main(["--config", str(config), "config", "check"])
+    text = err.getvalue()
+    assert code in (0, 2), text
+    assert "Traceback" not in text
+    if code == 2:
+        errors = [line for line in text.splitlines() if line.startswith("basefactory: error:")]
+        assert len(errors) == 1 and named in errors[0], text
+        _tally("malformed_inputs")
+
+
+def factory_folder(tmp: str) -> Path:
+    """A valid factory (one platform) whose recipes/ and images/ the test fills."""
+    root = Path(tmp)
+    (root / "recipes").mkdir()
+    (root / "images").mkdir()
+    (root / "factory.toml").write_text('[platforms.p1.bootstrap]\ntorch = "torch==2.13.0"\n')
+    return root / "factory.toml"
+
+
 @SETTINGS
 @given(text=documents)
 def test_factory_toml(text: str) -> None:
-    _tally("malformed_inputs")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "factory.toml"
         path.write_text(text)
-        err = io.StringIO()
-        with redirect_stderr(err):
-            code = main(["--config", str(path), "config", "check"])
-        assert code in (0, 2), err.getvalue()
-        assert "Traceback" not in err.getvalue()
-        if code == 2:
-            assert str(path) in err.getvalue()
+        check(path, str(path))
 
 
 @SETTINGS
 @given(data=tables(RECIPE_KEYS))
 def test_recipes(data: dict[str, object]) -> None:
-    _tally("malformed_inputs")
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "fuzz.toml"
+        config = factory_folder(tmp)
+        path = config.parent / "recipes" / "fuzz.toml"
         path.write_text(toml_text(data))
-        try:
-            load_recipe(path)
-        except ConfigError as exc:
-            assert str(path) in str(exc)
+        check(config, str(path))
 
 
 @SETTINGS
 @given(data=tables(IMAGE_KEYS), requirements=st.text(max_size=60))
 def test_images(data: dict[str, object], requirements: str) -> None:
-    _tally("malformed_inputs")
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "fuzz-image"
+        config = factory_folder(tmp)
+        folder = config.parent / "images" / "fuzz-image"
         folder.mkdir()
         (folder / "image.toml").write_text(toml_text(data))
         (folder / "requirements.in").write_text(requirements)
-        try:
-            load_images(Path(tmp), recipes={"torchsort"})
-        except ConfigError as exc:
-            assert "fuzz-image" in str(exc) or tmp in str(exc)
+        check(config, str(folder))
+
+
+def test_valid_inputs_pass_the_same_check(tmp_path: Path) -> None:
+    """The factory the fuzzers start from, with a valid recipe and image, exits 0: an
+    exit 2 above is the generated input's fault."""
+    config = factory_folder(str(tmp_path))
+    (tmp_path / "recipes" / "six.toml").write_text(
+        f'project = "six"\n[source]\nsdist = "six==1.17.0"\nsha256 = "{"a" * 64}"\n'
+        '[test]\ncommand = "python -c 1"\n')
+    (tmp_path / "images" / "ok").mkdir()
+    (tmp_path / "images" / "ok" / "image.toml").write_text('parent = "platform"\nsize_budget_mb = 900\n')
+    (tmp_path / "images" / "ok" / "requirements.in").write_text("six\n")
+    assert main(["--config", str(config), "config", "check"]) == 0
 
 
 def _tally(key: str) -> None:

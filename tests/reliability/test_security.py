@@ -1,9 +1,11 @@
-"""Security: uploads need credentials, the catalog is read-only, no secret lands in any
+"""Security: uploads and registry access need credentials, the catalog is read-only, no secret lands in any
 layer, label, log or catalog reply, services listen on loopback, and a public package
 cannot shadow a private one."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import secrets
 import shutil
@@ -12,27 +14,31 @@ import zlib
 from collections import Counter
 from pathlib import Path
 
+import httpx
 from fastapi.testclient import TestClient
 
 from basefactory.catalog.app import create_app
 from basefactory.catalog.server import make_catalog
 from basefactory.images.service import ImageResult
 from basefactory.images.service import build_all as build_images
-from basefactory.index.credentials import index_password, root_password
 from basefactory.index.layout import common_index, platform_index
 from basefactory.platforms.service import PlatformResult
 from basefactory.plumbing import templates
+from basefactory.refs import repository
+from basefactory.services.credentials import index_password, registry_auth, root_password
 from basefactory.session import Session
 from tests.helpers import PLATFORM
 from tests.integration.test_foundation import make_wheel
 
 
 def _secrets(session: Session) -> list[bytes]:
-    """The index's passwords and devpi-server's own signing secret."""
+    """The index's passwords, devpi-server's own signing secret and the registry's password."""
     server_secret = (session.factory.state_dir / "secrets" / "devpi-server-secret").read_bytes().strip()
     assert len(server_secret) >= 16
+    registry = registry_auth(session.factory)
+    assert registry is not None
     return [index_password(session.factory).encode(), root_password(session.factory).encode(),
-            server_secret]
+            server_secret, registry[1].encode()]
 
 
 def _contains(data: bytes, secrets: list[bytes]) -> bool:
@@ -139,6 +145,34 @@ def test_uploads_need_the_factory_users_credentials(session: Session, tmp_path: 
     config = session.devpi.index_config(platform_index(session.factory, PLATFORM))
     assert config is not None and config["acl_upload"] == ["factory"]
     assert config["acl_toxresult_upload"] == ["factory"]
+
+
+def test_registry_writes_and_reads_need_the_factorys_credentials(
+        session: Session, published: dict[str, ImageResult], tmp_path: Path) -> None:
+    """Anonymous (and wrong-password) requests are refused, by the v2 API and by `docker
+    push` from a client that never logged in; the moving tag does not move. The factory's
+    own pushes (every image of the session) went through with its credentials."""
+    reg = session.factory.config.registry
+    repo = repository(session.factory, "cuda-deps")
+    before = session.registry.digest(repo, PLATFORM)
+    assert before is not None  # the factory's authenticated push landed
+    auth = registry_auth(session.factory)
+    assert auth is not None
+    for who in (None, (auth[0], "not-the-password")):
+        with httpx.Client(base_url=reg.base_url, auth=who, timeout=10) as anon:
+            assert anon.get("/v2/_catalog").status_code == 401
+            assert anon.post(f"/v2/{repo}/blobs/uploads/").status_code == 401
+            manifest = session.registry.manifest(repo, PLATFORM)
+            assert manifest is not None
+            put = anon.put(f"/v2/{repo}/manifests/{PLATFORM}", content=json.dumps(manifest.body),
+                           headers={"Content-Type": manifest.media_type})
+            assert put.status_code == 401
+    intruder = f"{reg.address}/{reg.namespace}/cuda-deps:{PLATFORM}"
+    pushed = subprocess.run([session.docker.client.path, "push", intruder], capture_output=True,
+                            text=True, env={**os.environ, "DOCKER_CONFIG": str(tmp_path)})
+    assert pushed.returncode != 0
+    assert "no basic auth credentials" in pushed.stderr + pushed.stdout, pushed.stderr
+    assert session.registry.digest(repo, PLATFORM) == before
 
 
 def test_services_listen_on_loopback_only(session: Session) -> None:

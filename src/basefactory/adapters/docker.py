@@ -12,6 +12,7 @@ first `docker` on PATH is never assumed to work.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
@@ -27,6 +28,7 @@ from typing import Any
 
 from basefactory.adapters import cmd
 from basefactory.plumbing.errors import ServiceError, ToolError
+from basefactory.plumbing.network import raising as retry_unanswered
 
 INSTALL_HINT = (
     "install a Docker client with BuildKit: `apt-get install docker.io` (Debian), or"
@@ -139,6 +141,22 @@ class Docker:
             return None
         return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
 
+    def login(self, address: str, user: str, password: str) -> None:
+        """`docker login` to a registry, unless the client already holds these credentials
+        (its config file is read first: a login rewrites it and costs a round trip)."""
+        folder = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        try:
+            auths = json.loads((folder / "config.json").read_text()).get("auths") or {}
+            if (auths.get(address) or {}).get("auth") == token:
+                return
+        except (OSError, ValueError, AttributeError):
+            pass
+        self._run(["login", address, "-u", user, "--password-stdin"], stdin=password,
+                  secrets=[password], echo=False,
+                  hint=f"check the registry's credentials: is {address} this factory's"
+                       " registry? (`basefactory status`)")
+
     def pull(self, ref: str) -> bool:
         return self._plain(["pull", ref]).returncode == 0
 
@@ -199,8 +217,15 @@ class Docker:
             args += ["--target", target]
         args.append(str(context))
         try:
-            self._run(args, log_file=log_file, on_line=on_line, echo=log_file is None,
-                      hint="read the build log above; fix the Dockerfile or its inputs")
+            # a pip in a RUN step that could not reach the index is retried (the layers
+            # already built come from the cache); any other failure is the build's own
+            retry_unanswered(
+                lambda: self._run(args, log_file=log_file, on_line=on_line,
+                                  echo=log_file is None,
+                                  hint="read the build log above; fix the Dockerfile or its inputs"),
+                what=f"the build of {tags[0] if tags else context}",
+                index=(build_args or {}).get("INDEX_URL", "of the build"),
+                errors=(ToolError,), message=str)
             return iidfile.read_text().strip()
         finally:
             iidfile.unlink(missing_ok=True)

@@ -45,9 +45,12 @@ class Manifest:
 
 
 class Registry:
-    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, *, timeout: float = 30.0,
+                 auth: tuple[str, str] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = http.client(self.base_url, timeout=timeout)
+        if auth is not None:
+            self._http.auth = httpx.BasicAuth(*auth)
 
     def close(self) -> None:
         self._http.close()
@@ -68,6 +71,13 @@ class Registry:
             ) from None
 
     def _check(self, response: httpx.Response) -> httpx.Response:
+        if response.status_code == 401:
+            raise ServiceError(
+                f"registry {self.base_url} refused the factory's credentials"
+                f" ({response.request.method} {response.request.url.path})",
+                hint="the registry's password is $BASEFACTORY_REGISTRY_PASSWORD or the"
+                     " state folder's secrets/registry-password; `basefactory up` sets it",
+            )
         if response.status_code >= 400:
             raise ServiceError(
                 f"registry GET {response.request.url} answered {response.status_code}:"
@@ -76,10 +86,17 @@ class Registry:
         return response
 
     def ping(self) -> bool:
+        """Answering and accepting this client's credentials (or none, if it has none)."""
+        return self.ping_status() == 200
+
+    def ping_status(self, *, anonymous: bool = False) -> int | None:
+        """/v2/'s status code (401: credentials needed or refused); None: not answering."""
         try:
-            return self._http.get("/v2/", timeout=2.0).status_code == 200
+            return self._http.get("/v2/", timeout=2.0,
+                                  auth=None if anonymous else httpx.USE_CLIENT_DEFAULT
+                                  ).status_code
         except httpx.HTTPError:
-            return False
+            return None
 
     def repositories(self) -> list[str]:
         repos: list[str] = []
@@ -128,9 +145,27 @@ class Registry:
         digest: str | None = response.headers.get("Docker-Content-Digest")
         return digest
 
+    def delete(self, repository: str, digest: str) -> bool:
+        """Delete a manifest by digest (every tag on it goes); False if it was not there."""
+        try:
+            response = self._http.delete(f"/v2/{repository}/manifests/{digest}")
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"registry {self.base_url} is not answering: {exc}") from None
+        if response.status_code == 404:
+            return False
+        if response.status_code == 405:
+            raise ServiceError(f"registry {self.base_url} does not allow deletes",
+                               hint="enable storage.delete in the registry's configuration")
+        self._check(response)
+        return True
+
+    def blob(self, repository: str, digest: str, *, timeout: float | None = None) -> bytes:
+        kwargs: dict[str, Any] = {"timeout": timeout} if timeout else {}
+        return self._check(self._get(f"/v2/{repository}/blobs/{digest}",
+                                     follow_redirects=True, **kwargs)).content
+
     def blob_json(self, repository: str, digest: str) -> dict[str, Any]:
-        response = self._check(self._get(f"/v2/{repository}/blobs/{digest}", follow_redirects=True))
-        data: dict[str, Any] = json.loads(response.content)
+        data: dict[str, Any] = json.loads(self.blob(repository, digest))
         return data
 
     def labels(self, repository: str, reference: str) -> dict[str, str]:

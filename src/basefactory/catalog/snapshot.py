@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from basefactory.adapters.registry_api import Registry
 from basefactory.config import Factory
 from basefactory.index.client import DevpiClient
 from basefactory.proofs import Proof
 from basefactory.proofs.read import ProofReader
+from basefactory.services import registry_server
 
 TAG_DATE = re.compile(r"-(\d{8})-([0-9a-f]{12})$")
 
@@ -89,7 +89,7 @@ class Snapshot:
 class Reader:
     def __init__(self, factory: Factory, *, workers: int = 16) -> None:
         self.factory = factory
-        self.registry = Registry(factory.config.registry.base_url, timeout=10)
+        self.registry = registry_server.client(factory, timeout=10)
         index = factory.config.index
         read_from = (index.replica_url if factory.config.catalog.read_replica and
                      index.replica_url else index.base_url)

@@ -33,7 +33,7 @@ from basefactory.audit.abi import SCRIPT as ABI_SCRIPT
 from basefactory.audit.abi import AbiReport
 from basefactory.index.client import ReleaseFile
 from basefactory.index.layout import common_index, platform_index
-from basefactory.plumbing import digest, log
+from basefactory.plumbing import digest, log, network
 from basefactory.plumbing.errors import ServiceError
 from basefactory.proofs import Kind, Proof, Subject, store_devpi
 from basefactory.proofs.read import first, proven
@@ -49,10 +49,6 @@ RULES = 1
 # What CUDA-less or torch-less images must not gain from a wheel: torch and NVIDIA's
 # CUDA libraries (the lean tier exists to keep them out).
 TORCH_STACK = re.compile(r"^(torch|triton|nvidia-.*)$")
-# pip failed to reach the index, not to resolve: an infrastructure failure, never a verdict
-NETWORK = re.compile(r"ReadTimeoutError|ConnectTimeoutError|Max retries exceeded|"
-                     r"Connection (refused|reset)|Temporary failure in name resolution")
-ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -156,8 +152,8 @@ def run_fit(session: Session, pair: Pair, *, work: Path, log_file: Path) -> Proo
             "--test-file", "/bf/test.sh", "--torch-state", "/bf/torch_state.py",
             "--abi", "/bf/abi.py"]
     started = time.monotonic()
-    record: dict[str, Any] = {}
-    for attempt in range(1, ATTEMPTS + 1):
+
+    def once() -> dict[str, Any]:
         result = session.docker.run(target.ref, argv, volumes=[(work, "/bf", "ro")],
                                     env={"PIP_DEFAULT_TIMEOUT": "120",
                                          "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
@@ -167,16 +163,15 @@ def run_fit(session: Session, pair: Pair, *, work: Path, log_file: Path) -> Proo
             raise ServiceError(f"the fit test of {spec} in {target.ref} printed no record"
                                f" (exit {result.returncode}):\n{result.tail}\n"
                                f"  full log: {log_file}")
-        record = parsed
-        install = record["install"]
-        if install["rc"] == 0 or not NETWORK.search("\n".join(install["tail"])):
-            break
-        if attempt == ATTEMPTS:
-            raise ServiceError(f"pip could not reach {index_url} while testing {spec} in"
-                               f" {target.image} ({ATTEMPTS} tries); nothing was recorded",
-                               hint="check the index and its mirror (.factory/logs/devpi.log)")
-        log.info(f"fit {spec} in {target.image}: the index timed out; retrying")
-        time.sleep(5 * attempt)
+        return parsed
+
+    def unanswered(found: dict[str, Any]) -> str | None:
+        tail = "\n".join(found["install"]["tail"])
+        return tail if found["install"]["rc"] != 0 and network.unreachable(tail) else None
+
+    record = network.retrying(once, what=f"the fit test of {spec} in {target.image}",
+                              index=index_url, unanswered=unanswered)
+    install = record["install"]
     allow = list(target.allow) + (wheel.recipe.audit.pairs() if wheel.recipe else [])
     outcome = verdict(record, allow=allow)
     proof = Proof.new(

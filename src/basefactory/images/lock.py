@@ -19,12 +19,14 @@ from packaging.utils import canonicalize_name
 from basefactory.adapters import cmd
 from basefactory.adapters.tools import beside_python
 from basefactory.images.definition import ImageDef
-from basefactory.plumbing import digest
+from basefactory.plumbing import digest, network
 from basefactory.plumbing.errors import BuildError
 
 HEADER = "# basefactory lock"
-# install tools: never constrained (an image may need a newer pip than its parent's)
-UNCONSTRAINED = frozenset({"pip", "setuptools", "wheel"})
+# never constrained: an image may need a newer pip than its parent's, and no distribution
+# requires pip. setuptools is constrained like the rest: torch 2.11 requires
+# setuptools<82, and an image that upgraded it would fail `pip check`.
+UNCONSTRAINED = frozenset({"pip"})
 
 
 @dataclass(frozen=True)
@@ -70,14 +72,16 @@ def lock_image(
         con.write_text("".join(f"{n}=={v}\n" for n, v in sorted(parent.items())
                                if n not in UNCONSTRAINED))
         out = Path(tmp) / "compiled.txt"
-        result = cmd.run(
+        result = network.retrying(lambda: cmd.run(
             [beside_python("uv"), "pip", "compile", str(req), "--constraint", str(con),
              "--output-file", str(out),
              "--index-url", index_url, "--python-version", python, "--python-platform", target,
              "--generate-hashes", "--no-header", "--no-annotate", "--quiet"],
             check=False, echo=False, env={"UV_NO_CONFIG": "1", "UV_HTTP_TIMEOUT": "300"},
             hint="uv is a dependency of basefactory: `make setup` installs it",
-        )
+        ), what=f"the lock of image {image.name} on {platform}", index=index_url,
+            unanswered=lambda r: r.output if r.returncode != 0 and network.unreachable(r.output)
+            else None)
         if result.returncode != 0:
             raise lock_error(image.name, platform, parent.get("torch"), result.output)
         # from the file: cmd.run keeps only the tail of a command's output

@@ -16,7 +16,7 @@ from typing import Any
 
 from basefactory.config import Factory
 from basefactory.index.client import DevpiClient
-from basefactory.index.credentials import index_password, root_password
+from basefactory.services.credentials import index_password, root_password
 
 
 def common_index(factory: Factory) -> str:

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 from basefactory.config import Factory
-from basefactory.index.layout import ensure_layout
 from basefactory.plumbing import log
 from basefactory.services import devpi_server as devpi
 from basefactory.services import engine
@@ -17,6 +16,9 @@ from basefactory.services.status import ServiceStatus
 
 
 def up(factory: Factory) -> list[ServiceStatus]:
+    # here, not at the top: the index's layout reads its secrets from this package
+    from basefactory.index.layout import ensure_layout
+
     factory.state_dir.mkdir(parents=True, exist_ok=True)
     engine.ensure(factory)
     if factory.config.index.embedded:
@@ -28,6 +30,7 @@ def up(factory: Factory) -> list[ServiceStatus]:
         devpi.ensure_replica(factory)
     if factory.config.registry.embedded:
         registry.ensure(factory)
+    engine.login(factory)
     return status(factory)
 
 

@@ -10,8 +10,8 @@ from basefactory.adapters import cmd
 from basefactory.adapters.tools import beside_python
 from basefactory.config import Factory
 from basefactory.index.client import DevpiClient
-from basefactory.index.credentials import root_password
 from basefactory.plumbing import log
+from basefactory.services.credentials import root_password
 from basefactory.services.process import ManagedProcess, wait_until
 from basefactory.services.status import ServiceStatus, service_status
 

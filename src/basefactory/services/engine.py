@@ -8,6 +8,7 @@ from basefactory.adapters.docker import Docker, detect_client, which_dockerd
 from basefactory.config import Factory
 from basefactory.plumbing import log
 from basefactory.plumbing.errors import ServiceError
+from basefactory.services.credentials import registry_auth
 from basefactory.services.process import ManagedProcess, wait_until
 from basefactory.services.status import ServiceStatus
 
@@ -42,6 +43,14 @@ def ensure(factory: Factory) -> Docker:
     wait_until(lambda: client.server_version() is not None, timeout=90, what="dockerd",
                process=proc, interval=0.3)
     return client
+
+
+def login(factory: Factory, client: Docker | None = None) -> None:
+    """The Docker client logged in to the factory's registry (builds pull from it too).
+    One client config serves every engine it talks to, [[builders]] included."""
+    auth = registry_auth(factory)
+    if auth is not None:
+        (client or docker(factory)).login(factory.config.registry.address, *auth)
 
 
 def stop(factory: Factory) -> bool:

@@ -1,14 +1,22 @@
-"""The embedded OCI registry: the CNCF distribution registry (Debian's docker-registry)."""
+"""The embedded OCI registry: the CNCF distribution registry (Debian's docker-registry).
+
+Every request needs the factory's credentials (the registry's htpasswd auth, bcrypt):
+the distribution registry cannot tell a pull from a push, so reads need them too, and
+downstream hosts `docker login` (README). `up` logs this host's Docker client in.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 from basefactory.adapters.registry_api import Registry
 from basefactory.config import Factory
 from basefactory.plumbing import log
 from basefactory.plumbing.errors import ServiceError
+from basefactory.services.credentials import registry_auth
 from basefactory.services.process import ManagedProcess, wait_until
 from basefactory.services.status import ServiceStatus, service_status
 
@@ -26,9 +34,36 @@ def _binary() -> str:
     )
 
 
+def client(factory: Factory, *, timeout: float = 30.0) -> Registry:
+    """The factory's registry, with its credentials."""
+    return Registry(factory.config.registry.base_url, timeout=timeout, auth=registry_auth(factory))
+
+
+def _write_htpasswd(path: Path, user: str, password: str) -> None:
+    """The htpasswd line for (user, password), rewritten only when the password changed
+    (bcrypt is slow on purpose, and a new salt would rewrite the file on every `up`)."""
+    import bcrypt  # only `up` needs it
+
+    try:
+        name, _, hashed = path.read_text().strip().partition(":")
+        if name == user and bcrypt.checkpw(password.encode(), hashed.encode()):
+            return
+    except (FileNotFoundError, ValueError):
+        pass
+    line = f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()}\n"
+    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(line)
+    os.replace(path.with_suffix(".tmp"), path)
+
+
 def write_config(factory: Factory) -> str:
     cfg = factory.config.registry
     directory = factory.state_dir / "registry"
+    directory.mkdir(parents=True, exist_ok=True)
+    auth = registry_auth(factory)
+    assert auth is not None  # an embedded registry always has its password
+    _write_htpasswd(directory / "htpasswd", *auth)
     config = {
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}},
@@ -38,8 +73,8 @@ def write_config(factory: Factory) -> str:
             "cache": {"blobdescriptor": "inmemory"},
         },
         "http": {"addr": f"{cfg.host}:{cfg.port}"},
+        "auth": {"htpasswd": {"realm": "basefactory", "path": str(directory / "htpasswd")}},
     }
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "config.yml"
     path.write_text(json.dumps(config, indent=2) + "\n")  # JSON is valid YAML
     return str(path)
@@ -55,16 +90,27 @@ def process(factory: Factory) -> ManagedProcess:
 
 
 def ensure(factory: Factory) -> None:
-    client = Registry(factory.config.registry.base_url)
-    if client.ping():
-        return
+    registry = client(factory)
     _binary()
-    write_config(factory)
+    write_config(factory)  # before the ping: it also rewrites a changed password's hash
     proc = process(factory)
-    if proc.pid() is None:
-        log.info(f"starting the registry on {factory.config.registry.base_url}")
-        proc.start()
-    wait_until(client.ping, timeout=30, what="the registry", process=proc)
+    if registry.ping() and registry.ping_status(anonymous=True) == 401:
+        return
+    if proc.pid() is not None:
+        # ours, but started without auth (before it existed) or with another password
+        # (htpasswd is read at start): restart it with the current configuration
+        log.info("restarting the registry with the factory's credentials")
+        proc.stop()
+    elif registry.ping_status() is not None:
+        raise ServiceError(
+            f"a registry this factory did not start answers on"
+            f" {factory.config.registry.base_url}, and not with this factory's credentials",
+            hint="stop it (`basefactory down` in the factory that started it), or set"
+                 " [registry] port (or url and embedded = false to use it)",
+        )
+    log.info(f"starting the registry on {factory.config.registry.base_url}")
+    proc.start()
+    wait_until(registry.ping, timeout=30, what="the registry", process=proc)
 
 
 def stop(factory: Factory) -> bool:
@@ -74,5 +120,5 @@ def stop(factory: Factory) -> bool:
 def status(factory: Factory) -> ServiceStatus:
     cfg = factory.config.registry
     return service_status("registry", embedded=cfg.embedded, address=cfg.base_url,
-                          process=process(factory), client=Registry(cfg.base_url),
+                          process=process(factory), client=client(factory, timeout=2.0),
                           detail=f"images under {cfg.address}/{cfg.namespace}/")

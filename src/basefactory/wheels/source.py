@@ -25,7 +25,7 @@ from packaging.utils import canonicalize_name
 from basefactory.adapters import cmd
 from basefactory.index.client import DevpiClient
 from basefactory.platforms.rootfs import cache_dir
-from basefactory.plumbing import log
+from basefactory.plumbing import log, network
 from basefactory.plumbing.digest import file_sha256, tree_sha256
 from basefactory.plumbing.errors import ConfigError, ServiceError, SourceMismatch
 from basefactory.wheels.recipe import Recipe
@@ -71,10 +71,16 @@ def fetch(recipe: Recipe, *, devpi: DevpiClient, indexes: list[str], root: Path,
 def _links(devpi: DevpiClient, index: str, name: str, wanted: Callable[[str], bool]
            ) -> list[httpx.URL]:
     url = f"{devpi.base_url}/{index}/+simple/{name}/"
-    try:
-        page = httpx.get(url, timeout=300, headers={"Accept": "text/html"})
-    except httpx.HTTPError as exc:
-        raise ServiceError(f"could not read {url}: {exc}", hint="is devpi up?") from None
+
+    def get() -> httpx.Response:
+        try:
+            return httpx.get(url, timeout=300, headers={"Accept": "text/html"})
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"could not read {url}: {type(exc).__name__} {exc}",
+                               hint="is devpi up?") from None
+
+    page = network.raising(get, what=f"reading {url}", index=index, errors=(ServiceError,),
+                           message=str)
     if page.status_code == 404:
         return []
     return [httpx.URL(url).join(href) for href in re.findall(r'href="([^"]+)"', page.text)
@@ -106,6 +112,10 @@ def fetch_wheel(recipe: Recipe, *, devpi: DevpiClient, indexes: list[str]) -> Pa
                             adopt.sha256, adopt.wheel)
 
 
+def partial_download(devpi: DevpiClient, url: str, dest: Path) -> Callable[[], None]:
+    return lambda: devpi.download(url, dest)
+
+
 def _download_pinned(recipe: Recipe, devpi: DevpiClient, indexes: list[str], name: str,
                      wanted: Callable[[str], bool], expected: str, what: str) -> Path:
     candidates: list[httpx.URL] = []
@@ -127,7 +137,10 @@ def _download_pinned(recipe: Recipe, devpi: DevpiClient, indexes: list[str], nam
         if not dest.exists():
             cache.mkdir(parents=True, exist_ok=True)
             partial = dest.with_suffix(dest.suffix + ".part")
-            devpi.download(str(link.copy_with(fragment=None)), partial)
+            url = str(link.copy_with(fragment=None))
+            network.raising(partial_download(devpi, url, partial),
+                            what=f"the download of {filename}", index=devpi.base_url,
+                            errors=(ServiceError,), message=str)
             partial.replace(dest)
         actual = file_sha256(dest)
         if actual != expected:

@@ -13,6 +13,7 @@ from basefactory.adapters.docker import Docker
 from basefactory.audit.abi import SCRIPT as ABI_SCRIPT
 from basefactory.audit.abi import parse as parse_abi
 from basefactory.audit.abi import require_clean
+from basefactory.plumbing import network
 from basefactory.plumbing.digest import file_sha256
 from basefactory.plumbing.errors import TestFailed
 from basefactory.proofs import Kind, Proof, Subject
@@ -53,9 +54,13 @@ def run_test(
     shutil.copy2(ABI_SCRIPT, bf / "abi.py")
     (bf / "test.sh").write_text(script(recipe, wheel.name, index_url))
     started = time.monotonic()
-    result = docker.run(base_ref, ["sh", "/bf/test.sh"], volumes=[(bf, "/bf", "ro")],
-                        env={"PIP_DEFAULT_TIMEOUT": "120", "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-                        log_file=log_file, check=False)
+    result = network.retrying(
+        lambda: docker.run(base_ref, ["sh", "/bf/test.sh"], volumes=[(bf, "/bf", "ro")],
+                           env={"PIP_DEFAULT_TIMEOUT": "120", "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+                           log_file=log_file, check=False),
+        what=f"the test of {wheel.name}", index=index_url,
+        unanswered=lambda r: r.output if r.returncode != 0 and network.unreachable(r.output)
+        else None)
     duration = round(time.monotonic() - started, 1)
     if result.returncode == TORCH_CHANGED:
         raise TestFailed(

@@ -1,4 +1,5 @@
-"""The index's secrets: from the environment, or a generated file that is never committed.
+"""The services' secrets (index and registry): from the environment, or a generated file
+that is never committed.
 
 Secrets live under the state folder (ignored by git), with mode 0600, and are never
 printed: commands that carry one pass it to cmd.run's `secrets` so it is masked.
@@ -56,3 +57,18 @@ def root_password(factory: Factory) -> str:
     value = _read_or_create(secrets_dir(factory) / "devpi-root-password", create=True)
     assert value is not None
     return value
+
+
+def registry_auth(factory: Factory) -> tuple[str, str] | None:
+    """(user, password) for the registry: $password_env, else the embedded registry's
+    generated file; None for an external registry without one (anonymous, or the
+    engine's own `docker login`)."""
+    cfg = factory.config.registry
+    from_env = os.environ.get(cfg.password_env)
+    if from_env:
+        return cfg.user, from_env
+    if not cfg.embedded:
+        return None
+    value = _read_or_create(secrets_dir(factory) / "registry-password", create=True)
+    assert value is not None
+    return cfg.user, value
