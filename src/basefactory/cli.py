@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import sys
 import traceback
@@ -185,6 +186,91 @@ def cmd_images_audit(args: argparse.Namespace) -> int:
         log.error(f"{len(failed)} image(s) have extension modules that do not load;"
                   " build them here with a recipe, or pin versions built for their torch")
     return TestFailed.exit_code if failed else 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from basefactory.images.retention import prune
+    from basefactory.plumbing.lock import factory_lock
+
+    factory = _factory(args)
+    keep = args.keep or factory.config.retention.keep
+    days = factory.config.retention.keep_days if args.keep_days is None else args.keep_days
+    # only deleting takes the publish lock: a dry run reads, and may run beside a publish
+    locked = factory_lock(factory.state_dir, "prune", wait=args.wait) if args.yes else \
+        contextlib.nullcontext()
+    with locked, Session(factory) as session:
+        summary = prune(factory, session.registry, keep=keep, keep_days=days, act=args.yes,
+                        images=args.images or None)
+    if args.json:
+        output.emit_json(summary)
+        return 0
+    output.table("prune: immutable tags", ["image", "tag", "created", "image size", "", "why"],
+                 [[r["repository"], r["tag"], r["created"][:19], output.human_size(r["size"]),
+                   "keep" if keep_ else ("deleted" if args.yes else "would delete"), r["why"]]
+                  for keep_, rows in ((True, summary["kept"]), (False, summary["deleted"]))
+                  for r in rows])
+    if not summary["deleted"]:
+        log.info("prune: nothing to delete")
+    elif not args.yes:
+        log.info(f"prune: dry run, {len(summary['deleted'])} tag(s) would be deleted;"
+                 " run with --yes to delete them")
+    else:
+        freed = summary["bytes_freed"]
+        log.info(f"prune: {summary['deleted_manifests']} manifest(s) deleted"
+                 + (f", registry garbage-collected: {output.human_size(freed)} freed"
+                    if freed is not None else "; run your registry's garbage collection"))
+    return 0
+
+
+def cmd_df(args: argparse.Namespace) -> int:
+    from basefactory.images.retention import usage
+
+    factory = _factory(args)
+    with Session(factory) as session:
+        found = usage(factory, session.registry)
+    if args.json:
+        output.emit_json(found)
+        return 0
+    output.table("registry: per image and platform (compressed layers, each counted once)",
+                 ["image", "platform", "tags", "size"],
+                 [[r["image"], r["platform"], r["tags"], output.human_size(r["bytes"])]
+                  for r in found["images"]])
+    if found["indexes"]:
+        output.table("indexes (on the embedded devpi's disk)", ["index", "size"],
+                     [[r["index"], output.human_size(r["bytes"])] for r in found["indexes"]])
+    output.table("on disk", ["folder", "size"],
+                 [[f"{factory.state_dir / k}", output.human_size(v)]
+                  for k, v in found["disk"].items()])
+    return 0
+
+
+def cmd_images_diff(args: argparse.Namespace) -> int:
+    from basefactory.images.diff import diff
+    from basefactory.refs import platform_of_tag, repository
+
+    factory = _factory(args)
+    platform = platform_of_tag(factory, args.tag_a)
+    with Session(factory) as session:
+        found = diff(session.registry, repository(factory, args.image), args.image, platform,
+                     args.tag_a, args.tag_b)
+    if args.json:
+        output.emit_json(found)
+        return 0
+    a, b = found["a"], found["b"]
+    output.table(f"{args.image}: {a['tag']} -> {b['tag']}", ["", "a", "b"], [
+        ["digest", a["digest"][:19], b["digest"][:19]],
+        ["compressed size", output.human_size(a["compressed_size"]),
+         output.human_size(b["compressed_size"])],
+        ["ABI audit", a["abi_audit"], b["abi_audit"]]])
+    rows = ([["added", r["name"], "", r["version"], output.human_size(r["size"])]
+             for r in found["added"]] +
+            [["removed", r["name"], r["version"], "", output.human_size(-r["size"])]
+             for r in found["removed"]] +
+            [["changed", r["name"], r["from"], r["to"], output.human_size(r["size_delta"])]
+             for r in found["changed"]])
+    output.table("packages", ["", "name", "a", "b", "size"], rows)
+    log.info(f"compressed size delta: {output.human_size(found['compressed_size_delta'])}")
+    return 0
 
 
 def _steps_table(title: str, steps: list[Any]) -> None:
@@ -411,6 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", metavar="IMAGE[:TAG]",
                    help="an image of this factory (every platform without a tag), or any full"
                    " reference HOST/PATH:TAG")
+    p = add("diff", cmd_images_diff, "packages added, removed and changed between two tags of"
+            " an image, its size delta and both ABI audits' verdicts", images_sub)
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("tag_a", metavar="TAG_A")
+    p.add_argument("tag_b", metavar="TAG_B")
     p = add("fit", cmd_images_fit, "install each wheel of the platform's index into each"
             " published image, as users would, and record whether it fits (pairs already"
             " proven are not tested again)", images_sub)
@@ -459,6 +550,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("up", cmd_up, "start the engine, index and registry if they are not running")
     add("down", cmd_down, "stop what `up` started")
     add("status", cmd_status, "show the engine, index and registry")
+    p = add("prune", cmd_prune, "delete old immutable image tags (dry run unless --yes) and"
+            " garbage-collect the registry")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="images (default: all)")
+    p.add_argument("--yes", action="store_true", help="delete (default: show what would go)")
+    p.add_argument("--keep", type=int, metavar="N",
+                   help="newest immutable tags kept per image and platform ([retention] keep)")
+    p.add_argument("--keep-days", type=float, metavar="D",
+                   help="also keep tags younger than D days ([retention] keep_days)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long for another run's lock (default: fail at once)")
+    add("df", cmd_df, "space used per image and platform, per index, and on disk")
     return parser
 
 

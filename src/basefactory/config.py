@@ -250,6 +250,13 @@ class WheelsConfig(Model):
     exclude: tuple[Name, ...] = ()
 
 
+class RetentionConfig(Model):
+    """What `basefactory prune` keeps of each image's immutable tags, per platform."""
+
+    keep: int = Field(default=3, ge=1)  # the newest N (the moving tag's is always kept)
+    keep_days: float = Field(default=14.0, ge=0)  # and every tag younger than this
+
+
 class FactoryConfig(Model):
     state_dir: Path = Path(".factory")
     index: IndexConfig = IndexConfig()
@@ -257,6 +264,7 @@ class FactoryConfig(Model):
     engine: EngineConfig = EngineConfig()
     wheels: WheelsConfig = WheelsConfig()
     catalog: CatalogConfig = CatalogConfig()
+    retention: RetentionConfig = RetentionConfig()
     builders: tuple[BuilderConfig, ...] = ()  # more engines for `publish --jobs`
     platforms: dict[Name, Platform]
 

@@ -37,3 +37,15 @@ def rootfs_ref(suite: str) -> str:
 def builder_ref(platform: str) -> str:
     """The base plus compilers: local only, never pushed."""
     return f"basefactory/builder:{platform}"
+
+
+def platform_of_tag(factory: Factory, tag: str) -> str:
+    """The platform a tag belongs to: the moving tag is its name, an immutable tag starts
+    with it (the longest configured name that fits, as names may prefix one another)."""
+    from basefactory.plumbing.errors import ConfigError
+
+    for name in sorted(factory.config.platforms, key=len, reverse=True):
+        if tag == name or tag.startswith(f"{name}-"):
+            return name
+    raise ConfigError(f"tag {tag} belongs to no platform of {factory.path}",
+                      hint=f"platforms: {', '.join(factory.config.platforms)}")

@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+from basefactory.adapters import cmd
 from basefactory.adapters.registry_api import Registry
 from basefactory.config import Factory
 from basefactory.plumbing import log
@@ -111,6 +112,18 @@ def ensure(factory: Factory) -> None:
     log.info(f"starting the registry on {factory.config.registry.base_url}")
     proc.start()
     wait_until(registry.ping, timeout=30, what="the registry", process=proc)
+
+
+def garbage_collect(factory: Factory) -> None:
+    """The registry's own garbage collection (blobs no manifest refers to), run with the
+    embedded registry stopped: a push during it could lose a blob it just uploaded."""
+    was_running = process(factory).stop()
+    try:
+        cmd.run([_binary(), "garbage-collect", write_config(factory)], echo=False,
+                hint="read the registry's message above; its data stays as it was")
+    finally:
+        if was_running:
+            ensure(factory)
 
 
 def stop(factory: Factory) -> bool:

@@ -1,0 +1,57 @@
+"""`basefactory images diff IMAGE TAG_A TAG_B`: what changed between two builds of an
+image, read from the registry: the package manifests their smoke tests recorded in
+their labels (name, version, installed size), their compressed sizes, and their ABI
+audits' verdicts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from basefactory.adapters.registry_api import Registry
+from basefactory.images.service import LABEL
+from basefactory.plumbing.errors import ConfigError
+from basefactory.proofs import Kind, store_labels
+from basefactory.proofs.read import first
+
+
+def packages(labels: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """name -> {"version", "size"} from an image's manifest label."""
+    try:
+        rows = json.loads(labels.get(f"{LABEL}.manifest") or "[]")
+    except ValueError:
+        rows = []
+    return {str(r["name"]).lower(): {"version": str(r["version"]), "size": int(r.get("size", 0))}
+            for r in rows if isinstance(r, dict) and "name" in r}
+
+
+def compare(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Packages added, removed and changed (version or installed size) from a to b."""
+    added = [{"name": n, **b[n]} for n in sorted(b.keys() - a.keys())]
+    removed = [{"name": n, **a[n]} for n in sorted(a.keys() - b.keys())]
+    changed = [{"name": n, "from": a[n]["version"], "to": b[n]["version"],
+                "size_delta": b[n]["size"] - a[n]["size"]}
+               for n in sorted(a.keys() & b.keys())
+               if a[n]["version"] != b[n]["version"] or a[n]["size"] != b[n]["size"]]
+    return {"added": added, "removed": removed, "changed": changed}
+
+
+def diff(registry: Registry, repository: str, image: str, platform: str, tag_a: str, tag_b: str
+         ) -> dict[str, Any]:
+    sides: list[dict[str, Any]] = []
+    for tag in (tag_a, tag_b):
+        manifest = registry.manifest(repository, tag)
+        if manifest is None:
+            raise ConfigError(f"no tag {tag} of {repository} in the registry",
+                              hint="`basefactory images ls` lists the published tags")
+        labels = registry.labels(repository, tag)
+        audit = first(store_labels.read(labels, image=image, platform=platform), Kind.ABI_AUDIT)
+        sides.append({"tag": tag, "digest": manifest.digest, "compressed_size": manifest.size,
+                      "abi_audit": ("passed" if audit.passed else "failed") if audit else
+                      "not tested", "packages": packages(labels)})
+    a, b = sides
+    return {"image": image, "platform": platform,
+            **{side: {k: v for k, v in s.items() if k != "packages"}
+               for side, s in (("a", a), ("b", b))},
+            "compressed_size_delta": b["compressed_size"] - a["compressed_size"],
+            **compare(a["packages"], b["packages"])}

@@ -1,0 +1,30 @@
+"""The package comparison behind `images diff`, on manifests as smoke tests record them."""
+
+from __future__ import annotations
+
+import json
+
+from basefactory.images.diff import compare, packages
+from basefactory.images.service import LABEL
+
+
+def test_added_removed_and_changed_packages() -> None:
+    a = packages({f"{LABEL}.manifest": json.dumps([
+        {"name": "six", "version": "1.16.0", "size": 100},
+        {"name": "NumPy", "version": "2.3.0", "size": 1000},
+        {"name": "gone", "version": "1", "size": 7}])})
+    b = packages({f"{LABEL}.manifest": json.dumps([
+        {"name": "six", "version": "1.16.0", "size": 100},
+        {"name": "numpy", "version": "2.3.1", "size": 1200},
+        {"name": "new", "version": "0.1", "size": 5}])})
+    found = compare(a, b)
+    assert found["added"] == [{"name": "new", "version": "0.1", "size": 5}]
+    assert found["removed"] == [{"name": "gone", "version": "1", "size": 7}]
+    assert found["changed"] == [{"name": "numpy", "from": "2.3.0", "to": "2.3.1",
+                                 "size_delta": 200}]
+    assert compare(a, a) == {"added": [], "removed": [], "changed": []}
+
+
+def test_a_missing_or_broken_manifest_label_is_no_packages() -> None:
+    assert packages({}) == {}
+    assert packages({f"{LABEL}.manifest": "{not json"}) == {}
