@@ -18,7 +18,7 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from basefactory.images import fit
-from basefactory.images.service import ImageResult
+from basefactory.images.service import ImageResult, load_definitions
 from basefactory.index.layout import common_index, platform_index
 from basefactory.platforms.service import PlatformResult
 from basefactory.proofs import Kind, store_labels
@@ -96,7 +96,10 @@ def invariants(session: Session, tally: Counter[str], *, images: tuple[str, ...]
         if moving not in immutable or not proven(proofs, Kind.SMOKE) or \
                 not proven(proofs, Kind.ABI_AUDIT):
             found["moved_tags_to_untested_images"] += 1
-        targets = fit.targets(session, PLATFORM, [(image, PLATFORM)], {}, platform_images=False)
+        # with the definitions, as publish does: an image's audit allowances (its parents'
+        # too) are inputs of its fits
+        targets = fit.targets(session, PLATFORM, [(image, PLATFORM)], load_definitions(session),
+                              platform_images=False)
         candidates = fit.candidates(session, PLATFORM, recipes)
         assert candidates, "no tested wheel on the platform to fit"
         found["missing_fit_records"] += sum(1 for pair in fit.pairs(session, targets, candidates)
