@@ -9,8 +9,9 @@ BF := $(VENV)/bin/basefactory
 PYTEST_ARGS ?=
 # Debian packages the factory needs: the engine (+ classic client that builds with BuildKit),
 # the distribution registry, debootstrap for local platforms, git for git-pinned recipes,
-# chromium for the catalog's browser test, gcc and binutils for the unit tests' shared objects.
-APT_PACKAGES ?= docker.io docker-registry debootstrap git ca-certificates chromium gcc binutils
+# chromium for the catalog's browser test, gcc and binutils for the unit tests' shared objects,
+# pigz: dockerd gunzips pulled layers with unpigz when it is on PATH (Go's gzip otherwise).
+APT_PACKAGES ?= docker.io docker-registry debootstrap git ca-certificates chromium gcc binutils pigz
 
 .PHONY: setup up down demo test test-unit test-cuda cuda tts llm test-llm vllm-source bench lint status clean
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from basefactory.images.diff import compare, packages
+from basefactory.images.diff import compare, packages, summary
 from basefactory.images.service import LABEL
 
 
@@ -28,3 +28,10 @@ def test_added_removed_and_changed_packages() -> None:
 def test_a_missing_or_broken_manifest_label_is_no_packages() -> None:
     assert packages({}) == {}
     assert packages({f"{LABEL}.manifest": "{not json"}) == {}
+
+
+def test_the_upgrade_summary_names_each_version_change() -> None:
+    changes = compare({"numpy": {"version": "2.3.0", "size": 1}, "gone": {"version": "1", "size": 1}},
+                      {"numpy": {"version": "2.3.1", "size": 1}, "new": {"version": "0.1", "size": 1}})
+    assert summary(changes) == ["+ new 0.1", "- gone 1", "~ numpy 2.3.0 -> 2.3.1"]
+    assert summary(compare({}, {})) == ["no package changes"]

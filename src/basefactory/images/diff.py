@@ -36,6 +36,15 @@ def compare(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> dict[
     return {"added": added, "removed": removed, "changed": changed}
 
 
+def summary(changes: dict[str, Any]) -> list[str]:
+    """One line per package change, or one saying there is none."""
+    lines = [f"+ {r['name']} {r['version']}" for r in changes["added"]]
+    lines += [f"- {r['name']} {r['version']}" for r in changes["removed"]]
+    lines += [f"~ {r['name']} {r['from']} -> {r['to']}" for r in changes["changed"]
+              if r["from"] != r["to"]]
+    return lines or ["no package changes"]
+
+
 def diff(registry: Registry, repository: str, image: str, platform: str, tag_a: str, tag_b: str
          ) -> dict[str, Any]:
     sides: list[dict[str, Any]] = []

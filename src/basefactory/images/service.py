@@ -265,6 +265,8 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
     (final / "Dockerfile").write_text(f"FROM {local}\n")
     session.docker.build(final, dockerfile=final / "Dockerfile", tags=[ref, moving],
                          labels=labels, log_file=build_log)
+    if upgrade:
+        _show_upgrade(session, repo, platform, labels)
     with log.step(f"{image.name} on {platform}: push {ref}"):
         if session.registry.digest(repo, tag) is not None:
             raise PublishRefused(f"{ref} is already in the registry; an immutable tag is never"
@@ -283,6 +285,18 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
     shutil.rmtree(work, ignore_errors=True)
     return ImageResult(image.name, platform, "built", tag, ref, inputs, result.size,
                        round(time.monotonic() - started, 2), installed, plan_.reason)
+
+
+def _show_upgrade(session: Session, repo: str, platform: str, labels: dict[str, str]) -> None:
+    """`images build --upgrade`: what the new build changes against the published one,
+    shown before it is pushed."""
+    from basefactory.images.diff import compare, packages, summary
+
+    previous = session.registry.labels(repo, platform)
+    if not previous:
+        return
+    for line in summary(compare(packages(previous), packages(labels))):
+        log.info(f"{repo}:{platform} upgrade: {line}")
 
 
 def _move_tag_if_behind(session: Session, repo: str, tag: str, platform: str, ref: str,
