@@ -6,6 +6,9 @@ import platform as _platform
 
 from basefactory.config import Factory
 
+# every label the factory writes on an image starts with this
+LABEL = "org.basefactory"
+
 
 def arch() -> str:
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(_platform.machine(), _platform.machine())

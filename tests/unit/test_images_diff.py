@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from basefactory.images.diff import compare, packages, summary
-from basefactory.images.service import LABEL
+from basefactory.refs import LABEL
 
 
 def test_added_removed_and_changed_packages() -> None:

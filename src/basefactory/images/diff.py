@@ -9,10 +9,10 @@ import json
 from typing import Any
 
 from basefactory.adapters.registry_api import Registry
-from basefactory.images.service import LABEL
 from basefactory.plumbing.errors import ConfigError
 from basefactory.proofs import Kind, store_labels
 from basefactory.proofs.read import first
+from basefactory.refs import LABEL
 
 
 def packages(labels: dict[str, str]) -> dict[str, dict[str, Any]]:

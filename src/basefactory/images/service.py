@@ -30,6 +30,7 @@ from basefactory.images.definition import (
     load_factory_images,
     root_of,
 )
+from basefactory.images.diff import compare, packages, summary
 from basefactory.images.lock import lock_image, lock_versions, parse, python_platform
 from basefactory.images.smoke import smoke_test
 from basefactory.index.layout import common_index, platform_index
@@ -40,13 +41,11 @@ from basefactory.plumbing.errors import BuildError, ConfigError, PublishRefused,
 from basefactory.plumbing.faults import checkpoint
 from basefactory.proofs import Kind, Proof, Subject, store_labels
 from basefactory.proofs.read import proven
-from basefactory.refs import base_ref, image_ref, repository, slim_ref
+from basefactory.refs import LABEL, base_ref, image_ref, repository, slim_ref
 from basefactory.session import Session
 from basefactory.wheels.recipe import Recipe, load_recipes
 from basefactory.wheels.service import input_digest as wheel_input_digest
 from basefactory.wheels.service import published, source_digest
-
-LABEL = "org.basefactory"
 
 
 @dataclass(frozen=True)
@@ -290,8 +289,6 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
 def _show_upgrade(session: Session, repo: str, platform: str, labels: dict[str, str]) -> None:
     """`images build --upgrade`: what the new build changes against the published one,
     shown before it is pushed."""
-    from basefactory.images.diff import compare, packages, summary
-
     previous = session.registry.labels(repo, platform)
     if not previous:
         return
