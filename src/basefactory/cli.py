@@ -188,6 +188,26 @@ def cmd_images_audit(args: argparse.Namespace) -> int:
     return TestFailed.exit_code if failed else 0
 
 
+def cmd_images_sbom(args: argparse.Namespace) -> int:
+    from basefactory.images.sbom import read, summary
+
+    with Session(_factory(args)) as session:
+        tag, text = read(session, args.image)
+    if args.output is None:
+        print(text)  # the document itself is the machine-readable answer
+        return 0
+    Path(args.output).write_text(text)
+    counts = summary(text)
+    if args.json:
+        output.emit_json({"tag": tag, "path": args.output, **counts})
+    else:
+        log.info(f"{args.image.partition(':')[0]}:{tag}: CycloneDX {counts['spec_version']},"
+                 f" {counts['components']} components ({counts['python']} Python,"
+                 f" {counts['debian']} Debian, {counts['factory_wheels']} factory wheels)"
+                 f" -> {args.output}")
+    return 0
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     from basefactory.images.retention import prune
     from basefactory.plumbing.lock import factory_lock
@@ -219,6 +239,23 @@ def cmd_prune(args: argparse.Namespace) -> int:
         log.info(f"prune: {summary['deleted_manifests']} manifest(s) deleted"
                  + (f", registry garbage-collected: {output.human_size(freed)} freed"
                     if freed is not None else "; run your registry's garbage collection"))
+    return 0
+
+
+def cmd_outdated(args: argparse.Namespace) -> int:
+    from basefactory.images.outdated import outdated
+
+    with Session(_factory(args)) as session:
+        rows = outdated(session, args.images or None, args.platform)
+    if args.json:
+        output.emit_json(rows)
+        return 0
+    output.table("newer versions on the index", ["", "name", "platform", "package", "locked",
+                                                 "--upgrade takes", "newest", "held back by"],
+                 [[r["kind"], r["name"], r["platform"], r["package"], r["current"],
+                   r["upgrade"] or "", r["newest"], r["held_back"] or "—"] for r in rows])
+    if not rows:
+        log.info("every lock and recipe pins the newest release the index offers")
     return 0
 
 
@@ -497,6 +534,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", metavar="IMAGE[:TAG]",
                    help="an image of this factory (every platform without a tag), or any full"
                    " reference HOST/PATH:TAG")
+    p = add("sbom", cmd_images_sbom, "the CycloneDX SBOM stored beside an image in the"
+            " registry (stdout, or a file with -o)", images_sub)
+    p.add_argument("image", metavar="IMAGE[:TAG]",
+                   help="an image of this factory; the tag may be a platform (its moving tag)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the document here")
     p = add("diff", cmd_images_diff, "packages added, removed and changed between two tags of"
             " an image, its size delta and both ABI audits' verdicts", images_sub)
     p.add_argument("image", metavar="IMAGE")
@@ -561,6 +603,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="wait this long for another run's lock (default: fail at once)")
     add("df", cmd_df, "space used per image and platform, per index, and on disk")
+    p = add("outdated", cmd_outdated, "newer versions the index offers for each image lock and"
+            " recipe: what --upgrade would take, and what is held back and why")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="images (default: all)")
+    p.add_argument("--platform", action="append", metavar="P", help="only this platform")
     return parser
 
 

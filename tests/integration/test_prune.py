@@ -1,5 +1,7 @@
 """`basefactory prune`, `df` and `images diff` against the real registry and engine:
-three builds of an image (the last adds a package: the diff shows it), pruned to the newest; the moving tag still pulls, the registry's folder shrinks,
+three builds of an image (the last adds a package: the diff shows it, in the terminal and
+the catalog), pruned to the newest with the SBOMs of the deleted builds; the moving tag
+still pulls, the registry's folder shrinks,
 a second prune deletes nothing, and a pull of a deleted tag fails."""
 
 from __future__ import annotations
@@ -10,7 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fastapi.testclient import TestClient
+
+from basefactory.catalog.app import create_app
+from basefactory.catalog.server import make_catalog
 from basefactory.images.retention import folder_size
+from basefactory.images.sbom import referrers_tag
 from basefactory.images.service import ImageResult
 from basefactory.images.service import build_all as build_images
 from basefactory.plumbing import templates
@@ -56,6 +63,26 @@ def test_prune_keeps_the_newest_and_frees_the_rest(session: Session,
     assert changes["a"]["abi_audit"] == changes["b"]["abi_audit"] == "passed"
     assert changes["compressed_size_delta"] != 0
 
+    # the catalog compares the same two builds (page and API)
+    catalog = make_catalog(session.factory)
+    try:
+        assert catalog.refresh()
+        client = TestClient(create_app(catalog))
+        api = client.get("/api/images/prune-me/diff", params={"a": tags[1], "b": tags[2]})
+        assert api.status_code == 200 and api.json()["data"]["added"] == changes["added"]
+        page = client.get("/images/prune-me/compare", params={"a": tags[1], "b": tags[2]})
+        assert page.status_code == 200 and "idna" in page.text
+        assert client.get("/api/images/prune-me/diff",
+                          params={"a": tags[1], "b": "nope"}).status_code == 404
+        linked = client.get("/api/images/prune-me").json()["data"]["platforms"][PLATFORM]
+        a = linked["compare"].partition("?a=")[2].partition("&")[0]
+        assert linked["compare"] == f"/images/prune-me/compare?a={a}&b={tags[2]}"
+        assert a in tags[:2]
+    finally:
+        catalog.reader.close()
+    doomed = [session.registry.digest(repo, t) for t in tags[:2]]
+    assert all(session.registry.manifest(repo, referrers_tag(d or "")) for d in doomed)
+
     df = json.loads(_cli(session, "df", "--json").stdout)
     [row] = [r for r in df["images"] if r["image"] == "prune-me"]
     assert row["tags"] == 4 and row["bytes"] > 9_000_000  # 3 immutable + the moving tag
@@ -64,7 +91,7 @@ def test_prune_keeps_the_newest_and_frees_the_rest(session: Session,
     assert dry.returncode == 0, dry.stderr
     planned = json.loads(dry.stdout)
     assert not planned["acted"] and len(planned["deleted"]) == 2
-    assert len(session.registry.tags(repo)) == 4  # a dry run deletes nothing
+    assert len(session.registry.tags(repo)) == 7  # a dry run deletes nothing (3 SBOM listings)
 
     before = folder_size(session.factory.state_dir / "registry" / "data")
     done = _cli(session, "prune", "prune-me", "--keep", "1", "--keep-days", "0", "--yes", "--json")
@@ -74,7 +101,10 @@ def test_prune_keeps_the_newest_and_frees_the_rest(session: Session,
     assert summary["bytes_freed"] >= 6_000_000  # both builds' own layers, collected
     assert folder_size(session.factory.state_dir / "registry" / "data") < before - 6_000_000
     left = session.registry.tags(repo)
-    assert sorted(left) == sorted([PLATFORM, tags[-1]]), left
+    kept = session.registry.digest(repo, tags[-1]) or ""
+    # the deleted builds' SBOMs went with them; the kept build's stays
+    assert sorted(left) == sorted([PLATFORM, tags[-1], referrers_tag(kept)]), left
+    assert _cli(session, "images", "sbom", f"prune-me:{PLATFORM}").returncode == 0
 
     docker = session.docker
     moving = image_ref(session.factory, "prune-me", PLATFORM)

@@ -216,3 +216,24 @@ def test_an_adopted_wheel_shows_its_file_and_overrides() -> None:
     built = views.wheel_row(snapshot(), Wheel(f"factory/{P}", P, "x", "1.0", "x.whl", "u", "s",
                                               proof_of_test("http://idx/x")))
     assert built["adopted"] is None and built["overrides"] == []
+
+
+def test_compare_only_asks_about_builds_the_snapshot_lists() -> None:
+    s = snapshot()
+    tag = f"{P}-20261123-abcdefabcdef"
+    assert views.tag_platform(s, "tts-deps", tag, tag) == P
+    with pytest.raises(views.NotFound, match="no build tagged `latest`"):
+        views.tag_platform(s, "tts-deps", tag, "latest")
+    with pytest.raises(views.NotFound, match="no image `nope`"):
+        views.tag_platform(s, "nope", tag, tag)
+    # one build only: nothing to compare, so the image page offers no comparison
+    assert views.image(s, "tts-deps")["platforms"][P]["compare"] is None
+
+
+def test_an_image_without_a_stored_sbom_says_so() -> None:
+    s = snapshot()
+    assert views.image(s, "tts-deps")["platforms"][P]["sbom"] is None
+    with pytest.raises(views.NotFound, match="no SBOM stored"):
+        views.sbom_of(s, "tts-deps", P)
+    with pytest.raises(views.NotFound, match="not published for platform"):
+        views.sbom_of(s, "tts-deps", "gpu")

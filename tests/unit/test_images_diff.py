@@ -35,3 +35,15 @@ def test_the_upgrade_summary_names_each_version_change() -> None:
                       {"numpy": {"version": "2.3.1", "size": 1}, "new": {"version": "0.1", "size": 1}})
     assert summary(changes) == ["+ new 0.1", "- gone 1", "~ numpy 2.3.0 -> 2.3.1"]
     assert summary(compare({}, {})) == ["no package changes"]
+
+
+def test_outdated_compares_final_releases_by_their_public_version() -> None:
+    from packaging.version import Version
+
+    from basefactory.images.outdated import _newest, _public
+
+    assert _newest({"1.0", "1.2rc1", "1.1", "2.0.dev1", "junk"}) == Version("1.1")
+    assert _newest(set()) is None
+    # a factory wheel's local label (+cpu.torch213) is not a newer release
+    assert _public("0.2.1+cpu.torch213") == Version("0.2.1")
+    assert not Version("0.2.1") > _public("0.2.1+cpu.torch213")

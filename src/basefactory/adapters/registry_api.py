@@ -6,6 +6,7 @@ that is down becomes one ServiceError naming the URL.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -80,7 +81,7 @@ class Registry:
             )
         if response.status_code >= 400:
             raise ServiceError(
-                f"registry GET {response.request.url} answered {response.status_code}:"
+                f"registry {response.request.method} {response.request.url} answered {response.status_code}:"
                 f" {response.text[:300]}"
             )
         return response
@@ -158,6 +159,48 @@ class Registry:
                                hint="enable storage.delete in the registry's configuration")
         self._check(response)
         return True
+
+    def descriptor(self, repository: str, reference: str) -> dict[str, Any] | None:
+        """An OCI descriptor (mediaType, digest, size) of a manifest, for a `subject`."""
+        try:
+            response = self._http.head(f"/v2/{repository}/manifests/{reference}",
+                                       headers={"Accept": MANIFEST_TYPES})
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"registry {self.base_url} is not answering: {exc}") from None
+        if response.status_code == 404:
+            return None
+        self._check(response)
+        return {"mediaType": response.headers.get("Content-Type", "").split(";")[0],
+                "digest": response.headers["Docker-Content-Digest"],
+                "size": int(response.headers.get("Content-Length", "0"))}
+
+    def push_blob(self, repository: str, data: bytes) -> str:
+        """Upload `data` as a blob in one request (it is small: an SBOM, a config); its
+        digest. A blob the repository has is not sent again."""
+        digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        try:
+            if self._http.head(f"/v2/{repository}/blobs/{digest}").status_code == 200:
+                return digest
+            started = self._check(self._http.post(f"/v2/{repository}/blobs/uploads/"))
+            location = started.headers["Location"]
+            joiner = "&" if "?" in location else "?"
+            self._check(self._http.put(f"{location}{joiner}digest={digest}", content=data,
+                                       headers={"Content-Type": "application/octet-stream"}))
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"registry {self.base_url} is not answering: {exc}") from None
+        return digest
+
+    def push_manifest(self, repository: str, reference: str, body: bytes,
+                      media_type: str) -> str:
+        """PUT a manifest under a tag or its digest; the digest the registry gives it."""
+        try:
+            response = self._check(self._http.put(
+                f"/v2/{repository}/manifests/{reference}", content=body,
+                headers={"Content-Type": media_type}))
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"registry {self.base_url} is not answering: {exc}") from None
+        return str(response.headers.get("Docker-Content-Digest")
+                   or f"sha256:{hashlib.sha256(body).hexdigest()}")
 
     def blob(self, repository: str, digest: str, *, timeout: float | None = None) -> bytes:
         kwargs: dict[str, Any] = {"timeout": timeout} if timeout else {}

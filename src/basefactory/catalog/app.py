@@ -212,6 +212,21 @@ def create_app(catalog: Catalog) -> FastAPI:
         return page(request, f"page:/images/{name}", "image.html",
                     image=lambda: views.image(snapshot(), name))
 
+    def comparison(name: str, a: str, b: str) -> dict[str, Any]:
+        from basefactory.images.diff import diff
+
+        s = snapshot()
+        platform = views.tag_platform(s, name, a, b)
+        repo = f"{catalog.reader.factory.config.registry.namespace}/{name}"
+        return diff(catalog.reader.registry, repo, name, platform, a, b)
+
+    # registry reads on a miss: plain `def`, so FastAPI runs them in its thread pool
+    @app.get("/images/{name}/compare", response_class=HTMLResponse, include_in_schema=False)
+    def compare_page(request: Request, name: str, a: str = Query(..., max_length=200),
+                     b: str = Query(..., max_length=200)) -> Response:
+        return page(request, f"page:/images/{name}/compare:{a}:{b}", "compare.html",
+                    name=lambda: name, d=lambda: comparison(name, a, b))
+
     @app.get("/platforms/{name}", response_class=HTMLResponse, include_in_schema=False)
     async def platform_page(request: Request, name: str) -> Response:
         return page(request, f"page:/platforms/{name}", "platform.html",
@@ -240,6 +255,25 @@ def create_app(catalog: Catalog) -> FastAPI:
     async def api_image_on(request: Request, name: str, platform: str) -> Response:
         return api(request, f"api:image:{name}:{platform}",
                    lambda: views.image_on(snapshot(), name, platform))
+
+    @app.get("/api/images/{name}/platforms/{platform}/sbom",
+             summary="The image's CycloneDX SBOM, as stored beside it in the registry")
+    def api_image_sbom(request: Request, name: str, platform: str) -> Response:
+        def make() -> bytes:
+            cell = views.sbom_of(snapshot(), name, platform)
+            repo = cell.ref.partition("/")[2].rsplit(":", 1)[0]
+            try:
+                return catalog.reader.sbom_document(repo, cell.sbom or "")
+            except LookupError as exc:
+                raise views.NotFound(str(exc)) from None
+        return cached(request, f"sbom:{name}:{platform}", make, "application/vnd.cyclonedx+json")
+
+    @app.get("/api/images/{name}/diff",
+             summary="Packages added, removed and changed between two builds, size delta,"
+                     " both ABI audits' verdicts")
+    def api_image_diff(request: Request, name: str, a: str = Query(..., max_length=200),
+                       b: str = Query(..., max_length=200)) -> Response:
+        return api(request, f"api:diff:{name}:{a}:{b}", lambda: comparison(name, a, b))
 
     @app.get("/api/wheels", summary="Published wheels, with their test records")
     async def api_wheels(request: Request,

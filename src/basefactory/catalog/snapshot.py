@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from basefactory.config import Factory
+from basefactory.images.sbom import ARTIFACT_TYPE, referrers_tag
 from basefactory.index.client import DevpiClient
 from basefactory.proofs import Proof
 from basefactory.proofs.read import ProofReader
@@ -57,6 +58,7 @@ class ImageCell:
     input_digest: str
     created: str
     tags: list[Tag] = field(default_factory=list)
+    sbom: str | None = None  # the manifest digest of its SBOM artifact; None: none stored
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class Reader:
         self.proofs = ProofReader(self.devpi)
         self.pool = ThreadPoolExecutor(max_workers=workers)
         self._configs: dict[str, dict[str, Any]] = {}  # config digest -> config blob
+        self._sboms: dict[str, str] = {}  # image digest -> its SBOM's (once found)
         # what devpi held at its last serial: unchanged serial, nothing to read again
         self._index_at: tuple[int, dict[str, dict[str, Any]], list[Wheel]] | None = None
 
@@ -213,8 +216,24 @@ class Reader:
             proofs=self.proofs.image(labels, image=image, platform=platform,
                                      source=image_url(image, platform)),
             input_digest=labels.get("org.basefactory.input-digest", ""),
-            created=created, tags=tag_rows,
+            created=created, tags=tag_rows, sbom=self._sbom(repo, manifest.digest),
         )
+
+    def _sbom(self, repo: str, digest: str) -> str | None:
+        found = self._sboms.get(digest)
+        if found is None:
+            listing = self.registry.manifest(repo, referrers_tag(digest))
+            found = next((m["digest"] for m in (listing.body.get("manifests") or [])
+                          if m.get("artifactType") == ARTIFACT_TYPE), None) if listing else None
+            if found is not None:
+                self._sboms[digest] = found
+        return found
+
+    def sbom_document(self, repo: str, sbom_digest: str) -> bytes:
+        artifact = self.registry.manifest(repo, sbom_digest)
+        if artifact is None or not artifact.body.get("layers"):
+            raise LookupError(f"{repo}@{sbom_digest} is gone from the registry")
+        return self.registry.blob(repo, artifact.body["layers"][0]["digest"])
 
 
 def _json(text: str | None, default: Any) -> Any:

@@ -110,9 +110,45 @@ def image(s: Snapshot, name: str) -> dict[str, Any]:
             "from_digest": f"FROM {row['digest_ref']}",
             "proven_by": {"kind": "smoke test", "result": row["proofs"].get(str(Kind.SMOKE)),
                           "url": image_url(name, p)},
+            "sbom": f"{image_url(name, p)}/sbom" if c.sbom else None,
+            # the current build against the newest-dated other one (tags carry the day,
+            # not the hour: the form on the page picks any two)
+            "compare": compare_url(name, others[0], c.current)
+            if (others := [t.name for t in c.tags if t.name != c.current]) and c.current
+            else None,
         }
     out["description"] = next(iter(cells.values())).description if cells else ""
     return out
+
+
+def compare_url(name: str, a: str, b: str) -> str:
+    return f"/images/{name}/compare?a={a}&b={b}"
+
+
+def tag_platform(s: Snapshot, name: str, a: str, b: str) -> str:
+    """The platform both tags are builds of; NotFound/BadRequest otherwise (the catalog
+    only asks the registry about tags its snapshot lists)."""
+    cells = s.images.get(name)
+    if cells is None:
+        raise NotFound(f"no image `{name}`; images: {', '.join(s.images) or 'none'}")
+    where = {t.name: p for p, c in cells.items() for t in c.tags}
+    for tag in (a, b):
+        if tag not in where:
+            raise NotFound(f"image `{name}` has no build tagged `{tag}`")
+    if where[a] != where[b]:
+        raise BadRequest(f"`{a}` and `{b}` are builds for different platforms"
+                         f" ({where[a]}, {where[b]}): compare builds of one platform")
+    return where[a]
+
+
+def sbom_of(s: Snapshot, name: str, platform_name: str) -> ImageCell:
+    """The cell whose SBOM is asked for; NotFound when it has none."""
+    image_on(s, name, platform_name)
+    cell = s.images[name][platform_name]
+    if cell.sbom is None:
+        raise NotFound(f"image `{name}` on `{platform_name}` has no SBOM stored beside it"
+                       " (built before basefactory wrote SBOMs: rebuild it)")
+    return cell
 
 
 def image_on(s: Snapshot, name: str, platform_name: str) -> dict[str, Any]:

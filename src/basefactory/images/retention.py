@@ -17,6 +17,7 @@ from typing import Any
 
 from basefactory.adapters.registry_api import Registry
 from basefactory.config import Factory
+from basefactory.images import sbom
 from basefactory.index.layout import common_index, platform_index
 
 DATED = re.compile(r"^(?P<platform>.+)-(?P<day>\d{8})-[0-9a-f]{12}$")
@@ -114,7 +115,11 @@ def delete(registry: Registry, doomed: list[TagRow]) -> int:
     """Delete each doomed tag's manifest (once per digest); how many were deleted."""
     done: set[tuple[str, str]] = set()
     for row in doomed:
-        if (row.repository, row.digest) not in done and registry.delete(row.repository, row.digest):
+        if (row.repository, row.digest) in done:
+            continue
+        # its SBOM and the referrers listing go first: they would keep blobs alive
+        sbom.detach(registry, row.repository, row.digest)
+        if registry.delete(row.repository, row.digest):
             done.add((row.repository, row.digest))
     return len(done)
 

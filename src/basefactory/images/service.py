@@ -24,6 +24,7 @@ from typing import Any
 
 from basefactory.adapters.tools import beside_python
 from basefactory.audit.abi import audit_image, require_clean
+from basefactory.images import sbom
 from basefactory.images.definition import (
     ImageDef,
     chain,
@@ -259,6 +260,8 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
               report.proof(subject, inputs=inputs)]
     labels = _labels(session, image, platform, parent, fp, tag, inputs, plan_.lock_text, pins,
                      result.manifest, proofs)
+    with log.step(f"{image.name} on {platform}: SBOM"):
+        bom = _sbom(session, image.name, platform, tag, local, labels, work)
     final = work / "label"
     final.mkdir()
     (final / "Dockerfile").write_text(f"FROM {local}\n")
@@ -277,6 +280,7 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
             raise ServiceError(f"the registry does not show {ref} after the push",
                                hint="check the registry's storage; nothing else was tagged")
         checkpoint("image:after-immutable-push")
+        sbom.attach(session.registry, repo, pushed, bom)
         session.docker.push(moving, log_file=logs / f"{image.name}-{platform}-push.log")
         if session.registry.digest(repo, platform) != pushed:
             raise ServiceError(f"{moving} does not point at {ref} after the push")
@@ -305,8 +309,27 @@ def _move_tag_if_behind(session: Session, repo: str, tag: str, platform: str, re
     log.info(f"moving {moving} to {tag} (a previous run stopped before it did)")
     if session.docker.image_id(ref) is None:
         session.docker.pull(ref)
+    if target is not None and sbom.fetch(session.registry, repo, target) is None:
+        # the run that died had not attached the SBOM yet: a moving tag never points at
+        # an image without one
+        image = repo.rpartition("/")[2]
+        work = session.factory.state_dir / "build" / "sbom" / f"{image}-{tag}"
+        bom = _sbom(session, image, platform, tag, ref, session.registry.labels(repo, tag),
+                    work)
+        sbom.attach(session.registry, repo, target, bom)
+        shutil.rmtree(work, ignore_errors=True)
     session.docker.tag(ref, moving)
     session.docker.push(moving)
+
+
+def _sbom(session: Session, image: str, platform: str, tag: str, local: str,
+          labels: dict[str, str], work: Path) -> str:
+    """The image's CycloneDX document, read from a container of `local`."""
+    inv = sbom.inventory(session.docker, local, work=work,
+                         log_file=session.factory.logs_dir / "images"
+                         / f"{image}-{platform}-sbom.log")
+    return sbom.document(inv, image=image, platform=platform, tag=tag, labels=labels,
+                         wheels=sbom.factory_wheels(session, platform, inv))
 
 
 def _labels(session: Session, image: ImageDef, platform: str, parent: Parent, fp: Fingerprint,

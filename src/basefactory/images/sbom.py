@@ -1,0 +1,312 @@
+"""A CycloneDX SBOM for every image the factory publishes, stored beside it in the registry.
+
+What is in the image is read from a container of it (`sbom_script.py`: Python
+distributions with their license metadata, dpkg's database, the OS release); what only the
+factory knows comes from its records: the sha256 of each wheel the factory's index served
+and the source pin of the recipe that made it, the base image's digest, the platform's
+fingerprint. cyclonedx-python-lib writes the document and validates it against the
+CycloneDX 1.6 schema; an invalid document fails the publish before anything is pushed.
+
+Storage follows the OCI 1.1 referrers model with the distribution spec's fallback for
+registries without the referrers API (the embedded distribution registry 2.8 is one): the
+SBOM is an artifact manifest (artifactType application/vnd.cyclonedx+json) whose `subject`
+is the image's manifest, and the tag `sha256-<image digest>` holds an image index listing
+the image's referrers, which is what `oras discover` and cosign read on such registries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cyclonedx.contrib.license.factories import LicenseFactory
+from cyclonedx.model import HashAlgorithm, HashType, Property
+from cyclonedx.model.bom import Bom, BomMetaData
+from cyclonedx.model.component import Component, ComponentType
+from cyclonedx.model.license import LicenseExpression
+from cyclonedx.output.json import JsonV1Dot6
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+from packageurl import PackageURL
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from basefactory.adapters.docker import Docker
+from basefactory.adapters.registry_api import Registry
+from basefactory.index.layout import common_index, platform_index
+from basefactory.plumbing.errors import BuildError, ConfigError
+from basefactory.refs import LABEL, image_ref, repository
+from basefactory.session import Session
+from basefactory.wheels.recipe import Recipe, factory_recipes
+
+SCRIPT = Path(__file__).with_name("sbom_script.py")
+ARTIFACT_TYPE = "application/vnd.cyclonedx+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
+EMPTY = b"{}"
+
+
+@dataclass(frozen=True)
+class FactoryWheel:
+    """A wheel the factory's index served to the image, and where it came from."""
+
+    filename: str
+    sha256: str
+    recipe: str
+    source: str  # the recipe's pin: sdist URL + sha256, git URL @ commit, or adopted wheel
+
+
+@dataclass(frozen=True)
+class Inventory:
+    python: list[dict[str, Any]]
+    debian: list[dict[str, str]] | None  # None: the image has no dpkg
+    os: dict[str, str]
+
+
+def inventory(docker: Docker, ref: str, *, work: Path, log_file: Path | None = None
+              ) -> Inventory:
+    """What a fresh container of `ref` holds (no network: reading needs none)."""
+    folder = work / "sbom"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    shutil.copy2(SCRIPT, folder / SCRIPT.name)
+    result = docker.run(ref, ["python3", f"/sbom/{SCRIPT.name}"],
+                        volumes=[(folder, "/sbom", "ro")], log_file=log_file, check=False,
+                        network="none")
+    last = result.output.strip().splitlines()[-1:] if result.output else []
+    try:
+        data = json.loads(last[0]) if last and result.returncode == 0 else None
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        raise BuildError(f"the SBOM inventory could not run in {ref} (exit {result.returncode})"
+                         f":\n{result.tail}", hint="the image needs a python3 on its PATH")
+    return Inventory(data["python"], data["debian"], data["os"])
+
+
+def factory_wheels(session: Session, platform: str, inv: Inventory) -> dict[str, FactoryWheel]:
+    """The installed distributions that are recipe wheels of this factory, matched to the
+    exact file on its index by version and build tag (the WHEEL file's `Build`)."""
+    factory = session.factory
+    by_dist = {r.distribution: r for r in factory_recipes(factory).values()}
+    found: dict[str, FactoryWheel] = {}
+    for row in inv.python:
+        name = canonicalize_name(row["name"])
+        recipe = by_dist.get(name)
+        if recipe is None or not row.get("build"):
+            continue
+        index = common_index(factory) if recipe.pure else platform_index(factory, platform)
+        for f in session.devpi.release_files(index, name):
+            try:
+                _, version, build, _ = parse_wheel_filename(f.filename)
+            except ValueError:
+                continue
+            if str(version) == row["version"] and build and \
+                    f"{build[0]}{build[1]}" == row["build"]:
+                found[name] = FactoryWheel(f.filename, f.sha256, recipe.name, _pin(recipe))
+    return found
+
+
+def _pin(recipe: Recipe) -> str:
+    if recipe.adopt is not None:
+        return f"adopted {recipe.adopt.wheel} sha256:{recipe.adopt.sha256}" + (
+            f" with {len(recipe.adopt.overrides)} declared overrides"
+            if recipe.adopt.overrides else "")
+    src = recipe.source
+    assert src is not None
+    if src.sdist is not None:
+        return f"sdist {src.sdist} sha256:{src.sha256}"
+    if src.git is not None:
+        sub = f" subdirectory {src.subdirectory}" if src.subdirectory else ""
+        return f"git {src.git}@{src.commit}{sub}"
+    return f"local folder {src.path}"
+
+
+def document(inv: Inventory, *, image: str, platform: str, tag: str, labels: dict[str, str],
+             wheels: dict[str, FactoryWheel], created: datetime | None = None) -> str:
+    """The CycloneDX 1.6 JSON of an image, validated against the schema."""
+    licenses = LicenseFactory()
+    root = Component(
+        name=image, version=tag, type=ComponentType.CONTAINER, bom_ref=f"image:{image}@{tag}",
+        description=labels.get("org.opencontainers.image.description") or None,
+        properties=[Property(name=f"basefactory:{key}", value=value) for key, value in (
+            ("platform", platform),
+            ("input-digest", labels.get(f"{LABEL}.input-digest", "")),
+            ("base-image", labels.get("org.opencontainers.image.base.name", "")),
+            ("base-digest", labels.get("org.opencontainers.image.base.digest", "")),
+            ("fingerprint", labels.get(f"{LABEL}.fingerprint", "")),
+            ("revision", labels.get("org.opencontainers.image.revision", "")),
+        ) if value])
+    bom = Bom(metadata=BomMetaData(component=root, timestamp=created or datetime.now(UTC)))
+    for row in inv.python:
+        name = canonicalize_name(row["name"])
+        factory = wheels.get(name)
+        props = []
+        if factory is not None:
+            props = [Property(name="basefactory:recipe", value=factory.recipe),
+                     Property(name="basefactory:source", value=factory.source),
+                     Property(name="basefactory:wheel", value=factory.filename)]
+        bom.components.add(Component(
+            name=row["name"], version=row["version"], bom_ref=f"pypi:{name}@{row['version']}",
+            purl=PackageURL(type="pypi", name=name, version=row["version"]),
+            licenses=_licenses(licenses, row),
+            hashes=[HashType(alg=HashAlgorithm.SHA_256, content=factory.sha256)]
+            if factory is not None else None,
+            properties=props or None))
+    distro = inv.os.get("ID") or "debian"
+    for deb in inv.debian or []:
+        qualifiers = {"arch": deb["arch"]}
+        if inv.os.get("VERSION_CODENAME"):
+            qualifiers["distro"] = inv.os["VERSION_CODENAME"]
+        bom.components.add(Component(
+            name=deb["name"], version=deb["version"],
+            bom_ref=f"deb:{deb['name']}@{deb['version']}:{deb['arch']}",
+            purl=PackageURL(type="deb", namespace=distro, name=deb["name"],
+                            version=deb["version"], qualifiers=qualifiers),
+            properties=[Property(name="basefactory:deb-source", value=deb["source"])]
+            if deb["source"] != deb["name"] else None))
+    bom.register_dependency(root, bom.components)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "no dependencies" notes on leaf components
+        text: str = JsonV1Dot6(bom).output_as_string(indent=None)
+    validate(text, where=f"the SBOM of {image}:{tag}")
+    return text
+
+
+def _licenses(factory: LicenseFactory, row: dict[str, Any]) -> list[Any] | None:
+    """The license metadata as written: an SPDX expression (PEP 639) first, else the
+    License field, else the trove classifiers' names. None when the metadata has none."""
+    found = [row["license_expression"] or row["license"]] if \
+        (row["license_expression"] or row["license"]) else list(row["license_classifiers"])
+    made = []
+    for value in found:
+        try:
+            made.append(factory.make_from_string(value))
+        except ValueError:
+            continue
+    # CycloneDX allows one expression, or any number of named licenses, not both
+    expressions = [m for m in made if isinstance(m, LicenseExpression)]
+    return expressions[:1] if expressions else (made or None)
+
+
+def validate(text: str, *, where: str) -> None:
+    error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
+    if error is not None:
+        raise BuildError(f"{where} is not valid CycloneDX 1.6: {error}",
+                         hint="a bug in basefactory's SBOM writer: please report it")
+
+
+def summary(text: str) -> dict[str, Any]:
+    """Counts for the terminal and the catalog: components by kind."""
+    data = json.loads(text)
+    purls = [c.get("purl", "") for c in data.get("components") or []]
+    return {"spec_version": data.get("specVersion"),
+            "components": len(purls),
+            "python": sum(p.startswith("pkg:pypi/") for p in purls),
+            "debian": sum(p.startswith("pkg:deb/") for p in purls),
+            "factory_wheels": sum(
+                any(p.get("name") == "basefactory:recipe" for p in c.get("properties") or [])
+                for c in data.get("components") or [])}
+
+
+def referrers_tag(digest: str) -> str:
+    """The distribution spec's fallback tag for the referrers of `digest`."""
+    return digest.replace(":", "-")
+
+
+def attach(registry: Registry, repository: str, subject_digest: str, text: str) -> str:
+    """Push the SBOM as an artifact referring to the image, and list it under the
+    referrers tag (replacing an earlier SBOM of the same image). Its manifest digest."""
+    subject = registry.descriptor(repository, subject_digest)
+    if subject is None:
+        raise BuildError(f"{repository}@{subject_digest} is not in the registry; its SBOM"
+                         " has nothing to refer to")
+    data = text.encode()
+    registry.push_blob(repository, EMPTY)
+    layer = registry.push_blob(repository, data)
+    manifest = {
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": ARTIFACT_TYPE,
+        "config": {"mediaType": EMPTY_TYPE, "digest": _sha(EMPTY), "size": len(EMPTY)},
+        "layers": [{"mediaType": ARTIFACT_TYPE, "digest": layer, "size": len(data),
+                    "annotations": {"org.opencontainers.image.title": "sbom.cdx.json"}}],
+        "subject": subject,
+        "annotations": {"org.opencontainers.image.created":
+                        datetime.now(UTC).isoformat(timespec="seconds")},
+    }
+    body = json.dumps(manifest, separators=(",", ":")).encode()
+    digest = registry.push_manifest(repository, _sha(body), body, OCI_MANIFEST)
+    others = [m for m in _referrers(registry, repository, subject_digest)
+              if m.get("artifactType") != ARTIFACT_TYPE]
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        *others, {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(body),
+                  "artifactType": ARTIFACT_TYPE, "annotations": manifest["annotations"]}]}
+    listing = json.dumps(index, separators=(",", ":")).encode()
+    registry.push_manifest(repository, referrers_tag(subject_digest), listing, OCI_INDEX)
+    return digest
+
+
+def _referrers(registry: Registry, repository: str, digest: str) -> list[dict[str, Any]]:
+    found = registry.manifest(repository, referrers_tag(digest))
+    return list(found.body.get("manifests") or []) if found is not None else []
+
+
+def fetch(registry: Registry, repository: str, reference: str) -> str | None:
+    """The SBOM of REPOSITORY:REFERENCE (a tag or a digest); None when none is stored."""
+    digest = reference if reference.startswith("sha256:") else \
+        registry.digest(repository, reference)
+    if digest is None:
+        return None
+    for entry in _referrers(registry, repository, digest):
+        if entry.get("artifactType") == ARTIFACT_TYPE:
+            artifact = registry.manifest(repository, entry["digest"])
+            if artifact is not None and artifact.body.get("layers"):
+                return registry.blob(repository, artifact.body["layers"][0]["digest"]).decode()
+    return None
+
+
+def read(session: Session, target: str) -> tuple[str, str]:
+    """(tag, document) of `IMAGE[:TAG]` of this factory; without a tag, the moving tag of
+    the one platform it is published on."""
+    factory = session.factory
+    name, _, tag = target.partition(":")
+    repo = repository(factory, name)
+    if not tag:
+        tags = sorted(p for p in factory.config.platforms if p in session.registry.tags(repo))
+        if len(tags) != 1:
+            raise ConfigError(
+                f"`{name}` is published on {len(tags)} platforms: name one as its tag"
+                if tags else f"no image `{name}` is published in"
+                f" {factory.config.registry.address}",
+                hint=f"e.g. basefactory images sbom {name}:{(tags or list(factory.config.platforms))[0]}")
+        tag = tags[0]
+    if session.registry.digest(repo, tag) is None:
+        raise ConfigError(f"{image_ref(factory, name, tag)} is not in the registry",
+                          hint="`basefactory images ls` lists what is published")
+    text = fetch(session.registry, repo, tag)
+    if text is None:
+        raise ConfigError(f"{image_ref(factory, name, tag)} has no SBOM stored beside it",
+                          hint="images published before basefactory wrote SBOMs have none:"
+                          f" rebuild it (`basefactory images build {name} --upgrade`)")
+    return tag, text
+
+
+def detach(registry: Registry, repository: str, subject_digest: str) -> int:
+    """Delete the referrers of an image that is being deleted (its SBOM, then the listing),
+    so garbage collection can take their blobs. How many manifests went."""
+    gone = 0
+    for entry in _referrers(registry, repository, subject_digest):
+        gone += registry.delete(repository, entry["digest"])
+    listing = registry.digest(repository, referrers_tag(subject_digest))
+    if listing is not None:
+        gone += registry.delete(repository, listing)
+    return gone
+
+
+def _sha(data: bytes) -> str:
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"
