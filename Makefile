@@ -11,7 +11,8 @@ PYTEST_ARGS ?=
 # the distribution registry, debootstrap for local platforms, git for git-pinned recipes,
 # chromium for the catalog's browser test, gcc and binutils for the unit tests' shared objects,
 # pigz: dockerd gunzips pulled layers with unpigz when it is on PATH (Go's gzip otherwise).
-APT_PACKAGES ?= docker.io docker-registry debootstrap git ca-certificates chromium gcc binutils pigz
+# docker-compose (Compose v1, Debian's): the test that runs examples/compose.
+APT_PACKAGES ?= docker.io docker-registry debootstrap git ca-certificates chromium gcc binutils pigz docker-compose
 
 .PHONY: setup up down demo test test-unit test-cuda cuda tts llm test-llm vllm-source bench lint status clean
 

@@ -8,9 +8,11 @@ import shutil
 import socket
 import subprocess
 import textwrap
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +46,19 @@ def port(preferred: int) -> int:
         except OSError:
             s.bind(("127.0.0.1", 0))
             return int(s.getsockname()[1])
+
+
+def wait_http(url: str, *, timeout: float = 60.0) -> httpx.Response:
+    """The first answer a starting server gives to GET `url` (any status): connection
+    errors are retried until `timeout`, then raised."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return httpx.get(url, timeout=2)
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def wheelhouse() -> Path | None:

@@ -19,7 +19,7 @@ from basefactory.plumbing.errors import BuildError, TestFailed
 from basefactory.proofs import SCHEMA
 from basefactory.refs import image_ref, repository
 from basefactory.session import Session
-from tests.helpers import PLATFORM, ROOT
+from tests.helpers import PLATFORM, ROOT, wait_http
 
 IMAGES = {"cuda-deps", "tts-deps", "stt-deps", "api-lean"}
 
@@ -146,15 +146,7 @@ def test_downstream_service_builds_from_tts_deps_and_runs(
                     tag, "python", "-m", "uvicorn", "app:app", "--host", "127.0.0.1", "--port",
                     str(port)], check=True, capture_output=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+        health = wait_http(f"http://127.0.0.1:{port}/health")
         assert health.json() == {"status": "ok", "torch": "2.13.0+cpu"}
         aligned = httpx.post(f"http://127.0.0.1:{port}/align",
                              json={"scores": [[1, 0, 0, 0], [0, 1, 1, 1]]}, timeout=10)

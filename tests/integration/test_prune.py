@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 
 from basefactory.catalog.app import create_app
 from basefactory.catalog.server import make_catalog
+from basefactory.images.referrers import tag as referrers_tag
 from basefactory.images.retention import folder_size
-from basefactory.images.sbom import referrers_tag
 from basefactory.images.service import ImageResult
 from basefactory.images.service import build_all as build_images
 from basefactory.plumbing import templates

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from basefactory.images import sbom
+from basefactory.images import referrers, sbom
 from basefactory.images.sbom import FactoryWheel, Inventory
 from basefactory.plumbing.errors import BuildError
 from basefactory.refs import LABEL
@@ -107,4 +107,4 @@ def test_inventory_script_reads_a_real_python_and_dpkg() -> None:
 
 
 def test_referrers_tag_is_the_distribution_spec_fallback() -> None:
-    assert sbom.referrers_tag("sha256:" + "e" * 64) == "sha256-" + "e" * 64
+    assert referrers.tag("sha256:" + "e" * 64) == "sha256-" + "e" * 64

@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from basefactory.config import Factory
-from basefactory.images.sbom import ARTIFACT_TYPE, referrers_tag
+from basefactory.images import referrers
+from basefactory.images.referrers import SBOM_TYPE
 from basefactory.index.client import DevpiClient
 from basefactory.proofs import Proof
 from basefactory.proofs.read import ProofReader
@@ -222,9 +223,9 @@ class Reader:
     def _sbom(self, repo: str, digest: str) -> str | None:
         found = self._sboms.get(digest)
         if found is None:
-            listing = self.registry.manifest(repo, referrers_tag(digest))
+            listing = self.registry.manifest(repo, referrers.tag(digest))
             found = next((m["digest"] for m in (listing.body.get("manifests") or [])
-                          if m.get("artifactType") == ARTIFACT_TYPE), None) if listing else None
+                          if m.get("artifactType") == SBOM_TYPE), None) if listing else None
             if found is not None:
                 self._sboms[digest] = found
         return found

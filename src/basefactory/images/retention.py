@@ -17,7 +17,7 @@ from typing import Any
 
 from basefactory.adapters.registry_api import Registry
 from basefactory.config import Factory
-from basefactory.images import sbom
+from basefactory.images import referrers
 from basefactory.index.layout import common_index, platform_index
 
 DATED = re.compile(r"^(?P<platform>.+)-(?P<day>\d{8})-[0-9a-f]{12}$")
@@ -118,7 +118,7 @@ def delete(registry: Registry, doomed: list[TagRow]) -> int:
         if (row.repository, row.digest) in done:
             continue
         # its SBOM and the referrers listing go first: they would keep blobs alive
-        sbom.detach(registry, row.repository, row.digest)
+        referrers.detach(registry, row.repository, row.digest)
         if registry.delete(row.repository, row.digest):
             done.add((row.repository, row.digest))
     return len(done)

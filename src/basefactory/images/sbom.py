@@ -7,16 +7,11 @@ and the source pin of the recipe that made it, the base image's digest, the plat
 fingerprint. cyclonedx-python-lib writes the document and validates it against the
 CycloneDX 1.6 schema; an invalid document fails the publish before anything is pushed.
 
-Storage follows the OCI 1.1 referrers model with the distribution spec's fallback for
-registries without the referrers API (the embedded distribution registry 2.8 is one): the
-SBOM is an artifact manifest (artifactType application/vnd.cyclonedx+json) whose `subject`
-is the image's manifest, and the tag `sha256-<image digest>` holds an image index listing
-the image's referrers, which is what `oras discover` and cosign read on such registries.
+It is stored as an artifact that refers to the image (`referrers.py`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import warnings
@@ -38,6 +33,8 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from basefactory.adapters.docker import Docker
 from basefactory.adapters.registry_api import Registry
+from basefactory.images import referrers
+from basefactory.images.referrers import SBOM_TYPE as ARTIFACT_TYPE
 from basefactory.index.layout import common_index, platform_index
 from basefactory.plumbing.errors import BuildError, ConfigError
 from basefactory.refs import LABEL, image_ref, repository
@@ -45,11 +42,6 @@ from basefactory.session import Session
 from basefactory.wheels.recipe import Recipe, factory_recipes
 
 SCRIPT = Path(__file__).with_name("sbom_script.py")
-ARTIFACT_TYPE = "application/vnd.cyclonedx+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
-EMPTY = b"{}"
 
 
 @dataclass(frozen=True)
@@ -215,59 +207,16 @@ def summary(text: str) -> dict[str, Any]:
                 for c in data.get("components") or [])}
 
 
-def referrers_tag(digest: str) -> str:
-    """The distribution spec's fallback tag for the referrers of `digest`."""
-    return digest.replace(":", "-")
-
-
 def attach(registry: Registry, repository: str, subject_digest: str, text: str) -> str:
-    """Push the SBOM as an artifact referring to the image, and list it under the
-    referrers tag (replacing an earlier SBOM of the same image). Its manifest digest."""
-    subject = registry.descriptor(repository, subject_digest)
-    if subject is None:
-        raise BuildError(f"{repository}@{subject_digest} is not in the registry; its SBOM"
-                         " has nothing to refer to")
-    data = text.encode()
-    registry.push_blob(repository, EMPTY)
-    layer = registry.push_blob(repository, data)
-    manifest = {
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": ARTIFACT_TYPE,
-        "config": {"mediaType": EMPTY_TYPE, "digest": _sha(EMPTY), "size": len(EMPTY)},
-        "layers": [{"mediaType": ARTIFACT_TYPE, "digest": layer, "size": len(data),
-                    "annotations": {"org.opencontainers.image.title": "sbom.cdx.json"}}],
-        "subject": subject,
-        "annotations": {"org.opencontainers.image.created":
-                        datetime.now(UTC).isoformat(timespec="seconds")},
-    }
-    body = json.dumps(manifest, separators=(",", ":")).encode()
-    digest = registry.push_manifest(repository, _sha(body), body, OCI_MANIFEST)
-    others = [m for m in _referrers(registry, repository, subject_digest)
-              if m.get("artifactType") != ARTIFACT_TYPE]
-    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
-        *others, {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(body),
-                  "artifactType": ARTIFACT_TYPE, "annotations": manifest["annotations"]}]}
-    listing = json.dumps(index, separators=(",", ":")).encode()
-    registry.push_manifest(repository, referrers_tag(subject_digest), listing, OCI_INDEX)
-    return digest
-
-
-def _referrers(registry: Registry, repository: str, digest: str) -> list[dict[str, Any]]:
-    found = registry.manifest(repository, referrers_tag(digest))
-    return list(found.body.get("manifests") or []) if found is not None else []
+    """Store the SBOM beside the image (replacing an earlier one). Its manifest digest."""
+    return referrers.attach(registry, repository, subject_digest, text.encode(),
+                            artifact_type=ARTIFACT_TYPE, title="sbom.cdx.json")
 
 
 def fetch(registry: Registry, repository: str, reference: str) -> str | None:
     """The SBOM of REPOSITORY:REFERENCE (a tag or a digest); None when none is stored."""
-    digest = reference if reference.startswith("sha256:") else \
-        registry.digest(repository, reference)
-    if digest is None:
-        return None
-    for entry in _referrers(registry, repository, digest):
-        if entry.get("artifactType") == ARTIFACT_TYPE:
-            artifact = registry.manifest(repository, entry["digest"])
-            if artifact is not None and artifact.body.get("layers"):
-                return registry.blob(repository, artifact.body["layers"][0]["digest"]).decode()
-    return None
+    data = referrers.fetch(registry, repository, reference, artifact_type=ARTIFACT_TYPE)
+    return data.decode() if data is not None else None
 
 
 def read(session: Session, target: str) -> tuple[str, str]:
@@ -294,19 +243,3 @@ def read(session: Session, target: str) -> tuple[str, str]:
                           hint="images published before basefactory wrote SBOMs have none:"
                           f" rebuild it (`basefactory images build {name} --upgrade`)")
     return tag, text
-
-
-def detach(registry: Registry, repository: str, subject_digest: str) -> int:
-    """Delete the referrers of an image that is being deleted (its SBOM, then the listing),
-    so garbage collection can take their blobs. How many manifests went."""
-    gone = 0
-    for entry in _referrers(registry, repository, subject_digest):
-        gone += registry.delete(repository, entry["digest"])
-    listing = registry.digest(repository, referrers_tag(subject_digest))
-    if listing is not None:
-        gone += registry.delete(repository, listing)
-    return gone
-
-
-def _sha(data: bytes) -> str:
-    return f"sha256:{hashlib.sha256(data).hexdigest()}"

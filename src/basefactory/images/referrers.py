@@ -1,0 +1,98 @@
+"""Artifacts that refer to an image (its SBOM), stored the OCI 1.1 way.
+
+The OCI 1.1 referrers model with the distribution spec's fallback for registries without
+the referrers API (the embedded distribution registry 2.8 is one): an artifact is a
+manifest with an `artifactType` whose `subject` is the image's manifest, and the tag
+`sha256-<image digest>` holds an image index listing the image's referrers, which is what
+`oras discover` and cosign read on such registries. Kept apart from the SBOM writer so the
+catalog, which only reads these, does not import cyclonedx and its schema validators.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from basefactory.adapters.registry_api import Registry
+from basefactory.plumbing.errors import BuildError
+
+SBOM_TYPE = "application/vnd.cyclonedx+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
+EMPTY = b"{}"
+
+
+def tag(digest: str) -> str:
+    """The distribution spec's fallback tag for the referrers of `digest`."""
+    return digest.replace(":", "-")
+
+
+def attach(registry: Registry, repository: str, subject_digest: str, data: bytes, *,
+           artifact_type: str, title: str) -> str:
+    """Push `data` as an artifact referring to the image, and list it under the referrers
+    tag (replacing an earlier artifact of the same type). Its manifest digest."""
+    subject = registry.descriptor(repository, subject_digest)
+    if subject is None:
+        raise BuildError(f"{repository}@{subject_digest} is not in the registry; its"
+                         f" {title} has nothing to refer to")
+    registry.push_blob(repository, EMPTY)
+    layer = registry.push_blob(repository, data)
+    manifest = {
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+        "config": {"mediaType": EMPTY_TYPE, "digest": _sha(EMPTY), "size": len(EMPTY)},
+        "layers": [{"mediaType": artifact_type, "digest": layer, "size": len(data),
+                    "annotations": {"org.opencontainers.image.title": title}}],
+        "subject": subject,
+        "annotations": {"org.opencontainers.image.created":
+                        datetime.now(UTC).isoformat(timespec="seconds")},
+    }
+    body = json.dumps(manifest, separators=(",", ":")).encode()
+    digest = registry.push_manifest(repository, _sha(body), body, OCI_MANIFEST)
+    others = [m for m in _referrers(registry, repository, subject_digest)
+              if m.get("artifactType") != artifact_type]
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        *others, {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(body),
+                  "artifactType": artifact_type, "annotations": manifest["annotations"]}]}
+    listing = json.dumps(index, separators=(",", ":")).encode()
+    registry.push_manifest(repository, tag(subject_digest), listing, OCI_INDEX)
+    return digest
+
+
+def _referrers(registry: Registry, repository: str, digest: str) -> list[dict[str, Any]]:
+    found = registry.manifest(repository, tag(digest))
+    return list(found.body.get("manifests") or []) if found is not None else []
+
+
+def fetch(registry: Registry, repository: str, reference: str, *,
+          artifact_type: str) -> bytes | None:
+    """The artifact of that type referring to REPOSITORY:REFERENCE (a tag or a digest);
+    None when none is stored."""
+    digest = reference if reference.startswith("sha256:") else \
+        registry.digest(repository, reference)
+    if digest is None:
+        return None
+    for entry in _referrers(registry, repository, digest):
+        if entry.get("artifactType") == artifact_type:
+            artifact = registry.manifest(repository, entry["digest"])
+            if artifact is not None and artifact.body.get("layers"):
+                return registry.blob(repository, artifact.body["layers"][0]["digest"])
+    return None
+
+
+def detach(registry: Registry, repository: str, subject_digest: str) -> int:
+    """Delete the referrers of an image that is being deleted (its SBOM, then the listing),
+    so garbage collection can take their blobs. How many manifests went."""
+    gone = 0
+    for entry in _referrers(registry, repository, subject_digest):
+        gone += registry.delete(repository, entry["digest"])
+    listing = registry.digest(repository, tag(subject_digest))
+    if listing is not None:
+        gone += registry.delete(repository, listing)
+    return gone
+
+
+def _sha(data: bytes) -> str:
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"
