@@ -74,9 +74,9 @@ def bench(report: Report) -> None:
     def build(context: Path, tag: str, *extra: str) -> None:
         run([docker, "build", "--network", "host", "-t", tag, *extra, str(context)])
 
-    # (a) cold: no build cache at all (BuildKit's cache pruned before each); ours pulls
-    # tts-deps from the registry first (the pull is counted), the naive one starts from
-    # the platform's base, already on the engine
+    # (a) cold: no build cache at all (BuildKit's cache pruned before each); ours resolves
+    # tts-deps's tag in the registry (counted) with its layers on the engine, the naive one
+    # starts from the platform's base, also on the engine
     naive_args = ("--build-arg", f"PIP_INDEX_URL={mirror}")
     # both FROM images' layers on the engine first (a runner that has the factory's images
     # cached): an earlier run may have left the engine empty, which is the next figure's

@@ -223,9 +223,7 @@ class Reader:
     def _sbom(self, repo: str, digest: str) -> str | None:
         found = self._sboms.get(digest)
         if found is None:
-            listing = self.registry.manifest(repo, referrers.tag(digest))
-            found = next((m["digest"] for m in (listing.body.get("manifests") or [])
-                          if m.get("artifactType") == SBOM_TYPE), None) if listing else None
+            found = referrers.find(self.registry, repo, digest, artifact_type=SBOM_TYPE)
             if found is not None:
                 self._sboms[digest] = found
         return found

@@ -74,12 +74,17 @@ def fetch(registry: Registry, repository: str, reference: str, *,
         registry.digest(repository, reference)
     if digest is None:
         return None
-    for entry in _referrers(registry, repository, digest):
-        if entry.get("artifactType") == artifact_type:
-            artifact = registry.manifest(repository, entry["digest"])
-            if artifact is not None and artifact.body.get("layers"):
-                return registry.blob(repository, artifact.body["layers"][0]["digest"])
+    found = find(registry, repository, digest, artifact_type=artifact_type)
+    artifact = registry.manifest(repository, found) if found is not None else None
+    if artifact is not None and artifact.body.get("layers"):
+        return registry.blob(repository, artifact.body["layers"][0]["digest"])
     return None
+
+
+def find(registry: Registry, repository: str, digest: str, *, artifact_type: str) -> str | None:
+    """The manifest digest of the artifact of that type referring to the image `digest`."""
+    return next((m["digest"] for m in _referrers(registry, repository, digest)
+                 if m.get("artifactType") == artifact_type), None)
 
 
 def detach(registry: Registry, repository: str, subject_digest: str) -> int:
