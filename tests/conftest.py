@@ -7,13 +7,11 @@ a test asks for them: unit tests use none.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from basefactory import services
-from basefactory.adapters.docker import detect_client
 from basefactory.config import Factory, load_factory
 from basefactory.images.service import ImageResult
 from basefactory.images.service import build_all as build_images
@@ -21,7 +19,7 @@ from basefactory.pipeline import Step, fit_published
 from basefactory.platforms.service import PlatformResult, ensure_platform
 from basefactory.session import Session
 from basefactory.wheels.service import build_all as build_wheels
-from tests.helpers import PLATFORM, docker_answers, port, require, wheelhouse, write_factory
+from tests.helpers import PLATFORM, docker_answers, forget_images, port, require, wheelhouse, write_factory
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -49,19 +47,6 @@ def running(factory: Factory) -> Iterator[Factory]:
     yield factory
     forget_images(factory)
     services.down(factory)
-
-
-def forget_images(factory: Factory) -> None:
-    """The session's images leave the engine with it (tens of GB over a run): every tag
-    under its registry's address and the dangling layers they leave. The build cache
-    stays, so the next session rebuilds from it."""
-    docker = detect_client(factory.config.engine.docker).path
-    refs = subprocess.run([docker, "images", "--format", "{{.Repository}}:{{.Tag}}"],
-                          capture_output=True, text=True).stdout.split()
-    mine = [r for r in refs if r.startswith(f"{factory.config.registry.address}/")]
-    if mine:
-        subprocess.run([docker, "image", "rm", "--force", *mine], capture_output=True)
-    subprocess.run([docker, "image", "prune", "--force"], capture_output=True)
 
 
 @pytest.fixture(scope="session")

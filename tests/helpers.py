@@ -15,6 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from basefactory.adapters.docker import detect_client
+from basefactory.config import Factory
+
 ROOT = Path(__file__).resolve().parents[1]
 PLATFORM = "cpu-py311-torch2.13"
 TORCH = "torch==2.13.0+cpu"
@@ -115,3 +118,18 @@ def write_pyproject(folder: Path, name: str, version: str, *,
         lines += ["[tool.setuptools]", f"packages = {json.dumps(list(packages))}"]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "pyproject.toml").write_text("\n".join(lines) + "\n")
+
+
+def forget_images(factory: Factory) -> None:
+    """The session's images leave the engine with it (tens of GB over a run): every tag
+    under its registry's address, the downstream images tests build (basefactory-test/)
+    and the dangling layers they leave. The build cache
+    stays, so the next session rebuilds from it."""
+    docker = detect_client(factory.config.engine.docker).path
+    refs = subprocess.run([docker, "images", "--format", "{{.Repository}}:{{.Tag}}"],
+                          capture_output=True, text=True).stdout.split()
+    mine = [r for r in refs if r.startswith((f"{factory.config.registry.address}/",
+                                              "basefactory-test/"))]
+    if mine:
+        subprocess.run([docker, "image", "rm", "--force", *mine], capture_output=True)
+    subprocess.run([docker, "image", "prune", "--force"], capture_output=True)

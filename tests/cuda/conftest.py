@@ -12,7 +12,7 @@ from basefactory import services
 from basefactory.config import Factory, load_factory
 from basefactory.platforms.service import PlatformResult, ensure_platform
 from basefactory.session import Session
-from tests.helpers import docker_answers, port, require, write_factory
+from tests.helpers import docker_answers, forget_images, port, require, write_factory
 
 CUDA = "cu130-py311-torch2.14"
 WHEELHOUSE = Path("/opt/pypi-more/files")
@@ -42,6 +42,7 @@ def session(factory: Factory) -> Iterator[Session]:
     services.up(factory)
     with Session(factory) as s:
         yield s
+    forget_images(factory)
     services.down(factory)
 
 

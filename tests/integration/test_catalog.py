@@ -70,6 +70,11 @@ def test_combos_link_to_the_tests_that_proved_them(client: TestClient) -> None:
     assert record["evidence"]["abi_audit"]["failures"] == []
     image = client.get(mas["proven_by"]["image_smoke"]).json()["data"]
     assert image["proofs"]["smoke"]["passed"] is True
+    # what tts-deps's own smoke command printed stands in its record (MAS ran in the
+    # image) and on its page
+    assert any(line.startswith("libsndfile ok, torch.Size([1, 4, 8])")
+               for line in image["proofs"]["smoke"]["evidence"]["output"]), image["proofs"]["smoke"]
+    assert "libsndfile ok, torch.Size([1, 4, 8])" in client.get("/images/tts-deps").text
     assert image["proofs"]["abi-audit"]["passed"] is True
     assert mas["proven_by"]["image_abi_audit"] == mas["proven_by"]["image_smoke"]
     # torchsort needs torch, which the lean tier does not have: its fit test installed it

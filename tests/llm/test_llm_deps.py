@@ -44,7 +44,7 @@ def test_llm_deps_builds_passes_its_smoke_and_audit_and_reaches_the_catalog(
         cell = views.image(catalog.snapshot, "llm-deps")["platforms"][CUDA]
         smoke = cell["proofs"]["smoke"]
         assert smoke["passed"] and Version(smoke["evidence"]["torch"]).public == "2.14.1"
-        assert any("vllm 0.33.0" in line for line in smoke["evidence"]["log_tail"]), smoke
+        assert any("vllm 0.33.0" in line for line in smoke["evidence"]["output"]), smoke
         audit = cell["proofs"]["abi-audit"]
         assert audit["passed"] and audit["evidence"]["modules"] > 150
         wheels = views.platform(catalog.snapshot, CUDA)["wheels"]

@@ -55,19 +55,25 @@ print("BASEFACTORY-SMOKE " + json.dumps({"imported": imported, "failed": failed,
 """
 
 
+OUTPUT_LINES = 10
+
+
 @dataclass(frozen=True)
 class SmokeResult:
     imported: list[str]
     torch: str | None
     size: int
     manifest: list[dict[str, Any]]
+    output: list[str]  # what the image's own smoke command printed, its last lines
+
 
     def proof(self, *, image: str, platform: str, inputs: str) -> Proof:
         # only a smoke test that passed returns a result: every failure raised TestFailed
         return Proof.new(Kind.SMOKE, Subject(platform=platform, image=image, image_digest=inputs),
                          inputs=inputs, passed=True,
                          evidence={"imported": self.imported, "torch": self.torch,
-                                   "size": self.size, "pip_check": "ok"})
+                                   "size": self.size, "pip_check": "ok",
+                                   "output": self.output})
 
 
 def smoke_test(
@@ -107,4 +113,7 @@ def smoke_test(
         raise TestFailed(f"{where} is {size / 1e6:.0f} MB, over its budget of {budget_mb} MB;"
                          " nothing was pushed",
                          hint="trim it, or raise size_budget_mb in its image.toml")
-    return SmokeResult(found["imported"], found["torch"], size, found["manifest"])
+    # the proof of what the smoke command ran is what it printed (the JSON line aside)
+    printed = [x for x in result.output.splitlines() if not x.startswith("BASEFACTORY-SMOKE ")]
+    return SmokeResult(found["imported"], found["torch"], size, found["manifest"],
+                       printed[-OUTPUT_LINES:] if command else [])
