@@ -123,8 +123,8 @@ def write_pyproject(folder: Path, name: str, version: str, *,
 def forget_images(factory: Factory) -> None:
     """The session's images leave the engine with it (tens of GB over a run): every tag
     under its registry's address, the downstream images tests build (basefactory-test/)
-    and the dangling layers they leave. The build cache
-    stays, so the next session rebuilds from it."""
+    and the dangling layers they leave. The build cache stays, so the next session
+    rebuilds from it."""
     docker = detect_client(factory.config.engine.docker).path
     refs = subprocess.run([docker, "images", "--format", "{{.Repository}}:{{.Tag}}"],
                           capture_output=True, text=True).stdout.split()

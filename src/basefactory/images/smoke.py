@@ -56,6 +56,9 @@ print("BASEFACTORY-SMOKE " + json.dumps({"imported": imported, "failed": failed,
 
 
 OUTPUT_LINES = 10
+# echoed before the image's own command, so that its record keeps what that command
+# printed and not pip check's line or the import checks' warnings
+COMMAND_MARK = "BASEFACTORY-SMOKE-COMMAND"
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,6 @@ class SmokeResult:
     size: int
     manifest: list[dict[str, Any]]
     output: list[str]  # what the image's own smoke command printed, its last lines
-
 
     def proof(self, *, image: str, platform: str, inputs: str) -> Proof:
         # only a smoke test that passed returns a result: every failure raised TestFailed
@@ -87,7 +89,7 @@ def smoke_test(
     script = ["set -e", f"python /smoke/smoke.py '{json.dumps(sorted(promised))}'",
               "python -m pip check"]
     if command:
-        script.append(step(command))
+        script += [f"echo {COMMAND_MARK}", step(command)]
     (folder / "smoke.sh").write_text("\n".join(script) + "\n")
     result = docker.run(ref, ["sh", "/smoke/smoke.sh"], volumes=[(folder, "/smoke", "ro")],
                         log_file=log_file, check=False, network="none")
@@ -113,7 +115,7 @@ def smoke_test(
         raise TestFailed(f"{where} is {size / 1e6:.0f} MB, over its budget of {budget_mb} MB;"
                          " nothing was pushed",
                          hint="trim it, or raise size_budget_mb in its image.toml")
-    # the proof of what the smoke command ran is what it printed (the JSON line aside)
-    printed = [x for x in result.output.splitlines() if not x.startswith("BASEFACTORY-SMOKE ")]
+    # the proof of what the smoke command ran is what it printed
+    printed = result.output.rpartition(f"{COMMAND_MARK}\n")[2].splitlines() if command else []
     return SmokeResult(found["imported"], found["torch"], size, found["manifest"],
-                       printed[-OUTPUT_LINES:] if command else [])
+                       printed[-OUTPUT_LINES:])
