@@ -40,31 +40,44 @@ def client(factory: Factory, *, timeout: float = 30.0) -> Registry:
     return Registry(factory.config.registry.base_url, timeout=timeout, auth=registry_auth(factory))
 
 
-def _write_htpasswd(path: Path, user: str, password: str) -> None:
-    """The htpasswd line for (user, password), rewritten only when the password changed
-    (bcrypt is slow on purpose, and a new salt would rewrite the file on every `up`)."""
+# The distribution registry checks the bcrypt hash on every request, with no cache: at
+# cost 10 that is ~90 ms a request here (a no-op publish makes dozens), at cost 4 ~1.5 ms.
+# The cost factor slows the guessing of weak passwords; the factory's generated secret is
+# 192 random bits, which no cost factor makes weaker or stronger. A password given through
+# the environment is the operator's: it gets the same cost, said in the README.
+BCRYPT_COST = 4
+
+
+def _write_htpasswd(path: Path, user: str, password: str) -> bool:
+    """The htpasswd line for (user, password), rewritten only when the password or the
+    cost changed (a new salt would rewrite the file on every `up`). True if rewritten."""
     import bcrypt  # only `up` needs it
 
     try:
         name, _, hashed = path.read_text().strip().partition(":")
-        if name == user and bcrypt.checkpw(password.encode(), hashed.encode()):
-            return
+        if name == user and hashed.startswith(f"$2b${BCRYPT_COST:02d}$") \
+                and bcrypt.checkpw(password.encode(), hashed.encode()):
+            return False
     except (FileNotFoundError, ValueError):
         pass
-    line = f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()}\n"
+    salt = bcrypt.gensalt(rounds=BCRYPT_COST)
+    line = f"{user}:{bcrypt.hashpw(password.encode(), salt).decode()}\n"
     fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(line)
     os.replace(path.with_suffix(".tmp"), path)
+    return True
 
 
-def write_config(factory: Factory) -> str:
+def write_config(factory: Factory) -> bool:
+    """The registry's configuration and htpasswd; True if the htpasswd was rewritten
+    (the registry reads it at start only)."""
     cfg = factory.config.registry
     directory = factory.state_dir / "registry"
     directory.mkdir(parents=True, exist_ok=True)
     auth = registry_auth(factory)
     assert auth is not None  # an embedded registry always has its password
-    _write_htpasswd(directory / "htpasswd", *auth)
+    rehashed = _write_htpasswd(directory / "htpasswd", *auth)
     config = {
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}},
@@ -76,9 +89,13 @@ def write_config(factory: Factory) -> str:
         "http": {"addr": f"{cfg.host}:{cfg.port}"},
         "auth": {"htpasswd": {"realm": "basefactory", "path": str(directory / "htpasswd")}},
     }
-    path = directory / "config.yml"
+    path = config_path(factory)
     path.write_text(json.dumps(config, indent=2) + "\n")  # JSON is valid YAML
-    return str(path)
+    return rehashed
+
+
+def config_path(factory: Factory) -> Path:
+    return factory.state_dir / "registry" / "config.yml"
 
 
 def process(factory: Factory) -> ManagedProcess:
@@ -86,16 +103,18 @@ def process(factory: Factory) -> ManagedProcess:
         binary = _binary()
     except ServiceError:
         binary = BINARIES[0]
-    return ManagedProcess("registry", [binary, "serve", str(factory.state_dir / "registry" /
-                                                              "config.yml")], factory.state_dir)
+    return ManagedProcess("registry", [binary, "serve", str(config_path(factory))],
+                          factory.state_dir)
 
 
 def ensure(factory: Factory) -> None:
     registry = client(factory)
     _binary()
-    write_config(factory)  # before the ping: it also rewrites a changed password's hash
+    # before the ping: it also rewrites a changed password's (or an old cost's) hash
+    rehashed = write_config(factory)
     proc = process(factory)
-    if registry.ping() and registry.ping_status(anonymous=True) == 401:
+    if registry.ping() and registry.ping_status(anonymous=True) == 401 and not (
+            rehashed and proc.pid() is not None):
         return
     if proc.pid() is not None:
         # ours, but started without auth (before it existed) or with another password
@@ -119,7 +138,8 @@ def garbage_collect(factory: Factory) -> None:
     embedded registry stopped: a push during it could lose a blob it just uploaded."""
     was_running = process(factory).stop()
     try:
-        cmd.run([_binary(), "garbage-collect", write_config(factory)], echo=False,
+        write_config(factory)
+        cmd.run([_binary(), "garbage-collect", str(config_path(factory))], echo=False,
                 hint="read the registry's message above; its data stays as it was")
     finally:
         if was_running:
