@@ -21,6 +21,9 @@ from basefactory.config import Factory
 ROOT = Path(__file__).resolve().parents[1]
 PLATFORM = "cpu-py311-torch2.13"
 TORCH = "torch==2.13.0+cpu"
+# the NGC-shaped platform: standins/ngc-pytorch's image, pushed to the test registry
+NGC = "ngc-25.10-cpu"
+NGC_REPOSITORY = "mirror/nvcr.io/nvidia/pytorch:25.10-py3-cpu-standin"
 
 
 def in_ci() -> bool:
@@ -99,6 +102,12 @@ def write_factory(root: Path, *, index_port: int, registry_port: int, extra: str
         [platforms."{PLATFORM}".bootstrap]
         torch = "{TORCH}"
         wheelhouse = "{house}"
+        # made by standins/ngc-pytorch/build.py when a test asks for it (tests/integration/
+        # test_ngc.py); not enabled, so publishes of the whole factory leave it alone
+        [platforms."{NGC}"]
+        description = "NGC stand-in"
+        image = "127.0.0.1:{registry_port}/{NGC_REPOSITORY}"
+        enabled = false
     """) + textwrap.dedent(extra))
     for folder in ("index", "recipes", "images"):
         if (ROOT / folder).is_dir() and not (root / folder).exists():

@@ -33,7 +33,8 @@ def distributions():
     found = {}
     for dist in md.distributions():
         name = dist.metadata["Name"]
-        if not name:
+        # the first on sys.path is the one that imports (a system Python may hold two)
+        if not name or canon(name) in found:
             continue
         size = 0
         for f in dist.files or []:

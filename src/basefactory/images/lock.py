@@ -48,18 +48,27 @@ def python_platform(arch: str, glibc: str) -> str:
 
 
 def inputs_digest(image: ImageDef, parent: dict[str, str], pins: dict[str, str],
-                  python: str, target: str) -> str:
-    return digest.of(sorted(image.requirements), sorted(parent.items()), sorted(pins.items()),
-                     python, target)
+                  python: str, target: str, excludes: frozenset[str] = frozenset()) -> str:
+    parts: list[object] = [sorted(image.requirements), sorted(parent.items()),
+                           sorted(pins.items()), python, target]
+    if excludes:  # absent for every base an index fully serves: their locks stay as they are
+        parts.append(sorted(excludes))
+    return digest.of(*parts)
 
 
 def lock_image(
     image: ImageDef, *, platform: str, images_dir: Path, parent: dict[str, str],
     pins: dict[str, str], index_url: str, python: str, target: str, upgrade: bool = False,
-    write: bool = True,
+    write: bool = True, installed_only: frozenset[str] = frozenset(),
 ) -> Lock:
+    """`installed_only`: the parent's distributions that no index serves at the installed
+    version (NVIDIA's pre-release torch). They are left out of the resolution (uv's
+    --excludes): what requires them is taken as satisfied by the parent, and nothing can
+    replace them. That their versions satisfy those requirements, `pip check` proves in the
+    image's smoke test, before anything is pushed."""
     path = images_dir / image.name / "locks" / f"{platform}.txt"
-    wanted = inputs_digest(image, parent, pins, python, target)
+    excludes = frozenset(installed_only) & set(parent)
+    wanted = inputs_digest(image, parent, pins, python, target, excludes)
     if path.exists() and not upgrade:
         text = path.read_text()
         if f"inputs={wanted}" in text.split("\n", 1)[0]:
@@ -70,11 +79,15 @@ def lock_image(
                        "".join(f"{n}=={v}\n" for n, v in sorted(pins.items())))
         con = Path(tmp) / "constraints.txt"
         con.write_text("".join(f"{n}=={v}\n" for n, v in sorted(parent.items())
-                               if n not in UNCONSTRAINED))
+                               if n not in UNCONSTRAINED and n not in excludes))
         out = Path(tmp) / "compiled.txt"
+        exclude_args: list[str] = []
+        if excludes:
+            (Path(tmp) / "excludes.txt").write_text("".join(f"{n}\n" for n in sorted(excludes)))
+            exclude_args = ["--excludes", str(Path(tmp) / "excludes.txt")]
         result = network.retrying(lambda: cmd.run(
             [beside_python("uv"), "pip", "compile", str(req), "--constraint", str(con),
-             "--output-file", str(out),
+             *exclude_args, "--output-file", str(out),
              "--index-url", index_url, "--python-version", python, "--python-platform", target,
              "--generate-hashes", "--no-header", "--no-annotate", "--quiet"],
             check=False, echo=False, env={"UV_NO_CONFIG": "1", "UV_HTTP_TIMEOUT": "300"},

@@ -12,7 +12,8 @@ def python_distributions():
     for dist in md.distributions():
         meta = dist.metadata
         name = meta["Name"]
-        if not name:
+        # the first on sys.path is the one that imports (a system Python may hold two)
+        if not name or name.lower() in rows:
             continue
         classifiers = [c.split(" :: ")[-1] for c in meta.get_all("Classifier") or []
                        if c.startswith("License :: ")]

@@ -167,7 +167,7 @@ def plan_image(session: Session, image: ImageDef, platform: str, parent: Parent,
                       parent=parent.installed, pins=pins, index_url=index_url,
                       python=".".join(fp.python.split(".")[:2]),
                       target=python_platform(fp.arch, fp.glibc), upgrade=upgrade,
-                      write=write_lock)
+                      write=write_lock, installed_only=frozenset(fp.unindexed))
     dockerfile = render(image, parent.ref, has_lock=bool(lock.entries),
                         has_wheels=bool(wheel_lines))
     inputs = digest.of(parent.input_digest, lock.text, sorted(wheel_lines), dockerfile,

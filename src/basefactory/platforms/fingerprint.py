@@ -23,6 +23,17 @@ class Fingerprint(BaseModel):
     probed_at: str
     slim_image: str | None = None  # the platform's Python without torch, if it has one
     slim_distributions: dict[str, str] = {}
+    # where the base's Python keeps its packages: a venv the factory made (bootstrapped), or
+    # a system Python's dist-packages (NVIDIA's PyTorch images)
+    python_executable: str = ""
+    site_packages: str = ""
+    in_venv: bool = True
+    # the pins of the base's own pip constraint file(s) ($PIP_CONSTRAINT: NGC from 25.03)
+    pip_constraints: dict[str, str] = {}
+    # the base's distributions that its index does not serve at the installed version
+    # (NVIDIA's pre-release builds, 2.13.0a0+<commit>.nv25.10): resolvers must take them as
+    # installed, never fetch them; set by ensure_platform from the index
+    unindexed: dict[str, str] = {}
 
     @property
     def torch_installed(self) -> str:
@@ -37,9 +48,10 @@ class Fingerprint(BaseModel):
         return local_label(self.torch, self.cuda)
 
     def constraints(self) -> str:
-        """pip/uv constraints: nothing the base ships is ever reinstalled or upgraded."""
-        return "".join(f"{name}=={version}\n" for name, version in sorted(
-            self.distributions.items()))
+        """pip/uv constraints: nothing the base ships is ever reinstalled or upgraded, and
+        what the base's own constraint file pins (and it does not ship) keeps that pin."""
+        pins = {**self.pip_constraints, **self.distributions}
+        return "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
 
 
 def local_label(torch: str, cuda: str | None) -> str:
@@ -51,21 +63,36 @@ def local_label(torch: str, cuda: str | None) -> str:
 # Lists the distributions of a torch-free image (the slim tier).
 DISTRIBUTIONS_SCRIPT = r"""
 import importlib.metadata as md, json, re
-print(json.dumps({re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version
-                  for d in md.distributions() if d.metadata["Name"]}))
+found = {}
+for d in md.distributions():
+    if d.metadata["Name"]:
+        found.setdefault(re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(), d.version)
+print(json.dumps(found))
 """
 
 
 # Runs inside the base with its own python; prints one JSON document. Only the standard
 # library and torch: a base need not have anything else.
 PROBE_SCRIPT = r"""
-import importlib.metadata as md, json, platform, re, sys
+import importlib.metadata as md, json, os, platform, re, sys
 import torch
 def canon(n): return re.sub(r"[-_.]+", "-", n).lower()
+pins = {}
+for path in os.environ.get("PIP_CONSTRAINT", "").split():
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        continue
+    for line in lines:
+        m = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*===?\s*([^\s;#]+)", line)
+        if m:
+            pins.setdefault(canon(m.group(1)), m.group(2))
 dists = {}
 for d in md.distributions():
     name = d.metadata["Name"]
-    if name:
+    # the first on sys.path is the one that imports: a system Python may hold two copies
+    # (Debian's setuptools in /usr/lib/python3, pip's newer one in /usr/local)
+    if name and canon(name) not in dists:
         dists[canon(name)] = d.version
 print(json.dumps({
     "python": platform.python_version(),
@@ -76,5 +103,9 @@ print(json.dumps({
     "glibc": platform.libc_ver()[1],
     "arch": platform.machine(),
     "distributions": dists,
+    "python_executable": sys.executable,
+    "site_packages": os.path.dirname(os.path.dirname(torch.__file__)),
+    "in_venv": sys.prefix != sys.base_prefix,
+    "pip_constraints": pins,
 }))
 """

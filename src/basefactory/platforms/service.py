@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from basefactory.platforms import store
 from basefactory.platforms.build import BaseImage, build_platform, push_base
 from basefactory.platforms.fingerprint import Fingerprint
-from basefactory.platforms.probe import probe
+from basefactory.index.layout import platform_index
+from basefactory.platforms.probe import probe, unindexed
 from basefactory.plumbing import log
 from basefactory.refs import repository
 from basefactory.session import Session
@@ -28,7 +29,8 @@ def ensure_platform(session: Session, name: str) -> PlatformResult:
     probed = known is None or known.base_digest != base.image_id
     if probed:
         with log.step(f"probe {base.ref}"):
-            fingerprint = probe(session.docker, name, base.ref, base.slim_ref)
+            fingerprint = _with_unindexed(session, probe(session.docker, name, base.ref,
+                                                         base.slim_ref))
             store.save(factory, session.devpi, fingerprint)
     else:
         assert known is not None
@@ -47,7 +49,16 @@ def probe_platform(session: Session, name: str) -> Fingerprint:
     if session.docker.image_id(ref) is None:
         return ensure_platform(session, name).fingerprint
     slim = slim_ref(session.factory, name)
-    fingerprint = probe(session.docker, name, ref,
-                        slim if session.docker.image_id(slim) is not None else None)
+    fingerprint = _with_unindexed(session, probe(
+        session.docker, name, ref, slim if session.docker.image_id(slim) is not None else None))
     store.save(session.factory, session.devpi, fingerprint)
     return fingerprint
+
+
+def _with_unindexed(session: Session, fingerprint: Fingerprint) -> Fingerprint:
+    found = unindexed(session.devpi, platform_index(session.factory, fingerprint.platform),
+                      fingerprint.distributions)
+    if found:
+        log.detail("installed in the base, served by no index (taken as installed by every"
+                   " resolver): " + ", ".join(f"{n} {v}" for n, v in found.items()))
+    return fingerprint.model_copy(update={"unindexed": found})
