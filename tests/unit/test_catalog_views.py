@@ -237,3 +237,43 @@ def test_an_image_without_a_stored_sbom_says_so() -> None:
         views.sbom_of(s, "tts-deps", P)
     with pytest.raises(views.NotFound, match="not published for platform"):
         views.sbom_of(s, "tts-deps", "gpu")
+
+
+def test_a_platform_with_nothing_published_has_no_install_line() -> None:
+    s = snapshot()
+    gpu = next(p for p in views.platforms(s) if p["name"] == "gpu")
+    assert gpu["published"] is False and gpu["index_url"] is None and gpu["pip"] is None
+    assert views.overview(s)["unpublished"] == ["gpu"]
+    data = views.platform(s, "gpu")
+    assert data["uv"] is None and data["uv_pip"] is None
+
+
+def test_a_system_python_platform_gets_uv_pip_install_system() -> None:
+    s = snapshot()
+    s.platforms["ngc"] = {"torch": "2.13.0a0+cf30153c4c.nv25.10", "in_venv": False,
+                          "site_packages": "/usr/local/lib/python3.11/dist-packages",
+                          "unindexed": {"torch": "2.13.0a0+cf30153c4c.nv25.10"}}
+    data = views.platform(s, "ngc")
+    assert data["python_kind"] == "system Python"
+    # a pyproject source for torch would point at an index that has no NVIDIA torch
+    assert data["uv"] is None
+    assert data["uv_pip"] == ("uv pip install --system --index-url"
+                              " http://idx:3141/factory/ngc/+simple/ PACKAGE")
+    assert views.platform(s, P)["uv"] is not None  # a venv platform keeps its pyproject lines
+
+
+def test_the_pages_offer_pip_lines_only_for_published_platforms() -> None:
+    from fastapi.testclient import TestClient
+
+    from basefactory.catalog.app import create_app
+    from basefactory.catalog.state import Catalog
+
+    catalog = Catalog(reader=None)  # type: ignore[arg-type]  # never refreshed here
+    catalog.snapshot, catalog.version = snapshot(), 1
+    client = TestClient(create_app(catalog))
+    page = client.get("/").text
+    assert f"/factory/{P}/+simple/" in page and "/factory/gpu/+simple/" not in page
+    assert "Declared, nothing published yet" in page
+    gpu = client.get("/platforms/gpu").text
+    assert "Nothing published for this platform yet" in gpu
+    assert "/factory/gpu/+simple/ PACKAGE" not in gpu

@@ -24,15 +24,27 @@ class BadRequest(Exception):
 def platforms(s: Snapshot) -> list[dict[str, Any]]:
     rows = []
     for name, fp in s.platforms.items():
+        index_url = f"{s.index}/factory/{name}/+simple/"
+        system = fp.get("in_venv") is False
         rows.append({
             "name": name,
-            "probed": bool(fp),
+            # a platform is published once its base was probed and pushed: before that its
+            # index holds nothing of its own, and the catalog offers no install line for it
+            "probed": bool(fp), "published": bool(fp),
+            "python_kind": ("system Python" if system else "venv") if fp else None,
+            "site_packages": fp.get("site_packages"),
+            "unindexed": fp.get("unindexed") or {},
             "python": fp.get("python"), "python_tag": fp.get("python_tag"),
             "torch": fp.get("torch"), "cuda": fp.get("cuda"), "cxx11_abi": fp.get("cxx11_abi"),
             "glibc": fp.get("glibc"), "arch": fp.get("arch"),
             "base_image": fp.get("base_image"), "base_digest": fp.get("base_digest"),
             "distributions": len(fp.get("distributions") or {}),
-            "index_url": f"{s.index}/factory/{name}/+simple/",
+            "index_url": index_url if fp else None,
+            "pip": f"pip install --index-url {index_url} PACKAGE" if fp else None,
+            # uv does not read PIP_CONSTRAINT, and into a system Python it installs only with
+            # --system (seed 001: without it, uv made a venv and reinstalled torch there)
+            "uv_pip": (f"uv pip install --system --index-url {index_url} PACKAGE" if system
+                       else f"uv pip install --index-url {index_url} PACKAGE") if fp else None,
             "wheels": sum(1 for w in s.wheels if w.platform == name),
             "images": sorted(i for i, cells in s.images.items() if name in cells),
         })
@@ -46,11 +58,14 @@ def platform(s: Snapshot, name: str) -> dict[str, Any]:
     fp = s.platforms[name]
     projects = sorted({w.project for w in s.wheels if w.platform in (name, None)},
                       key=str.lower)
+    # a project's pyproject.toml takes torch from the platform's index: right for a venv
+    # platform, whose index serves its torch; a system-Python base (NGC) has a torch no
+    # index serves, and what installs into it is `uv pip install --system` (uv_pip)
+    uv = (uv_config(name, row["index_url"], projects)
+          if row["published"] and row["python_kind"] == "venv" else None)
     return {**row, "fingerprint": fp,
             "wheels": [wheel_row(s, w) for w in s.wheels if w.platform in (name, None)],
-            "pip": f"pip install --index-url {row['index_url']} PACKAGE",
-            "uv": uv_config(name, row["index_url"], projects),
-            "matrix": matrix(s, name)}
+            "uv": uv, "matrix": matrix(s, name)}
 
 
 def uv_config(platform_name: str, index_url: str, projects: list[str]) -> str:
@@ -303,6 +318,8 @@ def matrix(s: Snapshot, platform_name: str) -> dict[str, Any]:
 
 def overview(s: Snapshot) -> dict[str, Any]:
     return {"platforms": s.platform_names,
+            # declared in factory.toml, nothing published: listed apart, with no pip line
+            "unpublished": [p for p in s.platform_names if not s.platforms[p]],
             "rows": [{"image": i["name"], "description": i["description"],
                       "cells": [i["platforms"].get(p) for p in s.platform_names]}
                      for i in images(s)],
