@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # docker-compose (Compose v1, Debian's): the test that runs examples/compose.
 APT_PACKAGES ?= docker.io docker-registry debootstrap git ca-certificates chromium gcc binutils pigz docker-compose
 
-.PHONY: setup up down demo test test-unit test-cuda cuda tts llm test-llm vllm-source bench lint status clean
+.PHONY: setup up down demo test test-unit test-cuda cuda tts llm test-llm vllm-source ngc-standin ngc-cpu ngc bench lint status clean
 
 setup: $(VENV)/.installed
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -93,6 +93,25 @@ PLATFORM ?= $(CUDA_PLATFORM)
 vllm-source: setup
 	$(BF) up
 	$(BF) wheels build vllm-source --platform $(PLATFORM)
+
+# NVIDIA's PyTorch image as a site mirrors it: here the factory's stand-in (standins/
+# ngc-pytorch: system Python, torch relabelled 2.13.0a0+<commit>.nv25.10, PIP_CONSTRAINT),
+# pushed to this factory's registry under mirror/nvcr.io/nvidia/pytorch. `make test` runs
+# the CPU variant (tests/integration/test_ngc.py); these run it in this factory.
+ngc-standin: setup
+	$(BF) up
+	$(VENV)/bin/python standins/ngc-pytorch/build.py
+
+ngc-cpu: ngc-standin
+	$(BF) publish --platform ngc-25.10-cpu --only torchsort --only cuda-deps
+
+# The CUDA variant end to end: torch 2.14.1 (CUDA 13) relabelled 2.14.0a0+<commit>.nv25.10
+# with the CUDA toolkit under /usr/local/cuda, torchsort's CUDA kernel compiled against it,
+# cuda-deps on it. Heavy (~9 GB base); timed in bench/results.md.
+ngc: setup
+	$(BF) up
+	$(VENV)/bin/python standins/ngc-pytorch/build.py --cuda
+	$(BF) publish --platform ngc-25.10 --only torchsort --only cuda-deps
 
 test-unit: setup
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
