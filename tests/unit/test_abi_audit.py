@@ -79,7 +79,7 @@ def test_each_defect_is_named_and_a_clean_module_passes(site: Path) -> None:
         ("pkg/driver.so", "libcuda.so.1")]
     # ... after its symbols were checked statically: cuInit is the driver's, nothing else
     assert report.host_provided[0]["static_check"] == {
-        "unresolved": [], "needs_host": ["libcuda.so.1"], "symbols": 1}
+        "unresolved": [], "needs_host": ["libcuda.so.1"], "missing": [], "symbols": 1}
     assert not report.passed
     with pytest.raises(TestFailed) as caught:
         require_clean(report, "image x on p", refused="nothing was pushed")
@@ -147,3 +147,62 @@ def test_a_child_inherits_its_parents_allowances(tmp_path: Path) -> None:
     assert [a.module for a in images["child"].audit.allow] == ["nvidia/*", "numba/*"]
     assert [a.module for a in images["base-img"].audit.allow] == ["nvidia/*"]
     assert images["other"].audit.allow == ()
+
+
+@pytest.fixture(scope="module")
+def driver_linked(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Modules that need the driver's libcuda (so dlopen stops there and the static check
+    decides), each with a defect dlopen would meet on a GPU host:
+    gone/driver_gone.so   also needs libgone.so.1, which the image lacks;
+    later/driver_g2.so    calls g2, defined only by a library that an earlier, unrelated
+                          module (first/neighbour.so) has mapped with RTLD_LOCAL."""
+    root = tmp_path_factory.mktemp("driver")
+    libs = root / "libs"
+    libs.mkdir()
+    (root / "cuda.c").write_text("int cuInit(unsigned f) { return 0; }\n")
+    (root / "gone.c").write_text("int gone(void) { return 3; }\n")
+    (root / "neigh.c").write_text("int g2(void) { return 4; }\n")
+    gcc("-o", str(libs / "libcuda.so.1"), str(root / "cuda.c"), "-Wl,-soname,libcuda.so.1")
+    gcc("-o", str(libs / "libgone.so.1"), str(root / "gone.c"), "-Wl,-soname,libgone.so.1")
+    for folder in ("gone", "first", "later"):
+        (root / folder).mkdir()
+    # the neighbour ships its library beside it and finds it through its RUNPATH
+    gcc("-o", str(root / "first" / "libneigh.so.1"), str(root / "neigh.c"),
+        "-Wl,-soname,libneigh.so.1")
+    (root / "neighbour.c").write_text("extern int g2(void); int n(void) { return g2(); }\n")
+    gcc("-o", str(root / "first" / "neighbour.so"), str(root / "neighbour.c"),
+        f"-L{root / 'first'}", "-l:libneigh.so.1", "-Wl,-rpath,$ORIGIN")
+    (root / "driver_gone.c").write_text(
+        "extern int cuInit(unsigned); extern int gone(void);"
+        " int k(void) { return cuInit(0) + gone(); }\n")
+    # libcuda first: dlopen reports the first library it cannot open, the host's
+    gcc("-o", str(root / "gone" / "driver_gone.so"), str(root / "driver_gone.c"),
+        f"-L{libs}", "-l:libcuda.so.1", "-l:libgone.so.1")
+    (root / "driver_g2.c").write_text(
+        "extern int cuInit(unsigned); extern int g2(void); int k(void) { return cuInit(0) + g2(); }\n")
+    # linked with -z undefs: g2 is left for the loader, as a module that counts on
+    # another having loaded its provider would be
+    gcc("-o", str(root / "later" / "driver_g2.so"), str(root / "driver_g2.c"),
+        f"-L{libs}", "-l:libcuda.so.1")
+    return root
+
+
+def test_a_driver_module_that_needs_a_missing_ordinary_library_fails(driver_linked: Path) -> None:
+    report = run("--path", str(driver_linked / "gone"))
+    [failure] = report.failures
+    assert failure["module"] == "driver_gone.so" and failure["library"] == "libgone.so.1"
+    assert failure["static_check"]["missing"] == ["libgone.so.1"]
+    assert failure["static_check"]["needs_host"] == ["libcuda.so.1"]
+    assert report.host_provided == []
+    with pytest.raises(TestFailed, match="driver_gone.so: missing library libgone.so.1"):
+        require_clean(report, "x", refused="nothing was pushed")
+
+
+def test_the_static_verdict_does_not_depend_on_what_loaded_before(driver_linked: Path) -> None:
+    alone = run("--path", str(driver_linked / "later"))
+    after = run("--path", str(driver_linked / "first"), "--path", str(driver_linked / "later"))
+    for report in (alone, after):
+        failed = {f["module"]: f for f in report.failures}
+        assert failed["driver_g2.so"]["symbol"] == "g2", report.failures
+    # the neighbour itself loads (its library is beside it)
+    assert "neighbour.so" not in {f["module"] for f in after.failures}

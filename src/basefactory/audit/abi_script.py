@@ -12,12 +12,15 @@ some packages load their shared objects in an order of their own. What still fai
 reported with the distribution that installed it. A library the NVIDIA container runtime
 injects from the host (libcuda, libnvidia-ml, ...) is listed as host-provided, not a
 failure; but dlopen stops at that missing library before it binds a single symbol, so such
-a module is then checked statically: every undefined symbol of its ELF dynamic symbol
-table must be defined by a library it needs (found as the loader would: RPATH/RUNPATH,
-LD_LIBRARY_PATH, what the process has loaded, ld.so.cache, the system folders, and their
-own needs), by the interpreter, or be the host library's own API (cu*, nvml*). One that
-is not is reported as undefined, exactly as dlopen would on a GPU host. (Symbol versions
-are not compared.) Each module loads in a worker process; a worker that crashes is replaced and the
+a module is then checked statically: every library it needs must be found (as the loader
+would: RPATH/RUNPATH, LD_LIBRARY_PATH, what the worker had loaded once torch was imported,
+ld.so.cache, the system folders, and their own needs), or be one the runtime mounts; any
+other missing library fails it as dlopen would on a GPU host. Every undefined symbol of
+its ELF dynamic symbol table must be defined by its own dependency closure, by the
+interpreter or torch's libraries (what every module sees: the worker's state right after
+`import torch`, never what earlier modules left mapped, so no verdict depends on the
+order modules were loaded), or be the host library's own API (cu*, nvml*). One that is not
+is reported as undefined. (Symbol versions are not compared.) Each module loads in a worker process; a worker that crashes is replaced and the
 module it was loading is reported as crashed.
 
     python abi_script.py [--dist NAME]... [--path DIR]... [--no-site]
@@ -169,12 +172,14 @@ def exported_by(libraries):
 
 
 def static_check(path, loaded, cache):
-    """The undefined symbols of `path` that nothing it would load defines, and the
-    host-provided libraries it needs (found nowhere here)."""
+    """The undefined symbols of `path` that nothing it would load defines, the
+    host-provided libraries it needs, and the other libraries it needs that are found
+    nowhere here. `loaded`: what every module sees (the worker right after import torch)."""
     origin = os.path.dirname(path)
     available = set(exported_by(frozenset(loaded.values())))
     needed, rpath, runpath, _, undefined = elf_dynamic(path)
-    host, seen, queue = [], set(), [(n, rpath, runpath, origin) for n in needed]
+    host, missing, seen = [], [], set()
+    queue = [(n, rpath, runpath, origin) for n in needed]
     env_dirs = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
     while queue:
         name, rp, rup, org = queue.pop()
@@ -189,7 +194,7 @@ def static_check(path, loaded, cache):
             (os.path.join(d, name) for d in SYSTEM_DIRS if os.path.isfile(os.path.join(d, name))),
             None)
         if found is None:
-            host.append(name)
+            (host if HOST_PROVIDED.match(name) else missing).append(name)
             continue
         try:
             lib_needed, lib_rp, lib_rup, lib_defined, _ = elf_dynamic(found)
@@ -198,7 +203,7 @@ def static_check(path, loaded, cache):
         available |= lib_defined
         queue += [(n, lib_rp, lib_rup, os.path.dirname(found)) for n in lib_needed]
     unresolved = sorted(s for s in undefined - available if not HOST_API.match(s))
-    return {"unresolved": unresolved, "needs_host": sorted(host),
+    return {"unresolved": unresolved, "needs_host": sorted(host), "missing": sorted(missing),
             "symbols": len(undefined)}
 
 
@@ -208,6 +213,9 @@ def worker():
 
     with contextlib.suppress(Exception):
         import torch  # noqa: F401  (see the module docstring)
+    # what every module's static check resolves against: fixed here, before any module
+    # (or a package imported for a second chance) maps anything of its own
+    baseline = loaded_libraries()
     cache = None
     for line in sys.stdin:
         path, package = json.loads(line)
@@ -222,7 +230,7 @@ def worker():
         if missing and HOST_PROVIDED.match(missing.group(1)):
             cache = ld_cache() if cache is None else cache
             try:
-                static = static_check(path, loaded_libraries(), cache)
+                static = static_check(path, baseline, cache)
             except (OSError, ValueError) as exc:
                 static = {"error": str(exc)}
         print(json.dumps({"path": path, "error": error, "static": static}), flush=True)
@@ -301,7 +309,15 @@ def audit(dists, extra, site=True):
         static = statics.get(path)
         if row.get("host_provided") and static is not None:
             row["static_check"] = static
-            if static.get("unresolved") or "error" in static:
+            if static.get("missing"):
+                # a library no runtime mounts: on a GPU host dlopen stops at it
+                row["host_provided"] = False
+                row["library"] = static["missing"][0]
+                row["error"] = (f"{row['library']}: cannot open shared object file (checked"
+                                f" statically: missing {', '.join(static['missing'])}; the"
+                                f" module also needs {', '.join(static['needs_host'])},"
+                                " the host's)")
+            elif static.get("unresolved") or "error" in static:
                 # what dlopen would say on a host with the driver
                 row["host_provided"] = False
                 row["symbol"] = (static.get("unresolved") or ["?"])[0]
