@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from basefactory.audit.abi import SCRIPT, AbiReport, parse, require_clean
+from basefactory.audit.allow import AllowedModule
 from basefactory.plumbing.errors import TestFailed
 
 SYMBOL = "_ZN3c106detail23torchInternalAssertFailEPKcS2_jS2_RKSs"
@@ -111,16 +112,42 @@ def test_only_the_named_distribution_is_audited() -> None:
     assert parsed is not None and parsed.modules >= 1 and parsed.passed
 
 
+def allow(module: str, reason: str, *, library: tuple[str, ...] = (),
+          symbol: tuple[str, ...] = ()) -> AllowedModule:
+    return AllowedModule(module=module, library=library, symbol=symbol, reason=reason)
+
+
 def test_an_allowed_module_is_recorded_with_its_reason_not_dropped(site: Path) -> None:
-    report = run("--path", str(site)).allowing([("pkg/crash*", "a test module that aborts")])
+    report = run("--path", str(site)).allowing([
+        allow("pkg/needs*", "an optional backend, not installed", library=("libbfmissing.so.*",))])
     assert {f["module"] for f in report.failures} == {
-        "pkg/undef.so", "pkg/driver_bad.so", "pkg/needs.cpython-311-x86_64-linux-gnu.so"}
+        "pkg/undef.so", "pkg/driver_bad.so", "pkg/crash.so"}
     (allowed,) = report.allowed
-    assert allowed["module"] == "pkg/crash.so"
-    assert allowed["allowed_because"] == "a test module that aborts"
+    assert allowed["module"] == "pkg/needs.cpython-311-x86_64-linux-gnu.so"
+    assert allowed["allowed_because"] == "an optional backend, not installed"
     assert report.evidence()["allowed"] == [allowed]
-    everything = report.allowing([("pkg/*", "all of them, for this test")])
-    assert everything.passed and len(everything.allowed) == 4
+    everything = report.allowing([allow("pkg/*", "any library or symbol, for this test",
+                                        library=("*",), symbol=("*",))])
+    # a crash is never allowed: an allowance names a library or a symbol, not "anything"
+    assert [f["module"] for f in everything.failures] == ["pkg/crash.so"]
+    assert len(everything.allowed) == 3
+
+
+def test_an_allowed_module_failing_for_another_reason_still_fails(site: Path) -> None:
+    """An allowance for "libbfmissing is not installed" does not hide the same files
+    failing with an undefined torch symbol (an ABI break), nor another missing library."""
+    report = run("--path", str(site))
+    expecting_a_library = [allow("pkg/*", "an optional backend, not installed",
+                                 library=("libbfmissing.so.1",))]
+    after = report.allowing(expecting_a_library)
+    failed = {f["module"]: f for f in after.failures}
+    assert failed["pkg/undef.so"]["symbol"] == SYMBOL
+    assert failed["pkg/driver_bad.so"]["symbol"] == SYMBOL
+    assert [a["module"] for a in after.allowed] == ["pkg/needs.cpython-311-x86_64-linux-gnu.so"]
+    another_library = report.allowing([allow("pkg/needs*", "a different optional backend",
+                                             library=("libother.so.*",))])
+    assert "pkg/needs.cpython-311-x86_64-linux-gnu.so" in {
+        f["module"] for f in another_library.failures}
 
 
 def test_an_allow_entry_needs_a_reason(tmp_path: Path) -> None:
@@ -129,8 +156,14 @@ def test_an_allow_entry_needs_a_reason(tmp_path: Path) -> None:
 
     folder = tmp_path / "img"
     folder.mkdir()
-    (folder / "image.toml").write_text('size_budget_mb = 100\n[[audit.allow]]\nmodule = "x*"\n')
+    (folder / "image.toml").write_text('size_budget_mb = 100\n[[audit.allow]]\nmodule = "x*"\n'
+                                       'library = "libx.so.1"\n')
     with pytest.raises(ConfigError, match=r"audit\.allow\.0\.reason"):
+        load_image(folder)
+    # and what it expects to be missing: an allowance without it would hide any failure
+    (folder / "image.toml").write_text('size_budget_mb = 100\n[[audit.allow]]\nmodule = "x*"\n'
+                                       'reason = "an optional backend"\n')
+    with pytest.raises(ConfigError, match=r"must name what is expected to be missing"):
         load_image(folder)
 
 
@@ -140,7 +173,8 @@ def test_a_child_inherits_its_parents_allowances(tmp_path: Path) -> None:
     for name, parent, glob in (("base-img", "platform", "nvidia/*"), ("child", "base-img", "numba/*"),
                                ("other", "slim", None)):
         (tmp_path / name).mkdir()
-        allow = f'[[audit.allow]]\nmodule = "{glob}"\nreason = "a reason for {glob}"\n' if glob else ""
+        allow = (f'[[audit.allow]]\nmodule = "{glob}"\nlibrary = "libx.so.1"\n'
+                 f'reason = "a reason for {glob}"\n' if glob else "")
         (tmp_path / name / "image.toml").write_text(
             f'parent = "{parent}"\nsize_budget_mb = 100\n{allow}')
     images = load_images(tmp_path, recipes=set())

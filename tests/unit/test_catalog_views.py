@@ -18,11 +18,16 @@ def proof_of_test(url: str, passed: bool = True) -> list[Proof]:
 
 def cell(image: str, parent: str, wheels: dict[str, str] | None = None) -> ImageCell:
     tag = f"{P}-20261123-abcdefabcdef"
+    subject = Subject(platform=P, image=image)
     return ImageCell(image=image, platform=P, ref=f"reg:5000/factory/{image}:{P}", current=tag,
                      date="2026-11-23", digest="sha256:1", size=1000, parent=parent,
                      description=f"{image} image", wheels=wheels or {}, manifest=[],
-                     proofs=[Proof(Kind.SMOKE, Subject(platform=P, image=image), "d", True,
-                                   {"imported": [image]}, "2026-11-23T00:00:00")],
+                     # the files built in: the fixture's wheels all have sha256 "s"
+                     wheel_files={name: "s" for name in wheels or {}},
+                     proofs=[Proof(Kind.SMOKE, subject, "d", True,
+                                   {"imported": [image]}, "2026-11-23T00:00:00"),
+                             Proof(Kind.ABI_AUDIT, subject, "d", True,
+                                   {"modules": 30, "failures": []}, "2026-11-23T00:00:00")],
                      input_digest="d", created="2026-11-23T00:00:00",
                      tags=[Tag(tag, "2026-11-23", "sha256:1")])
 
@@ -57,9 +62,10 @@ def test_combos_for_an_image_lists_wheels_of_its_platform_and_pure_ones() -> Non
     assert by_wheel["monotonic-alignment-search"]["included"] is True
     assert by_wheel["openai-whisper"]["included"] is False
     mas, whisper = by_wheel["monotonic-alignment-search"], by_wheel["openai-whisper"]
-    # included: the image's smoke test imported it; its ABI audit was not recorded here
+    # included: the image's smoke test imported it and its ABI audit loaded its modules
+    here = f"/api/images/tts-deps/platforms/{P}"
     assert mas["fits"] is True and mas["proven_by"] == {
-        "wheel_test": "http://idx/t1", "image_smoke": f"/api/images/tts-deps/platforms/{P}"}
+        "wheel_test": "http://idx/t1", "image_smoke": here, "image_abi_audit": here}
     # same platform, built against its torch, but nothing installed it in this image
     assert whisper["fits"] is None and whisper["proven_by"] is None
     assert whisper["reason"].startswith("not tested")
@@ -75,13 +81,28 @@ def test_combos_for_a_wheel_lists_images_it_fits() -> None:
     assert views.combos(snapshot(), "tts-deps", "monotonic-alignment-search")["fits"] is True
 
 
-def test_an_included_wheel_of_another_version_is_not_proven() -> None:
+def test_an_included_wheel_of_another_file_is_not_proven() -> None:
+    """Included is the file built in, by sha256: another version, or the same version
+    rebuilt with a new build tag (another file), was not in the image's tests."""
     s = snapshot()
     cell = s.images["tts-deps"][P]
-    older = ImageCell(**{**cell.__dict__, "wheels": {"monotonic-alignment-search": "0.1.0+pt213cpu"}})
-    s.images["tts-deps"][P] = older
-    (pair,) = views.combos(s, "tts-deps", "monotonic-alignment-search")["combos"]
-    assert pair["included"] is False and pair["fits"] is None
+    for files in ({"monotonic-alignment-search": "sha-of-the-older-build"}, {}):
+        s.images["tts-deps"][P] = ImageCell(**{**cell.__dict__, "wheel_files": files})
+        (pair,) = views.combos(s, "tts-deps", "monotonic-alignment-search")["combos"]
+        assert pair["included"] is False and pair["fits"] is None
+
+
+def test_an_included_wheel_needs_the_images_smoke_test_and_abi_audit() -> None:
+    s = snapshot()
+    cell = s.images["tts-deps"][P]
+    for kind in (Kind.SMOKE, Kind.ABI_AUDIT):
+        kept = [p for p in cell.proofs if p.kind != kind]
+        failed = [Proof(p.kind, p.subject, p.inputs, False, p.evidence, p.at)
+                  for p in cell.proofs if p.kind == kind]
+        for proofs in (kept, kept + failed):
+            s.images["tts-deps"][P] = ImageCell(**{**cell.__dict__, "proofs": proofs})
+            (pair,) = views.combos(s, "tts-deps", "monotonic-alignment-search")["combos"]
+            assert pair["fits"] is None, (kind, pair)
 
 
 @pytest.mark.parametrize(("image", "wheel", "error"), [

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from basefactory.audit.allow import AllowedModule
 from basefactory.images import fit
 
 TORCH = ["torch 2.13.0+cpu 1200 abc"]
@@ -97,9 +98,23 @@ def test_an_abi_failure_does_not_fit_unless_allowed() -> None:
     assert out.fits is False
     assert out.reason == ("the ABI audit fails: numba: numba/np/ufunc/tbbpool.so: missing"
                           " library libtbb.so.12")
-    allowed = fit.verdict(r, allow=[("numba/np/ufunc/tbbpool*", "optional TBB layer")])
+    tbb = AllowedModule(module="numba/np/ufunc/tbbpool*", library="libtbb.so.12",
+                        reason="optional TBB layer")
+    allowed = fit.verdict(r, allow=[tbb])
     assert allowed.fits is True
     assert allowed.abi is not None and allowed.abi["allowed"][0]["allowed_because"]
+    # the same module with an undefined torch symbol: not what the allowance expects
+    broken = {**failure, "symbol": "_ZN3c1019UndefinedTensorImpl10_singletonE"}
+    r = record(abi={"modules": 5, "failures": [broken], "host_provided": []})
+    assert fit.verdict(r, allow=[tbb]).fits is False
+
+
+def test_no_audit_no_fit() -> None:
+    """An install whose audit did not run (or was not recorded) proves nothing about its
+    modules: not a fit, even with every other rule kept."""
+    out = fit.verdict(record(abi=None))
+    assert out.fits is False and out.reason.startswith("no ABI audit ran")
+    assert fit.verdict(record(abi={"error": ["boom"]})).fits is False
 
 
 def _wheel(folder: Path, name: str, version: str, requires: list[str]) -> Path:

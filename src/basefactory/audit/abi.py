@@ -5,7 +5,6 @@ the module and the symbol or library, and what to do."""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import shutil
 from collections.abc import Sequence
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from basefactory.adapters.docker import Docker
+from basefactory.audit.allow import AllowedModule
 from basefactory.plumbing import log
 from basefactory.plumbing.errors import ConfigError, TestFailed
 from basefactory.proofs import Kind, Proof, Subject
@@ -34,17 +34,16 @@ class AbiReport:
     python: str = ""
     allowed: list[dict[str, Any]] = field(default_factory=list)  # failures the image allows
 
-    def allowing(self, allow: Sequence[tuple[str, str]]) -> AbiReport:
-        """Move the failures whose module matches an allowed glob to `allowed`, each with
-        its reason."""
+    def allowing(self, allow: Sequence[AllowedModule]) -> AbiReport:
+        """Move the failures an allowance covers (its module, failing for the reason it
+        names) to `allowed`, each with its reason; any other failure stays."""
         still, allowed = [], list(self.allowed)
         for f in self.failures:
-            reason = next((r for glob, r in allow if fnmatch.fnmatchcase(f["module"], glob)),
-                          None)
-            if reason is None:
+            covering = next((a for a in allow if a.covers(f)), None)
+            if covering is None:
                 still.append(f)
             else:
-                allowed.append({**f, "allowed_because": reason})
+                allowed.append({**f, "allowed_because": covering.reason})
         return replace(self, failures=still, allowed=allowed)
 
     @property
@@ -143,7 +142,7 @@ def audit_target(session: Session, target: str) -> list[tuple[str, AbiReport]]:
     return found
 
 
-def _declared(session: Session, ref: str) -> list[tuple[str, str]]:
+def _declared(session: Session, ref: str) -> tuple[AllowedModule, ...]:
     """An image of this factory keeps the `[[audit.allow]]` its definition (and its
     parents') declares, as its push-time audit did; any other image has none."""
     from basefactory.images.definition import load_factory_images
@@ -151,7 +150,7 @@ def _declared(session: Session, ref: str) -> list[tuple[str, str]]:
     registry = session.factory.config.registry
     prefix = f"{registry.address}/{registry.namespace}/"
     if not ref.startswith(prefix):
-        return []
+        return ()
     name = ref.removeprefix(prefix).split("@")[0].rsplit(":", 1)[0]
     image = load_factory_images(session.factory).get(name)
-    return image.audit.pairs() if image is not None else []
+    return image.audit.allow if image is not None else ()

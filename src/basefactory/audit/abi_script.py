@@ -20,8 +20,9 @@ its ELF dynamic symbol table must be defined by its own dependency closure, by t
 interpreter or torch's libraries (what every module sees: the worker's state right after
 `import torch`, never what earlier modules left mapped, so no verdict depends on the
 order modules were loaded), or be the host library's own API (cu*, nvml*). One that is not
-is reported as undefined. (Symbol versions are not compared.) Each module loads in a worker process; a worker that crashes is replaced and the
-module it was loading is reported as crashed.
+is reported as undefined. (Symbol versions are not compared.) Each module loads in a
+worker process; a worker that crashes is replaced and the module it was loading is
+reported as crashed.
 
     python abi_script.py [--dist NAME]... [--path DIR]... [--no-site]
 prints one line: BASEFACTORY-ABI {json}

@@ -60,6 +60,9 @@ class ImageCell:
     created: str
     tags: list[Tag] = field(default_factory=list)
     sbom: str | None = None  # the manifest digest of its SBOM artifact; None: none stored
+    # recipe wheels: distribution -> the sha256 of the file built in (images built before
+    # this label have none: their included wheels are then "not tested")
+    wheel_files: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,7 @@ class Reader:
             parent=labels.get("org.basefactory.parent", ""),
             description=labels.get("org.opencontainers.image.description", ""),
             wheels=_json(labels.get("org.basefactory.wheels"), {}),
+            wheel_files=_json(labels.get("org.basefactory.wheel-files"), {}),
             manifest=_json(labels.get("org.basefactory.manifest"), []),
             proofs=self.proofs.image(labels, image=image, platform=platform,
                                      source=image_url(image, platform)),

@@ -267,16 +267,17 @@ def combos(s: Snapshot, image_name: str | None, wheel: str | None) -> dict[str, 
 
 def fit(cell: ImageCell, w: Wheel, test: Proof) -> dict[str, Any]:
     """The verdict on one wheel file in one image build, and the record it stands on."""
-    included = {canonicalize_name(k): v for k, v in cell.wheels.items()}.get(
-        canonicalize_name(w.project)) == w.version
+    # included means this very file (by sha256) was built into the image: a rebuild of the
+    # same version with a new build tag is another file, which nothing here tested
+    included = bool(w.sha256) and {canonicalize_name(k): v for k, v in cell.wheel_files.items()
+                                   }.get(canonicalize_name(w.project)) == w.sha256
     smoke, audit = first(cell.proofs, Kind.SMOKE), first(cell.proofs, Kind.ABI_AUDIT)
-    if included and smoke is not None and smoke.passed:
+    if included and smoke is not None and smoke.passed and audit is not None and audit.passed:
         here = image_url(cell.image, cell.platform)
-        proven_by = {"wheel_test": test.source, "image_smoke": here}
-        if audit is not None and audit.passed:
-            proven_by["image_abi_audit"] = here
         return {"included": True, "fits": True, "reason": "included in the image: its smoke"
-                " test imported it", "adds": None, "proven_by": proven_by}
+                " test imported it and its ABI audit loaded every module",
+                "adds": None, "proven_by": {"wheel_test": test.source, "image_smoke": here,
+                                            "image_abi_audit": here}}
     record = first([p for p in w.proofs if p.kind == Kind.FIT
                     and p.subject.image == cell.image and p.subject.platform == cell.platform
                     and p.subject.image_digest == cell.digest], Kind.FIT)

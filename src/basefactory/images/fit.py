@@ -23,6 +23,7 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from packaging.utils import canonicalize_name
 
 from basefactory.audit.abi import SCRIPT as ABI_SCRIPT
 from basefactory.audit.abi import AbiReport
+from basefactory.audit.allow import AllowedModule
 from basefactory.index.client import ReleaseFile
 from basefactory.index.layout import common_index, platform_index
 from basefactory.plumbing import digest, log, network
@@ -60,7 +62,7 @@ class Target:
     ref: str  # REGISTRY/factory/<image>@sha256:...
     digest: str  # its registry manifest digest
     included: dict[str, str]  # recipe wheels it ships: distribution -> version
-    allow: tuple[tuple[str, str], ...] = ()  # its [[audit.allow]] (module glob, reason)
+    allow: tuple[AllowedModule, ...] = ()  # its [[audit.allow]] (its parents' included)
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ def fit_inputs(target: Target, wheel: Candidate) -> str:
     recipe = wheel.recipe
     return digest.of(RULES, target.digest, wheel.file.sha256,
                      recipe.test.command if recipe else "",
-                     sorted(target.allow), recipe.audit.pairs() if recipe else [])
+                     sorted(a.key() for a in target.allow),
+                     [a.key() for a in recipe.audit.allow] if recipe else [])
 
 
 # --- which pairs ----------------------------------------------------------------------
@@ -172,7 +175,7 @@ def run_fit(session: Session, pair: Pair, *, work: Path, log_file: Path) -> Proo
     record = network.retrying(once, what=f"the fit test of {spec} in {target.image}",
                               index=index_url, unanswered=unanswered)
     install = record["install"]
-    allow = list(target.allow) + (wheel.recipe.audit.pairs() if wheel.recipe else [])
+    allow = list(target.allow) + (list(wheel.recipe.audit.allow) if wheel.recipe else [])
     outcome = verdict(record, allow=allow)
     proof = Proof.new(
         Kind.FIT,
@@ -217,7 +220,8 @@ def _mb(size: int) -> float:
     return round(size / 1e6, 1)
 
 
-def verdict(record: dict[str, Any], *, allow: list[tuple[str, str]] | None = None) -> Outcome:
+def verdict(record: dict[str, Any], *, allow: Sequence[AllowedModule] | None = None
+            ) -> Outcome:
     """The rules of a fit, from what the container recorded; the first rule broken is the
     reason."""
     before: dict[str, dict[str, Any]] = record["before"]
@@ -255,20 +259,24 @@ def verdict(record: dict[str, Any], *, allow: list[tuple[str, str]] | None = Non
     if test.get("rc") != 0:
         return no(f"its test fails here: {_last_error(test.get('tail') or [])}")
     abi_data = record.get("abi")
-    report: AbiReport | None = None
-    if abi_data is not None:
-        if "error" in abi_data:
-            return no(f"the ABI audit did not run: {_last_error(abi_data['error'])}")
-        report = AbiReport(int(abi_data["modules"]), list(abi_data["failures"]),
-                           list(abi_data.get("host_provided") or []),
-                           str(abi_data.get("python", ""))).allowing(allow or [])
-        if not report.passed:
-            return no(f"the ABI audit fails: {report.lines()[0]}", report.evidence())
-    modules = report.modules if report is not None else 0
+    if abi_data is None:
+        # no audit, no fit: nothing shows that what was installed loads against this torch
+        # (the script audits whatever the install added or changed; nothing changed means
+        # the wheel was already there, and an included wheel is proven by the image's own
+        # smoke test and audit, not by a fit)
+        return no("no ABI audit ran: the install added or changed nothing to audit")
+    if "error" in abi_data:
+        return no(f"the ABI audit did not run: {_last_error(abi_data['error'])}")
+    report = AbiReport(int(abi_data["modules"]), list(abi_data["failures"]),
+                       list(abi_data.get("host_provided") or []),
+                       str(abi_data.get("python", ""))).allowing(allow or [])
+    if not report.passed:
+        return no(f"the ABI audit fails: {report.lines()[0]}", report.evidence())
+    modules = report.modules
     return Outcome(True, f"installs with torch and every package of the image unchanged"
                    f" (adds {_n(len(added), 'package')}, {added_mb:g} MB); its test and the"
                    f" ABI audit of {_n(modules, 'new module')} pass", added, added_mb, replaced,
-                   report.evidence() if report is not None else None)
+                   report.evidence())
 
 
 def _n(count: int, noun: str) -> str:
@@ -318,7 +326,7 @@ def targets(session: Session, platform: str, images: list[tuple[str, str]],
         found.append(Target(
             name, platform, f"{factory.config.registry.address}/{repo}@{manifest_digest}",
             manifest_digest, {canonicalize_name(k): str(v) for k, v in included.items()},
-            tuple(definition.audit.pairs()) if definition is not None else ()))
+            definition.audit.allow if definition is not None else ()))
     return found
 
 

@@ -247,7 +247,7 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
     with log.step(f"{image.name} on {platform}: ABI audit"):
         report = audit_image(session.docker, local, work=work,
                              log_file=logs / f"{image.name}-{platform}-audit.log"
-                             ).allowing(image.audit.pairs())
+                             ).allowing(image.audit.allow)
         require_clean(report, f"image {image.name} on {platform}", refused="nothing was pushed")
     promised = sorted(set(image.requirement_names) | set(pins))
     with log.step(f"{image.name} on {platform}: smoke test"):
@@ -259,7 +259,7 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
     proofs = [result.proof(image=image.name, platform=platform, inputs=inputs),
               report.proof(subject, inputs=inputs)]
     labels = _labels(session, image, platform, parent, fp, tag, inputs, plan_.lock_text, pins,
-                     result.manifest, proofs)
+                     result.manifest, proofs, plan_.wheel_lines)
     with log.step(f"{image.name} on {platform}: SBOM"):
         bom = _sbom(session, image.name, platform, tag, local, labels, work)
     final = work / "label"
@@ -334,8 +334,13 @@ def _sbom(session: Session, image: str, platform: str, tag: str, local: str,
 
 def _labels(session: Session, image: ImageDef, platform: str, parent: Parent, fp: Fingerprint,
             tag: str, inputs: str, lock_text: str, pins: dict[str, str],
-            manifest: list[dict[str, Any]], proofs: list[Proof]) -> dict[str, str]:
+            manifest: list[dict[str, Any]], proofs: list[Proof],
+            wheel_lines: list[str]) -> dict[str, str]:
     fingerprint = fp.model_dump(exclude={"distributions", "slim_distributions"})
+    # the files, not only the versions: a rebuilt wheel (a new build tag, the same version)
+    # is not the file this image's smoke test and audit ran with
+    files = {line.split("==", 1)[0]: line.rsplit("--hash=sha256:", 1)[1]
+             for line in wheel_lines if "--hash=sha256:" in line}
     return {
         "org.opencontainers.image.title": f"{image.name} ({platform})",
         "org.opencontainers.image.description": image.description,
@@ -355,6 +360,7 @@ def _labels(session: Session, image: ImageDef, platform: str, parent: Parent, fp
         f"{LABEL}.lock": lock_versions(lock_text),
         f"{LABEL}.lock-sha256": hashlib.sha256(lock_text.encode()).hexdigest(),
         f"{LABEL}.wheels": json.dumps(pins, sort_keys=True),
+        f"{LABEL}.wheel-files": json.dumps(files, sort_keys=True),
         f"{LABEL}.manifest": json.dumps(manifest, separators=(",", ":")),
         **store_labels.labels(proofs),
     }
