@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -84,4 +85,37 @@ def test_a_module_built_for_another_torch_is_refused_and_named(
         assert "Traceback" not in out.stderr
     finally:
         shutil.rmtree(folder)
+        session.docker.remove_image(local)
+
+
+def test_a_local_image_from_tts_deps_is_audited_with_inherited_allowances(
+        session: Session, published: dict[str, ImageResult], tmp_path: Path) -> None:
+    """What a user does: build `FROM tts-deps` here (a short name, never pushed), add a
+    torch extension built for another torch, and audit it. The command finds the image in
+    the local engine, exits 6 naming the module and its symbol, and does not report what
+    tts-deps allows (its allowances hold, shown as inherited)."""
+    symbol = "_ZN3c1019UndefinedTensorImpl10_singletonE_of_another_torch"
+    (tmp_path / "ext.c").write_text(f"extern int {symbol}(void); int f(void) {{ return {symbol}(); }}\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(tmp_path / "_C.so"), str(tmp_path / "ext.c")],
+                   check=True)
+    site = "/opt/venv/lib/python3.11/site-packages"
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {published['tts-deps'].ref}\nCOPY _C.so {site}/myext/_C.so\n")
+    local = "myservice-audit-test:latest"
+    session.docker.build(tmp_path, dockerfile=tmp_path / "Dockerfile", tags=[local])
+    try:
+        out = subprocess.run([*BF, "--config", str(session.factory.path), "images", "audit",
+                              local, "--json"], capture_output=True, text=True, timeout=600)
+        assert out.returncode == TestFailed.exit_code, out.stdout[-2000:] + out.stderr[-2000:]
+        (row,) = json.loads(out.stdout)
+        assert row["image"] == local and row["passed"] is False
+        assert [(f["module"], f.get("symbol")) for f in row["failures"]] == [("myext/_C.so", symbol)]
+        inherited = [a for a in row["allowed"] if a["module"].startswith("numba/np/ufunc/tbbpool")]
+        assert inherited and inherited[0]["allowed_because"].startswith("inherited from tts-deps:")
+        text = subprocess.run([*BF, "--config", str(session.factory.path), "images", "audit",
+                               local], capture_output=True, text=True, timeout=600)
+        assert text.returncode == TestFailed.exit_code
+        assert f"myext/_C.so: undefined symbol {symbol}" in text.stderr, text.stderr[-2000:]
+        assert "tbbpool" not in text.stderr and "Traceback" not in text.stderr
+    finally:
         session.docker.remove_image(local)

@@ -277,3 +277,38 @@ def test_a_wheel_whose_install_changes_torch_is_refused(session: Session,
         assert common == [] and no_files(session, "torch-clobber")
     finally:
         (session.factory.recipes_dir / "torch-clobber.toml").unlink()
+
+
+def test_a_wheel_whose_module_does_not_load_is_not_uploaded(session: Session,
+                                                            platform: PlatformResult,
+                                                            tmp_path: Path) -> None:
+    """A wheel whose recipe test passes (it never imports the broken module) but one of
+    whose extension modules needs a torch symbol this torch lacks: the ABI audit that
+    follows the test loads every module, and the upload is refused, naming it."""
+    src = make_c_project(tmp_path / "abibreak")
+    symbol = "_ZN3c1022this_torch_has_no_suchEv"
+    (src / "fastadd" / "_broken.c").write_text(
+        f"extern int {symbol}(void);\nint call_it(void) {{ return {symbol}(); }}\n")
+    (src / "setup.py").write_text(
+        "from setuptools import setup, Extension\n"
+        "setup(ext_modules=[Extension('fastadd._fastadd', ['fastadd/_fastadd.c']),\n"
+        "                   Extension('fastadd._broken', ['fastadd/_broken.c'])])\n")
+    write_pyproject(src, "fastadd-abi", "0.3.0", packages=["fastadd"])
+    write_recipe(session, "fastadd-abi", f"""
+        project = "fastadd-abi"
+        [source]
+        path = "{src}"
+        [test]
+        command = "python -c 'import fastadd; assert fastadd.add(1, 2) == 3'"
+    """)
+    try:
+        out = subprocess.run([sys.executable, "-m", "basefactory", "--config",
+                              str(session.factory.path), "wheels", "build", "fastadd-abi"],
+                             capture_output=True, text=True, timeout=900)
+        assert out.returncode == TestFailed.exit_code, out.stdout[-2000:] + out.stderr[-2000:]
+        assert "ABI audit" in out.stderr and "nothing was uploaded" in out.stderr, out.stderr
+        assert "fastadd/_broken" in out.stderr and symbol in out.stderr, out.stderr[-3000:]
+        assert "Traceback" not in out.stderr
+        assert no_files(session, "fastadd-abi")
+    finally:
+        (session.factory.recipes_dir / "fastadd-abi.toml").unlink()

@@ -17,7 +17,7 @@ from basefactory.audit.allow import AllowedModule
 from basefactory.plumbing import log
 from basefactory.plumbing.errors import ConfigError, TestFailed
 from basefactory.proofs import Kind, Proof, Subject
-from basefactory.refs import image_ref, repository
+from basefactory.refs import LABEL, image_ref, repository
 from basefactory.session import Session
 
 SCRIPT = Path(__file__).with_name("abi_script.py")
@@ -111,10 +111,11 @@ def require_clean(report: AbiReport, where: str, *, refused: str,
 
 
 def resolve(session: Session, target: str) -> list[str]:
-    """`IMAGE[:TAG]` of this factory (every platform's moving tag when no tag is given),
-    or any full reference `HOST/PATH:TAG` (an image the factory did not build)."""
+    """An image the local engine has, by any reference it knows (`myservice:latest`, built
+    here and never pushed); else `IMAGE[:TAG]` of this factory (every platform's moving tag
+    when no tag is given), or any full reference `HOST/PATH:TAG` to pull."""
     factory = session.factory
-    if "/" in target:
+    if session.docker.image_id(target) is not None or "/" in target:
         return [target]
     name, _, tag = target.partition(":")
     if tag:
@@ -122,9 +123,10 @@ def resolve(session: Session, target: str) -> list[str]:
     tags = set(session.registry.tags(repository(factory, name)))
     refs = [image_ref(factory, name, p) for p in factory.config.platforms if p in tags]
     if not refs:
-        raise ConfigError(f"no image `{name}` is published in {factory.config.registry.address}",
-                          hint="give IMAGE:TAG, or a full reference such as"
-                          " registry.example.com/team/app:1.0")
+        raise ConfigError(f"no local image `{target}`, and no image `{name}` is published in"
+                          f" {factory.config.registry.address}",
+                          hint="give a reference `docker images` lists, IMAGE:TAG of this"
+                          " factory, or a full reference such as registry.example.com/team/app:1.0")
     return refs
 
 
@@ -143,14 +145,21 @@ def audit_target(session: Session, target: str) -> list[tuple[str, AbiReport]]:
 
 
 def _declared(session: Session, ref: str) -> tuple[AllowedModule, ...]:
-    """An image of this factory keeps the `[[audit.allow]]` its definition (and its
-    parents') declares, as its push-time audit did; any other image has none."""
+    """The `[[audit.allow]]` that apply to `ref`: an image of this factory keeps those its
+    definition (and its parents') declares, as its push-time audit did; an image built
+    FROM one (its labels, which a child inherits, name the factory image) gets that
+    image's, each marked as inherited; any other image has none."""
     from basefactory.images.definition import load_factory_images
 
     registry = session.factory.config.registry
     prefix = f"{registry.address}/{registry.namespace}/"
-    if not ref.startswith(prefix):
+    images = load_factory_images(session.factory)
+    if ref.startswith(prefix):
+        name = ref.removeprefix(prefix).split("@")[0].rsplit(":", 1)[0]
+        if name in images:
+            return images[name].audit.allow
+    parent = session.docker.image_labels(ref).get(f"{LABEL}.image")
+    if parent is None or parent not in images:
         return ()
-    name = ref.removeprefix(prefix).split("@")[0].rsplit(":", 1)[0]
-    image = load_factory_images(session.factory).get(name)
-    return image.audit.allow if image is not None else ()
+    return tuple(a.model_copy(update={"reason": f"inherited from {parent}: {a.reason}"})
+                 for a in images[parent].audit.allow)
