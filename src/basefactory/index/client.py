@@ -208,6 +208,21 @@ class DevpiClient:
             )
         return "identical" if "identical" in response.text else "uploaded"
 
+    def push(self, index: str, *, name: str, version: str, target: str) -> None:
+        """devpi's push: every file of NAME VERSION on `index`, with the test records
+        attached to it, copied to `target` in one transaction of the server (a file never
+        shows on `target` without its records)."""
+        self._json("PUSH", f"/{index}",
+                   content=json.dumps({"name": name, "version": version, "targetindex": target}))
+
+    def delete_version(self, index: str, name: str, version: str) -> None:
+        """Remove NAME VERSION and its files from a volatile index; absent is fine."""
+        self._authenticate()
+        response = self._request("DELETE", f"/{index}/{canonicalize_name(name)}/{version}")
+        if response.status_code not in (200, 201, 404):
+            raise ServiceError(f"devpi DELETE {index}/{name}/{version} answered"
+                               f" {response.status_code}: {_message(response)}")
+
     def serial(self) -> int:
         """devpi's change serial: it grows with every write, so an unchanged serial means
         nothing on the server changed (a replica reports the serial it has applied)."""

@@ -3,6 +3,8 @@
     root/pypi            the PyPI mirror (devpi's own)
     factory/common       pure-Python wheels the factory builds; bases: root/pypi
     factory/<platform>   wheels built against that platform; bases: factory/common
+    factory/staging      where a tested wheel and its test record wait to be pushed (no
+                         index inherits it, so nothing installs from it)
 
 Every factory index is non-volatile: a published file is never overwritten (409), and
 only the factory user may upload. Because devpi hides a mirror's releases of any
@@ -27,10 +29,17 @@ def platform_index(factory: Factory, platform: str) -> str:
     return f"{factory.config.index.user}/{platform}"
 
 
-def _stage(user: str, bases: list[str], title: str) -> dict[str, Any]:
+def staging_index(factory: Factory) -> str:
+    """Uploads land here, get their test record, then reach their index by one push: devpi
+    commits a push (file and records) in one transaction, so a wheel is never installable
+    from a factory index without its test record, even after a kill -9 mid-publish."""
+    return f"{factory.config.index.user}/staging"
+
+
+def _stage(user: str, bases: list[str], title: str, *, volatile: bool = False) -> dict[str, Any]:
     return {
         "bases": bases,
-        "volatile": False,
+        "volatile": volatile,
         "acl_upload": [user],
         "acl_toxresult_upload": [user],
         "title": title,
@@ -46,7 +55,10 @@ def client(factory: Factory, *, login: bool = False) -> DevpiClient:
 def _wanted(factory: Factory) -> dict[str, dict[str, Any]]:
     cfg = factory.config.index
     common = common_index(factory)
-    wanted = {common: _stage(cfg.user, [cfg.mirror], "pure-Python wheels")}
+    wanted = {common: _stage(cfg.user, [cfg.mirror], "pure-Python wheels"),
+              staging_index(factory): _stage(cfg.user, [], "tested wheels on their way to"
+                                             " their index (nothing installs from here)",
+                                             volatile=True)}
     for name, platform in factory.config.platforms.items():
         title = platform.description or f"wheels built against platform {name}"
         wanted[platform_index(factory, name)] = _stage(cfg.user, [common], title)

@@ -20,7 +20,7 @@ from typing import Any
 from packaging.utils import parse_wheel_filename
 
 from basefactory.index.client import ReleaseFile
-from basefactory.index.layout import common_index, platform_index
+from basefactory.index.layout import common_index, platform_index, staging_index
 from basefactory.platforms import store
 from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.plumbing import digest, log, templates
@@ -224,13 +224,25 @@ def ensure_wheel(session: Session, recipe: Recipe, platform: str, *,
             "overrides": [o.model_dump() for o in recipe.adopt.overrides]})
     with log.step(f"{recipe.name} on {platform}: upload to {target}"):
         _, version, _, _ = parse_wheel_filename(wheel.name)
-        checkpoint("wheel:before-upload")
+        name = recipe.distribution
         if done is None:
-            devpi.upload(target, wheel, name=recipe.distribution, version=str(version))
-        checkpoint("wheel:after-upload")
-        uploaded = published(devpi.release_files(target, recipe.distribution), wheel_digest)
-        assert uploaded is not None
-        store_devpi.attach(devpi, uploaded.url, record)
+            # by way of the staging index: the file and its record reach `target` in one
+            # push, one transaction of devpi's; files a killed run left there go first
+            staging = staging_index(factory)
+            devpi.delete_version(staging, name, str(version))
+            checkpoint("wheel:before-upload")
+            devpi.upload(staging, wheel, name=name, version=str(version))
+            staged = published(devpi.release_files(staging, name), wheel_digest)
+            assert staged is not None
+            store_devpi.attach(devpi, staged.url, record)
+            checkpoint("wheel:after-upload")
+            devpi.push(staging, name=name, version=str(version), target=target)
+            checkpoint("wheel:after-push")
+            devpi.delete_version(staging, name, str(version))
+        else:  # a file published before staging existed, without its record: attach it
+            uploaded = published(devpi.release_files(target, name), wheel_digest)
+            assert uploaded is not None
+            store_devpi.attach(devpi, uploaded.url, record)
     shutil.rmtree(work, ignore_errors=True)
     return WheelResult(recipe.name, platform, target, state, wheel.name,
                        round(time.monotonic() - started, 2), plan_.reason)
