@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from packaging.utils import canonicalize_name
 
-from basefactory.images import fit
+from basefactory.images import fit, referrers
+from basefactory.images.referrers import SBOM_TYPE
 from basefactory.images.service import ImageResult, load_definitions
 from basefactory.index.layout import common_index, platform_index
 from basefactory.platforms.service import PlatformResult
@@ -31,7 +32,8 @@ from tests.integration.test_foundation import make_wheel
 from tests.integration.test_wheels import make_c_project
 from tests.reliability.helpers import bf, bf_popen
 
-WHEEL_POINTS = ["wheel:during-build", "wheel:before-upload", "wheel:after-upload"]
+WHEEL_POINTS = ["wheel:during-build", "wheel:before-upload", "wheel:after-upload",
+                "wheel:after-push"]
 IMAGE_POINTS = ["image:during-build", "image:during-push", "image:after-immutable-push"]
 
 
@@ -63,17 +65,29 @@ def _bump_image(session: Session, n: int) -> None:
         f'parent = "cuda-deps"\nsize_budget_mb = 5000\n[env]\nCRASH_CASE = "{n}"\n')
 
 
-def invariants(session: Session, tally: Counter[str], *, images: tuple[str, ...] = ("crash-image",),
-               indexes: tuple[str, ...] | None = None) -> Counter[str]:
-    """What must hold after every crash once a rerun completed, counted into `tally` (and
-    returned, so a test can see one call's counts):
+def invariants(session: Session, tally: Counter[str], *, images: tuple[str, ...] | None = None,
+               indexes: tuple[str, ...] | None = None, settled: bool = True) -> Counter[str]:
+    """What must hold, counted into `tally` (and returned, so a test can see one call's
+    counts). At every moment, a kill -9 included (`settled=False`: right after the kill,
+    before any rerun), since the only in-between states a publish passes through are the
+    ones DESIGN.md names (a file in the staging index, a pushed immutable tag that no
+    moving tag points at, an image pushed before its fits ran):
 
     - partial_publishes: a file of a recipe's distribution in a factory index without its
-      passed test record (an upload that no completed publish stands behind);
-    - moved_tags_to_untested_images: a moving tag that is not one of its immutable tags,
-      or whose image lacks a passed smoke record or ABI audit;
-    - missing_fit_records: a wheel of the platform that the moving tag's image was never
-      fitted with (publish fits every image it pushed)."""
+      passed test record;
+    - moved_tags_to_untested_images: a moving tag of an image that is not one of its
+      immutable tags, or whose image lacks a passed smoke record or ABI audit;
+    - moving_tags_without_sbom: a moving tag whose image has no SBOM beside it (the SBOM
+      is written before the tag moves);
+    - moving_tags_of_bases_not_immutable: a platform's base or slim moving tag that is not
+      its immutable tag.
+
+    Once a rerun completed (`settled`), also:
+
+    - missing_fit_records: a wheel of the platform that a moving tag's image was never
+      fitted with (publish fits every image it pushed).
+
+    Every image the factory defines is checked (`images` narrows it), and every index file."""
     found: Counter[str] = Counter()
     recipes = factory_recipes(session.factory)
     ours = {canonicalize_name(r.distribution) for r in recipes.values()}
@@ -82,13 +96,25 @@ def invariants(session: Session, tally: Counter[str], *, images: tuple[str, ...]
             if canonicalize_name(project) not in ours:
                 continue  # torch and the like are imported, not published by a recipe
             for f in session.devpi.release_files(index, project):
+                tally["index_files_checked"] += 1
                 if not proven(session.proofs.wheel(f), Kind.WHEEL_TEST):
                     found["partial_publishes"] += 1
-    for image in images:
+    for base in ("base", "slim"):
+        repo = repository(session.factory, base)
+        moving = session.registry.digest(repo, PLATFORM)
+        if moving is None:
+            continue
+        tally["moving_tags_checked"] += 1
+        digest = session.registry.labels(repo, PLATFORM).get("org.basefactory.input-digest", "")
+        if session.registry.digest(repo, f"{PLATFORM}-{digest[:12]}") != moving:
+            found["moving_tags_of_bases_not_immutable"] += 1
+    definitions = load_definitions(session)
+    for image in images if images is not None else tuple(definitions):
         repo = repository(session.factory, image)
         moving = session.registry.digest(repo, PLATFORM)
         if moving is None:
             continue  # never pushed: nothing moved
+        tally["moving_tags_checked"] += 1
         proofs = store_labels.read(session.registry.labels(repo, PLATFORM), image=image,
                                    platform=PLATFORM)
         immutable = {session.registry.digest(repo, t) for t in session.registry.tags(repo)
@@ -96,14 +122,19 @@ def invariants(session: Session, tally: Counter[str], *, images: tuple[str, ...]
         if moving not in immutable or not proven(proofs, Kind.SMOKE) or \
                 not proven(proofs, Kind.ABI_AUDIT):
             found["moved_tags_to_untested_images"] += 1
+        if referrers.find(session.registry, repo, moving, artifact_type=SBOM_TYPE) is None:
+            found["moving_tags_without_sbom"] += 1
+        if not settled:
+            continue
         # with the definitions, as publish does: an image's audit allowances (its parents'
         # too) are inputs of its fits
-        targets = fit.targets(session, PLATFORM, [(image, PLATFORM)], load_definitions(session),
+        targets = fit.targets(session, PLATFORM, [(image, PLATFORM)], definitions,
                               platform_images=False)
         candidates = fit.candidates(session, PLATFORM, recipes)
         assert candidates, "no tested wheel on the platform to fit"
         found["missing_fit_records"] += sum(1 for pair in fit.pairs(session, targets, candidates)
                                             if pair.proof is None)
+    tally["states_checked"] += 1
     tally.update(found)
     return found
 
@@ -123,15 +154,30 @@ def test_each_invariant_counts_what_breaks_it(session: Session, subjects: Path,
                f"{repository(session.factory, 'crash-untested')}:{PLATFORM}"
     session.docker.tag(platform.base.ref, untested)
     session.docker.push(untested)
+    # and the platform's base moving tag moved to another image (its slim one)
+    base_id = session.docker.image_id(platform.base.ref)
+    assert platform.base.slim_ref and base_id
+    session.docker.tag(platform.base.slim_ref, platform.base.ref)
+    session.docker.push(platform.base.ref)
     try:
         seen = invariants(session, Counter(), images=("crash-untested",), indexes=(index,))
+        between = invariants(session, Counter(), images=("crash-untested",), indexes=(index,),
+                             settled=False)
     finally:
         repo = repository(session.factory, "crash-untested")
         session.registry.delete(repo, session.registry.digest(repo, PLATFORM) or "")
         session.docker.remove_image(untested)
+        session.docker.tag(base_id, platform.base.ref)
+        session.docker.push(platform.base.ref)
     assert seen["partial_publishes"] == 1, seen
     assert seen["moved_tags_to_untested_images"] == 1, seen
+    assert seen["moving_tags_without_sbom"] == 1, seen
+    assert seen["moving_tags_of_bases_not_immutable"] == 1, seen
     assert seen["missing_fit_records"] >= 1, seen
+    # right after a kill, fits may still be missing (an in-between state); the rest not
+    assert between["missing_fit_records"] == 0
+    assert between == Counter({k: v for k, v in seen.items() if k != "missing_fit_records"})
+    assert not +invariants(session, Counter(), images=(), indexes=())  # restored
 
 
 @pytest.mark.parametrize("point", WHEEL_POINTS + IMAGE_POINTS)
@@ -148,6 +194,8 @@ def test_kill_9_then_rerun_completes(session: Session, subjects: Path, point: st
     crashed = bf(session.factory.path, "publish", "--only", target, failpoint=point)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
     assert f"failpoint {point}" in crashed.stderr
+    # the state the kill left, before anything repairs it
+    assert not +invariants(session, tally, settled=False), point
 
     again = bf(session.factory.path, "publish", "--only", target, "--json")
     assert again.returncode == 0, again.stderr[-3000:]
@@ -200,6 +248,8 @@ def test_kill_9_at_random_moments_then_rerun(session: Session, subjects: Path,
             proc.wait()
             killed += 1
             tally["failure_injections"] += 1
+            between = invariants(session, tally, settled=False)
+            assert not +between, f"seed {seed} run {n} right after the kill at {at:.1f} s: {between}"
         again = bf(session.factory.path, "publish", *targets, "--json")
         assert again.returncode == 0, f"seed {seed} run {n} (killed at {at:.1f} s): " \
                                       + again.stderr[-3000:]
