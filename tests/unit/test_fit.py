@@ -155,12 +155,63 @@ def test_the_script_records_what_a_real_pip_install_replaced(tmp_path: Path) -> 
              "PIP_NO_INDEX": "1"})
     data = fit.parse(out.stdout)
     assert data is not None, out.stdout + out.stderr
-    assert data["install"]["rc"] == 0, data["install"]
-    assert data["before"]["dep"]["version"] == "1.0" and data["after"]["dep"]["version"] == "2.0"
+    # pip's resolver said so first: nothing was installed (or downloaded)
+    assert data["resolution"]["refuse"] is True, data["resolution"]
+    assert {(w["name"], w["version"]) for w in data["resolution"]["would_install"]} == {
+        ("app", "1.0"), ("dep", "2.0")}
+    assert data["install"]["rc"] is None and data["after"] == data["before"]
     verdict = fit.verdict(data)
     assert verdict.fits is False and verdict.reason == "replaces dep 1.0 -> 2.0"
     assert [a["name"] for a in verdict.added] == ["app"]
     assert json.dumps(data)
+    # the same verdict as a real install gives: without the resolution's record, the
+    # install's own before/after say the same
+    installed = subprocess.run(
+        [py, "-m", "pip", "install", "-q", "app==1.0"], capture_output=True, text=True,
+        env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "PIP_FIND_LINKS": str(links),
+             "PIP_NO_INDEX": "1"})
+    assert installed.returncode == 0, installed.stderr
+    after = {**data["before"], "dep": {"version": "2.0", "size": 1},
+             "app": {"version": "1.0", "size": 1}}
+    real = fit.verdict({**data, "resolution": None, "install": {"rc": 0, "tail": []},
+                        "after": after})
+    assert real.fits is False and real.reason == verdict.reason
+
+
+def test_a_resolution_that_fits_is_installed_and_tested(tmp_path: Path) -> None:
+    """What the resolver clears is installed for real, tested and audited as before."""
+    links = tmp_path / "links"
+    links.mkdir()
+    _wheel(links, "app", "1.0", [])
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    py = str(venv / "bin" / "python")
+    test = tmp_path / "test.sh"
+    test.write_text(f"{py} -c 'import app'")
+    out = subprocess.run(
+        [py, str(fit.SCRIPT), "--index-url", (tmp_path / "none").as_uri(), "--spec", "app==1.0",
+         "--test-file", str(test), "--abi", str(fit.ABI_SCRIPT), "--refuse-added",
+         fit.TORCH_STACK.pattern],
+        capture_output=True, text=True, timeout=300,
+        env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "PIP_FIND_LINKS": str(links),
+             "PIP_NO_INDEX": "1"})
+    data = fit.parse(out.stdout)
+    assert data is not None, out.stdout + out.stderr
+    assert data["resolution"]["refuse"] is False and data["install"]["rc"] == 0
+    assert data["test"]["rc"] == 0 and data["abi"]["modules"] == 0
+    assert fit.verdict(data).fits is True
+
+
+def test_the_resolution_refuses_torch_into_a_torch_less_image() -> None:
+    r = record(resolution={"rc": 0, "refuse": True, "would_install": [
+        {"name": "torchsort", "version": "0.1.10", "download_mb": 0.4},
+        {"name": "torch", "version": "2.13.0+cpu", "download_mb": 187.0}]},
+        install={"rc": None, "tail": []}, test=None, abi=None)
+    r["before"] = {"numpy": {"version": "1.26.4", "size": 1}}
+    r["after"] = r["before"]
+    out = fit.verdict(r)
+    assert out.fits is False and out.reason == "adds torch (187 MB download) to an image without torch"
+    assert out.added_mb == 187.4
 
 
 @pytest.mark.parametrize("tail,expected", [

@@ -47,7 +47,8 @@ from basefactory.wheels.test import TORCH_STATE
 SCRIPT = Path(__file__).with_name("fit_script.py")
 MARK = "BASEFACTORY-FIT "
 # Bumped when what a fit test checks changes: older records then no longer count.
-RULES = 1
+# 2: no ABI audit, no fit; allowances name what they expect; pip's resolution first.
+RULES = 2
 # What CUDA-less or torch-less images must not gain from a wheel: torch and NVIDIA's
 # CUDA libraries (the lean tier exists to keep them out).
 TORCH_STACK = re.compile(r"^(torch|triton|nvidia-.*)$")
@@ -153,7 +154,7 @@ def run_fit(session: Session, pair: Pair, *, work: Path, log_file: Path) -> Proo
                                   f"python -c 'import {_module_guess(wheel.file.project)}'")
     argv = ["python", "/bf/fit.py", "--index-url", index_url, "--spec", spec,
             "--test-file", "/bf/test.sh", "--torch-state", "/bf/torch_state.py",
-            "--abi", "/bf/abi.py"]
+            "--abi", "/bf/abi.py", "--refuse-added", TORCH_STACK.pattern]
     started = time.monotonic()
 
     def once() -> dict[str, Any]:
@@ -187,6 +188,9 @@ def run_fit(session: Session, pair: Pair, *, work: Path, log_file: Path) -> Proo
                   "command": f"pip install --index-url {index_url} {spec}",
                   "image_ref": target.ref, "index": wheel.index,
                   "test": record.get("test"), "abi_audit": outcome.abi,
+                  # pip's resolution (--dry-run --report): what it would install, and
+                  # whether that alone refused the pair, nothing downloaded
+                  "resolution": record.get("resolution"),
                   "install_tail": install["tail"][-8:], "rules": RULES,
                   "duration_s": round(time.monotonic() - started, 1)})
     store_devpi.attach(session.devpi, wheel.file.url, proof)
@@ -237,6 +241,10 @@ def verdict(record: dict[str, Any], *, allow: Sequence[AllowedModule] | None = N
     def no(reason: str, abi: dict[str, Any] | None = None) -> Outcome:
         return Outcome(False, reason, added, added_mb, replaced, abi)
 
+    resolution = record.get("resolution") or {}
+    if resolution.get("refuse"):
+        return _refused_by_resolution(before, resolution["would_install"])
+
     install = record["install"]
     if install["rc"] != 0:
         return no(f"pip install failed: {_last_error(install['tail'])}")
@@ -277,6 +285,35 @@ def verdict(record: dict[str, Any], *, allow: Sequence[AllowedModule] | None = N
                    f" (adds {_n(len(added), 'package')}, {added_mb:g} MB); its test and the"
                    f" ABI audit of {_n(modules, 'new module')} pass", added, added_mb, replaced,
                    report.evidence())
+
+
+def _refused_by_resolution(before: dict[str, dict[str, Any]],
+                           would: list[dict[str, Any]]) -> Outcome:
+    """The verdict on what pip's resolver said it would install, nothing installed: the
+    same rules, in the same order, as after an install; sizes are download sizes."""
+    added = [{"name": w["name"], "version": w["version"], "mb": w.get("download_mb") or 0.0}
+             for w in would if w["name"] not in before]
+    replaced = [{"name": w["name"], "before": before[w["name"]]["version"],
+                 "after": w["version"]} for w in would if w["name"] in before]
+    added_mb = round(sum(a["mb"] for a in added), 1)
+
+    def no(reason: str) -> Outcome:
+        return Outcome(False, reason, added, added_mb, replaced, None)
+
+    torch = next((r for r in replaced if r["name"] == "torch"), None)
+    if torch is not None:
+        return no(f"changes torch ({torch['before']} -> {torch['after']})"
+                  if torch["before"] != torch["after"] else
+                  f"reinstalls torch {torch['before']} (its files changed)")
+    stack = [a for a in added if TORCH_STACK.match(a["name"])]
+    if "torch" not in before and stack:
+        mb = round(sum(a["mb"] for a in stack), 1)
+        what = "torch" if any(a["name"] == "torch" for a in stack) else stack[0]["name"]
+        return no(f"adds {what} ({mb:g} MB download) to an image without torch")
+    shown = ", ".join(f"{r['name']} {r['before']} -> {r['after']}" if r["before"] != r["after"]
+                      else f"{r['name']} {r['before']} (reinstalled)" for r in replaced[:3])
+    more = f" and {len(replaced) - 3} more" if len(replaced) > 3 else ""
+    return no(f"replaces {shown}{more}")
 
 
 def _n(count: int, noun: str) -> str:

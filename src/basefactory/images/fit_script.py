@@ -8,8 +8,14 @@ recipe test, and the ABI audit of every distribution the install added or change
 verdict is not made here: the factory reads the record (fit.py), so that the rules are
 one piece of tested code on the host.
 
+pip's own resolver goes first (`pip install --dry-run --report`): when what it would
+install already breaks a rule (it would replace or reinstall a distribution the image has,
+or bring a distribution matching --refuse-added into an image without torch), that is
+recorded and nothing is downloaded or installed. Only a resolution that breaks no rule
+is installed and tested.
+
     python fit_script.py --index-url URL --spec NAME==VERSION --test-file FILE
-                         [--torch-state FILE] [--abi FILE]
+                         [--torch-state FILE] [--abi FILE] [--refuse-added REGEX]
 prints one line: BASEFACTORY-FIT {json}
 """
 
@@ -44,6 +50,39 @@ def distributions():
     return found
 
 
+def head_mb(url):
+    """The download's size from the index (a HEAD request, nothing downloaded), or None."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=30) as r:
+            size = r.headers.get("Content-Length")
+        return round(int(size) / 1e6, 1) if size else None
+    except (OSError, ValueError):
+        return None
+
+
+def resolve(args, before):
+    """What pip would install for the spec, and whether that already breaks a rule."""
+    report = "/tmp/basefactory-fit-report.json"
+    rc, out = run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet",
+                   "--no-input", "--report", report, "--index-url", args.index_url, args.spec])
+    if rc != 0:  # a pip without --report, or no resolution: the install says which
+        return {"rc": rc, "tail": out[-TAIL:], "refuse": False}
+    with open(report) as f:
+        items = json.load(f).get("install") or []
+    would = []
+    for item in items:
+        meta = item.get("metadata") or {}
+        url = (item.get("download_info") or {}).get("url", "")
+        would.append({"name": canon(meta.get("name", "?")), "version": meta.get("version", "?"),
+                      "download_mb": head_mb(url) if url.startswith("http") else None})
+    touches = [w for w in would if w["name"] in before]
+    stack = [w for w in would if args.refuse_added and "torch" not in before
+             and re.match(args.refuse_added, w["name"])]
+    return {"rc": 0, "would_install": would, "refuse": bool(touches or stack)}
+
+
 def run(argv, **kw):
     proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           **kw)
@@ -59,6 +98,7 @@ def main(argv):
     parser.add_argument("--test-file", required=True)
     parser.add_argument("--torch-state")
     parser.add_argument("--abi")
+    parser.add_argument("--refuse-added", default="")
     args = parser.parse_args(argv)
 
     def torch_state():
@@ -67,6 +107,13 @@ def main(argv):
         return run([sys.executable, args.torch_state])[1][-1:]
 
     record = {"spec": args.spec, "before": distributions(), "torch_before": torch_state()}
+    record["resolution"] = resolve(args, record["before"])
+    if record["resolution"]["refuse"]:
+        record.update(install={"rc": None, "tail": [], "skipped": "refused by the resolution"},
+                      after=record["before"], torch_after=record["torch_before"],
+                      test=None, abi=None)
+        print("BASEFACTORY-FIT " + json.dumps(record, sort_keys=True))
+        return 0
     rc, out = run([sys.executable, "-m", "pip", "install", "--no-input",
                    "--index-url", args.index_url, args.spec])
     record["install"] = {"rc": rc, "tail": out[-TAIL:]}
