@@ -14,11 +14,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import catalog, images, noop, wheel_install
+from bench import catalog, images, noop, registry_auth, wheel_install
 from bench.common import Figure, Report, machine
 
-BENCHES = {"noop": noop.bench, "wheel_install": wheel_install.bench, "images": images.bench,
-           "catalog": catalog.bench}
+BENCHES = {"registry_auth": registry_auth.bench, "noop": noop.bench,
+           "wheel_install": wheel_install.bench, "images": images.bench, "catalog": catalog.bench}
 HERE = Path(__file__).resolve().parent
 
 
