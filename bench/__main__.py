@@ -14,11 +14,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import catalog, images, noop, registry_auth, wheel_install
+from bench import catalog, fits, images, noop, registry_auth, wheel_install
 from bench.common import Figure, Report, machine
 
 BENCHES = {"registry_auth": registry_auth.bench, "noop": noop.bench,
-           "wheel_install": wheel_install.bench, "images": images.bench, "catalog": catalog.bench}
+           "fits": fits.bench, "wheel_install": wheel_install.bench, "images": images.bench,
+           "catalog": catalog.bench}
 HERE = Path(__file__).resolve().parent
 
 

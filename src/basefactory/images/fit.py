@@ -138,7 +138,8 @@ def pairs(session: Session, targets: list[Target], wheels: list[Candidate]) -> l
 # --- the test -------------------------------------------------------------------------
 
 
-def run_fit(session: Session, pair: Pair, *, work: Path, log_file: Path) -> Proof:
+def run_fit(session: Session, pair: Pair, *, work: Path, log_file: Path,
+            resolve_first: bool = True) -> Proof:
     """Test one pair in a fresh container of the image and attach the proof to the wheel's
     file. Failures of the index (timeouts) are retried, then raised; they never become a
     "does not fit"."""
@@ -155,6 +156,8 @@ def run_fit(session: Session, pair: Pair, *, work: Path, log_file: Path) -> Proo
     argv = ["python", "/bf/fit.py", "--index-url", index_url, "--spec", spec,
             "--test-file", "/bf/test.sh", "--torch-state", "/bf/torch_state.py",
             "--abi", "/bf/abi.py", "--refuse-added", TORCH_STACK.pattern]
+    if not resolve_first:
+        argv.append("--no-resolve")
     started = time.monotonic()
 
     def once() -> dict[str, Any]:

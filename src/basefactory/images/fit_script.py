@@ -99,6 +99,8 @@ def main(argv):
     parser.add_argument("--torch-state")
     parser.add_argument("--abi")
     parser.add_argument("--refuse-added", default="")
+    # install without asking the resolver first (the benchmark's naive side)
+    parser.add_argument("--no-resolve", action="store_true")
     args = parser.parse_args(argv)
 
     def torch_state():
@@ -107,8 +109,8 @@ def main(argv):
         return run([sys.executable, args.torch_state])[1][-1:]
 
     record = {"spec": args.spec, "before": distributions(), "torch_before": torch_state()}
-    record["resolution"] = resolve(args, record["before"])
-    if record["resolution"]["refuse"]:
+    record["resolution"] = None if args.no_resolve else resolve(args, record["before"])
+    if record["resolution"] and record["resolution"]["refuse"]:
         record.update(install={"rc": None, "tail": [], "skipped": "refused by the resolution"},
                       after=record["before"], torch_after=record["torch_before"],
                       test=None, abi=None)
