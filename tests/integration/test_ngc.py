@@ -62,6 +62,8 @@ def cuda_deps(session: Session, ngc: Fingerprint, torchsort: WheelResult) -> Ima
 def test_the_probe_sees_a_system_python_with_nvidias_torch(ngc: Fingerprint) -> None:
     assert ngc.torch.startswith("2.13.0a0+") and ngc.torch.endswith(".nv25.10"), ngc.torch
     assert ngc.torch_installed == ngc.torch  # NVIDIA's metadata and __version__ agree
+    # pulled, and named by digest: the mirror's tag may move, this does not
+    assert ngc.base_source and "/mirror/nvcr.io/nvidia/pytorch@sha256:" in ngc.base_source
     assert not ngc.in_venv
     assert ngc.python_executable.startswith("/usr/bin/python")
     assert ngc.site_packages == "/usr/local/lib/python3.11/dist-packages"

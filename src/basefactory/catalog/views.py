@@ -38,6 +38,7 @@ def platforms(s: Snapshot) -> list[dict[str, Any]]:
             "torch": fp.get("torch"), "cuda": fp.get("cuda"), "cxx11_abi": fp.get("cxx11_abi"),
             "glibc": fp.get("glibc"), "arch": fp.get("arch"),
             "base_image": fp.get("base_image"), "base_digest": fp.get("base_digest"),
+            "base_source": fp.get("base_source"),
             "distributions": len(fp.get("distributions") or {}),
             "index_url": index_url if fp else None,
             "pip": f"pip install --index-url {index_url} PACKAGE" if fp else None,

@@ -35,6 +35,9 @@ class BaseImage:
     input_digest: str
     built: bool  # False: it was current and reused
     slim_ref: str | None = None  # Python without torch, for the lean tier
+    # a pulled base: the reference by digest it was pulled as (REPO@sha256:...), so the
+    # fingerprint names exactly which image a moving tag like 25.10-py3 meant that day
+    source: str | None = None
 
 
 def build_platform(factory: Factory, name: str, docker: Docker, devpi: DevpiClient) -> BaseImage:
@@ -45,7 +48,8 @@ def build_platform(factory: Factory, name: str, docker: Docker, devpi: DevpiClie
         if platform.slim_image is not None:
             slim = slim_ref(factory, name)
             _pull(docker, name, platform.slim_image, slim)
-            base = BaseImage(name, ref, base.image_id, base.input_digest, False, slim)
+            base = BaseImage(name, ref, base.image_id, base.input_digest, False, slim,
+                             base.source)
         return base
     assert platform.bootstrap is not None
     return _bootstrap(factory, name, platform.bootstrap, docker, devpi, ref)
@@ -58,7 +62,13 @@ def _pull(docker: Docker, name: str, image: str, ref: str) -> BaseImage:
                              " enabled = false")
     docker.tag(image, ref)
     image_id = docker.image_id(ref) or ""
-    return BaseImage(name, ref, image_id, image_id.removeprefix("sha256:"), built=False)
+    repo = image.split("@")[0].rsplit(":", 1)[0] if "/" in image else image.split("@")[0]
+    digests = docker.image_inspect(image).get("RepoDigests") or []
+    source = next((d for d in digests if d.split("@")[0] == repo), digests[0] if digests else None)
+    if source is not None:
+        log.detail(f"{image} is {source}")
+    return BaseImage(name, ref, image_id, image_id.removeprefix("sha256:"), built=False,
+                     source=source)
 
 
 def _bootstrap(

@@ -23,6 +23,8 @@ class Fingerprint(BaseModel):
     probed_at: str
     slim_image: str | None = None  # the platform's Python without torch, if it has one
     slim_distributions: dict[str, str] = {}
+    # a pulled base: REPO@sha256:... of what was pulled (NGC's tags move; this does not)
+    base_source: str | None = None
     # where the base's Python keeps its packages: a venv the factory made (bootstrapped), or
     # a system Python's dist-packages (NVIDIA's PyTorch images)
     python_executable: str = ""

@@ -31,6 +31,7 @@ def ensure_platform(session: Session, name: str) -> PlatformResult:
         with log.step(f"probe {base.ref}"):
             fingerprint = _with_unindexed(session, probe(session.docker, name, base.ref,
                                                          base.slim_ref))
+            fingerprint = fingerprint.model_copy(update={"base_source": base.source})
             store.save(factory, session.devpi, fingerprint)
     else:
         assert known is not None
