@@ -147,6 +147,16 @@ def write_recipe(session: Session, name: str, body: str) -> None:
     (session.factory.recipes_dir / f"{name}.toml").write_text(textwrap.dedent(body))
 
 
+def refused_build(session: Session, recipe: str) -> subprocess.CompletedProcess[str]:
+    """`basefactory wheels build RECIPE` as a user runs it, expected to exit 6 (a test
+    failed): its output, to say why."""
+    out = subprocess.run([sys.executable, "-m", "basefactory", "--config",
+                          str(session.factory.path), "wheels", "build", recipe],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == TestFailed.exit_code, out.stdout[-2000:] + out.stderr[-2000:]
+    return out
+
+
 def no_files(session: Session, project: str) -> bool:
     return session.devpi.release_files(platform_index(session.factory, PLATFORM), project) == []
 
@@ -266,10 +276,7 @@ def test_a_wheel_whose_install_changes_torch_is_refused(session: Session,
         command = "true"
     """)
     try:
-        out = subprocess.run([sys.executable, "-m", "basefactory", "--config",
-                              str(session.factory.path), "wheels", "build", "torch-clobber"],
-                             capture_output=True, text=True, timeout=900)
-        assert out.returncode == TestFailed.exit_code, out.stdout[-2000:] + out.stderr[-2000:]
+        out = refused_build(session, "torch-clobber")
         assert "changed torch; nothing was uploaded" in out.stderr, out.stderr[-3000:]
         assert "basefactory: torch changed:" in out.stderr  # before and after, from the test
         assert "Traceback" not in out.stderr
@@ -302,10 +309,7 @@ def test_a_wheel_whose_module_does_not_load_is_not_uploaded(session: Session,
         command = "python -c 'import fastadd; assert fastadd.add(1, 2) == 3'"
     """)
     try:
-        out = subprocess.run([sys.executable, "-m", "basefactory", "--config",
-                              str(session.factory.path), "wheels", "build", "fastadd-abi"],
-                             capture_output=True, text=True, timeout=900)
-        assert out.returncode == TestFailed.exit_code, out.stdout[-2000:] + out.stderr[-2000:]
+        out = refused_build(session, "fastadd-abi")
         assert "ABI audit" in out.stderr and "nothing was uploaded" in out.stderr, out.stderr
         assert "fastadd/_broken" in out.stderr and symbol in out.stderr, out.stderr[-3000:]
         assert "Traceback" not in out.stderr

@@ -251,21 +251,12 @@ def verdict(record: dict[str, Any], *, allow: Sequence[AllowedModule] | None = N
     install = record["install"]
     if install["rc"] != 0:
         return no(f"pip install failed: {_last_error(install['tail'])}")
+    torch_change = None
     if "torch" in before and record.get("torch_before") != record.get("torch_after"):
-        was = before["torch"]["version"]
-        now = after.get("torch", {}).get("version")
-        return no(f"changes torch ({was} -> {now})" if now != was else
-                  f"reinstalls torch {was} (its files changed)")
-    stack = [a for a in added if TORCH_STACK.match(a["name"])]
-    if "torch" not in before and stack:
-        mb = round(sum(a["mb"] for a in stack), 1)
-        what = "torch" if any(a["name"] == "torch" for a in stack) else stack[0]["name"]
-        return no(f"adds {what} ({mb:g} MB) to an image without torch")
-    if replaced:
-        shown = ", ".join(f"{r['name']} {r['before']} -> {r['after'] or 'removed'}"
-                          for r in replaced[:3])
-        more = f" and {len(replaced) - 3} more" if len(replaced) > 3 else ""
-        return no(f"replaces {shown}{more}")
+        torch_change = (before["torch"]["version"], after.get("torch", {}).get("version"))
+    broken = _broken_rule(before, added, replaced, torch_change, "MB")
+    if broken is not None:
+        return no(broken)
     test = record.get("test") or {}
     if test.get("rc") != 0:
         return no(f"its test fails here: {_last_error(test.get('tail') or [])}")
@@ -300,23 +291,35 @@ def _refused_by_resolution(before: dict[str, dict[str, Any]],
                  "after": w["version"]} for w in would if w["name"] in before]
     added_mb = round(sum(a["mb"] for a in added), 1)
 
-    def no(reason: str) -> Outcome:
-        return Outcome(False, reason, added, added_mb, replaced, None)
-
     torch = next((r for r in replaced if r["name"] == "torch"), None)
-    if torch is not None:
-        return no(f"changes torch ({torch['before']} -> {torch['after']})"
-                  if torch["before"] != torch["after"] else
-                  f"reinstalls torch {torch['before']} (its files changed)")
+    reason = _broken_rule(before, added, replaced,
+                          (torch["before"], torch["after"]) if torch else None, "MB download")
+    return Outcome(False, reason or "the resolution was refused", added, added_mb, replaced,
+                   None)
+
+
+def _broken_rule(before: dict[str, dict[str, Any]], added: list[dict[str, Any]],
+                 replaced: list[dict[str, Any]], torch_change: tuple[str, str | None] | None,
+                 unit: str) -> str | None:
+    """The first install rule that what was (or would be) added and replaced breaks, in
+    the order the rules are told: torch changed, torch's stack brought into an image
+    without torch, anything the image had replaced. None: none broken."""
+    if torch_change is not None:
+        was, now = torch_change
+        return (f"changes torch ({was} -> {now})" if now != was else
+                f"reinstalls torch {was} (its files changed)")
     stack = [a for a in added if TORCH_STACK.match(a["name"])]
     if "torch" not in before and stack:
         mb = round(sum(a["mb"] for a in stack), 1)
         what = "torch" if any(a["name"] == "torch" for a in stack) else stack[0]["name"]
-        return no(f"adds {what} ({mb:g} MB download) to an image without torch")
-    shown = ", ".join(f"{r['name']} {r['before']} -> {r['after']}" if r["before"] != r["after"]
-                      else f"{r['name']} {r['before']} (reinstalled)" for r in replaced[:3])
-    more = f" and {len(replaced) - 3} more" if len(replaced) > 3 else ""
-    return no(f"replaces {shown}{more}")
+        return f"adds {what} ({mb:g} {unit}) to an image without torch"
+    if replaced:
+        shown = ", ".join(
+            f"{r['name']} {r['before']} (reinstalled)" if r["after"] == r["before"] else
+            f"{r['name']} {r['before']} -> {r['after'] or 'removed'}" for r in replaced[:3])
+        more = f" and {len(replaced) - 3} more" if len(replaced) > 3 else ""
+        return f"replaces {shown}{more}"
+    return None
 
 
 def _n(count: int, noun: str) -> str:
