@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # docker-compose (Compose v1, Debian's): the test that runs examples/compose.
 APT_PACKAGES ?= docker.io docker-registry debootstrap git ca-certificates chromium gcc binutils pigz docker-compose
 
-.PHONY: setup up down demo test test-unit test-cuda cuda tts llm test-llm vllm-source ngc-standin ngc-cpu ngc bench lint status clean
+.PHONY: setup up down demo test test-unit test-cuda cuda tts llm test-llm vllm-source ngc-standin ngc-cpu ngc mutation bench lint status clean
 
 setup: $(VENV)/.installed
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -112,6 +112,19 @@ ngc: setup
 	$(BF) up
 	$(VENV)/bin/python standins/ngc-pytorch/build.py --cuda
 	$(BF) publish --platform ngc-25.10 --only torchsort --only cuda-deps
+
+# Mutation testing of the functions that decide a verdict (pyproject's [tool.mutmut]):
+# every mutant of them must be killed by a unit test or listed in bench/mutation.md as
+# equivalent. Not part of CI (minutes per module on 2 cores). PYTHONPATH puts mutmut's
+# copy of the sources (mutants/src) before the editable install's.
+MUTANTS ?= basefactory.images.fit.x_verdict* basefactory.images.fit.x__broken_rule* basefactory.images.fit.x__refused_by_resolution* basefactory.audit.allow.* basefactory.audit.abi.xǁAbiReportǁ* basefactory.audit.abi.x_require_clean* basefactory.proofs.read.x_proven* basefactory.proofs.read.x_first*
+mutation: $(VENV)/.installed
+	$(VENV)/bin/python -m pip install -q "mutmut==3.8.1"
+	rm -rf mutants
+	PYTHONPATH=src $(VENV)/bin/mutmut run --max-children 2 $(MUTANTS) || true
+	$(VENV)/bin/mutmut results --all true 2>/dev/null | grep -E "$$(echo $(MUTANTS) | sed 's/\*/.*/g; s/ /|/g')" > bench/mutation-results.txt || true
+	@echo "mutants: $$(wc -l < bench/mutation-results.txt), killed: $$(grep -c ': killed' bench/mutation-results.txt)"
+	@grep -v ": killed" bench/mutation-results.txt || true
 
 test-unit: setup
 	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
