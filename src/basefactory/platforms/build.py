@@ -155,9 +155,11 @@ def _copy_toolkit(source: Path, dest: Path) -> None:
 
 
 def push_base(docker: Docker, base: BaseImage) -> None:
-    refs = [base.ref, f"{base.ref}-{base.input_digest[:12]}"]
+    # each immutable tag before its moving tag: a push killed in between leaves a moving
+    # tag where it was, never on a manifest no immutable tag names
+    refs = [f"{base.ref}-{base.input_digest[:12]}", base.ref]
     if base.slim_ref is not None:
-        refs += [base.slim_ref, f"{base.slim_ref}-{base.input_digest[:12]}"]
+        refs += [f"{base.slim_ref}-{base.input_digest[:12]}", base.slim_ref]
     for ref in refs:
         if docker.image_id(ref) is not None:
             docker.push(ref)
