@@ -240,3 +240,33 @@ def test_the_static_verdict_does_not_depend_on_what_loaded_before(driver_linked:
         assert failed["driver_g2.so"]["symbol"] == "g2", report.failures
     # the neighbour itself loads (its library is beside it)
     assert "neighbour.so" not in {f["module"] for f in after.failures}
+
+
+def test_messages_name_a_module_of_no_distribution_and_the_empty_audits_fix() -> None:
+    """What a user reads: a failing module no distribution installed is said to be so,
+    and an audit that found nothing says where to look."""
+    report = AbiReport(3, [{"module": "stray/_x.so", "dist": None, "library": "liby.so.1",
+                            "error": "liby.so.1: cannot open shared object file"}])
+    assert report.lines() == ["no distribution: stray/_x.so: missing library liby.so.1"]
+    with pytest.raises(TestFailed) as caught:
+        require_clean(AbiReport(0, []), "image x", refused="nothing was pushed")
+    assert caught.value.hint == "is site-packages where Python looks for it?"
+
+
+def test_the_evidence_and_the_refusal_say_everything_the_proof_keeps() -> None:
+    from basefactory.audit.abi import FIX
+
+    failures = [{"module": f"pkg/m{i}.so", "dist": "pkg", "symbol": f"s{i}", "error": "e"}
+                for i in (1, 2)]
+    report = AbiReport(7, failures, [{"module": "k.so", "library": "libcuda.so.1"}], "3.11.2",
+                       [{"module": "x.so", "allowed_because": "r"}])
+    assert report.evidence() == {"modules": 7, "failures": failures,
+                                 "host_provided": report.host_provided,
+                                 "allowed": report.allowed, "python": "3.11.2"}
+    with pytest.raises(TestFailed) as caught:
+        require_clean(report, "image x on p", refused="nothing was pushed")
+    assert str(caught.value).startswith(
+        "the ABI audit of image x on p: 2 of 7 extension modules do not load; nothing was"
+        " pushed:\n    pkg: pkg/m1.so: undefined symbol s1\n    pkg: pkg/m2.so: undefined"
+        " symbol s2\n")
+    assert caught.value.hint == FIX

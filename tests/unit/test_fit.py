@@ -212,6 +212,11 @@ def test_the_resolution_refuses_torch_into_a_torch_less_image() -> None:
     out = fit.verdict(r)
     assert out.fits is False and out.reason == "adds torch (187 MB download) to an image without torch"
     assert out.added_mb == 187.4
+    assert out.added == [{"name": "torchsort", "version": "0.1.10", "mb": 0.4},
+                         {"name": "torch", "version": "2.13.0+cpu", "mb": 187.0}]
+    # a size the index did not say counts as nothing, not as a guess
+    r["resolution"]["would_install"][0]["download_mb"] = None
+    assert fit.verdict(r).added_mb == 187.0
 
 
 @pytest.mark.parametrize("tail,expected", [

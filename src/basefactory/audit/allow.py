@@ -50,7 +50,7 @@ class AllowedModule(Model):
     def covers(self, failure: dict[str, Any]) -> bool:
         """True if `failure` (a row of the audit's report) is this module failing for the
         expected reason; a crash or any other error is never covered."""
-        if not fnmatch.fnmatchcase(str(failure.get("module", "")), self.module):
+        if not fnmatch.fnmatchcase(str(failure["module"]), self.module):
             return False
         if failure.get("symbol"):
             return any(fnmatch.fnmatchcase(failure["symbol"], g) for g in self.symbol)
