@@ -227,3 +227,31 @@ def test_the_resolution_refuses_torch_into_a_torch_less_image() -> None:
 ])
 def test_the_reason_is_the_line_that_says_why(tail: list[str], expected: str) -> None:
     assert fit._last_error(tail) == expected
+
+
+@pytest.mark.parametrize(("would", "reason"), [
+    ({"name": "torch", "version": "2.14.0", "download_mb": 900.0},
+     "changes torch (2.13.0+cpu -> 2.14.0)"),
+    ({"name": "torch", "version": "2.13.0+cpu", "download_mb": 187.0},
+     "reinstalls torch 2.13.0+cpu (its files changed)"),
+    ({"name": "numpy", "version": "1.26.4", "download_mb": 18.0},
+     "replaces numpy 1.26.4 (reinstalled)"),
+])
+def test_the_resolution_names_what_it_would_replace(would: dict[str, Any], reason: str) -> None:
+    r = record(resolution={"rc": 0, "refuse": True, "would_install": [
+        {"name": "torchsort", "version": "0.1.10", "download_mb": 0.44}, would]},
+        install={"rc": None, "tail": []}, test=None, abi=None)
+    r["after"] = r["before"]
+    out = fit.verdict(r)
+    assert out.fits is False and out.reason == reason
+    assert out.replaced == [{"name": would["name"], "before": r["before"][would["name"]]["version"],
+                             "after": would["version"]}]
+    assert out.added_mb == 0.4  # 0.44, rounded as the install's sizes are
+
+
+def test_a_refusal_the_rules_cannot_name_still_refuses() -> None:
+    r = record(resolution={"rc": 0, "refuse": True, "would_install": [
+        {"name": "torchsort", "version": "0.1.10", "download_mb": 0.4}]},
+        install={"rc": None, "tail": []}, test=None, abi=None)
+    out = fit.verdict(r)
+    assert out.fits is False and out.reason == "the resolution was refused"
