@@ -255,3 +255,26 @@ def test_a_refusal_the_rules_cannot_name_still_refuses() -> None:
         install={"rc": None, "tail": []}, test=None, abi=None)
     out = fit.verdict(r)
     assert out.fits is False and out.reason == "the resolution was refused"
+
+
+def test_the_rules_word_their_reasons_exactly() -> None:
+    """Each rule's wording, as the catalog shows it: the stack member named when torch
+    itself is not added, sizes to a tenth of a MB, at most three replacements named."""
+    lean = {"fastapi": {"version": "0.110.0", "size": 1_000_000}}
+    r = record(before=lean, torch_before=None, torch_after=None)
+    r["after"] = {**lean, "triton": {"version": "3.5.0", "size": 1_040_040_000},
+                  "nvidia-nccl-cu13": {"version": "2.28.0", "size": 250_000_000},
+                  "torchsort": {"version": "0.1.10", "size": 300_000}}
+    assert fit.verdict(r).reason == "adds nvidia-nccl-cu13 (1290 MB) to an image without torch"
+    r["after"] = {**lean, "triton": {"version": "3.5.0", "size": 44_440_000}}
+    assert fit.verdict(r).reason == "adds triton (44.4 MB) to an image without torch"
+    # the same stack into an image that has torch breaks no stack rule
+    with_torch = record()
+    with_torch["after"]["triton"] = {"version": "3.5.0", "size": 1_000}
+    assert not fit.verdict(with_torch).reason.startswith("adds")
+    many = record()
+    names = ["a", "b", "c", "d", "e"]
+    many["before"].update({n: {"version": "1.0", "size": 1} for n in names})
+    many["after"].update({n: {"version": "2.0", "size": 1} for n in names})
+    assert fit.verdict(many).reason == ("replaces a 1.0 -> 2.0, b 1.0 -> 2.0, c 1.0 -> 2.0"
+                                        " and 2 more")
