@@ -69,8 +69,8 @@ def main() -> int:
     variant = "" if args.cuda else "-cpu"
     ref = f"{factory.config.registry.address}/{REPOSITORY}:{RELEASE}-py3{variant}-standin"
     rootfs = ensure_rootfs(docker, "bookworm", host_apt_mirror())
-    with tempfile.TemporaryDirectory(prefix="ngc-standin-", dir=house.parent
-                                     if args.cuda else None) as tmp:
+    # the wheels are hard-linked into the context where the file system allows it
+    with tempfile.TemporaryDirectory(prefix="ngc-standin-") as tmp:
         context = Path(tmp)
         for name in ("Dockerfile", "retag_torch.py"):
             shutil.copy2(HERE / name, context / name)
