@@ -17,7 +17,7 @@ from pathlib import Path
 import bcrypt
 import httpx
 
-from basefactory.config import load_factory
+from basefactory.config import config_path, load_factory
 from basefactory.services.credentials import registry_auth
 from basefactory.services.registry_server import BCRYPT_COST
 from bench.common import ROOT, Figure, Report
@@ -70,7 +70,8 @@ def _registry_with_cost(cost: int, auth: tuple[str, str], folder: Path
 
 
 def bench(report: Report) -> None:
-    factory = load_factory(ROOT / "factory.toml")
+    # $BASEFACTORY_CONFIG names another factory (its registry must be up), else this one's
+    factory = load_factory(config_path() if config_path().is_absolute() else ROOT / "factory.toml")
     auth = registry_auth(factory)
     assert auth is not None, "the embedded registry has credentials"
     # the factory's own registry, as `up` configured it
