@@ -117,11 +117,12 @@ ngc: setup
 # every mutant of them must be killed by a unit test or listed in bench/mutation.md as
 # equivalent. Not part of CI (minutes per module on 2 cores). PYTHONPATH puts mutmut's
 # copy of the sources (mutants/src) before the editable install's.
+MUTATION_JOBS ?= 2
 MUTANTS ?= basefactory.images.fit.x_verdict* basefactory.images.fit.x__broken_rule* basefactory.images.fit.x__refused_by_resolution* basefactory.audit.allow.* basefactory.audit.abi.xǁAbiReportǁ* basefactory.audit.abi.x_require_clean* basefactory.proofs.read.x_proven* basefactory.proofs.read.x_first*
 mutation: $(VENV)/.installed
 	$(VENV)/bin/python -m pip install -q "mutmut==3.8.1"
 	rm -rf mutants
-	PYTHONPATH=src $(VENV)/bin/mutmut run --max-children 2 $(MUTANTS) || true
+	PYTHONPATH=src $(VENV)/bin/mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS) || true
 	$(VENV)/bin/mutmut results --all true 2>/dev/null | grep -E "$$(echo $(MUTANTS) | sed 's/\*/.*/g; s/ /|/g')" > bench/mutation-results.txt || true
 	@echo "mutants: $$(wc -l < bench/mutation-results.txt), killed: $$(grep -c ': killed' bench/mutation-results.txt)"
 	@grep -v ": killed" bench/mutation-results.txt || true
