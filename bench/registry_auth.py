@@ -70,8 +70,9 @@ def _registry_with_cost(cost: int, auth: tuple[str, str], folder: Path
 
 
 def bench(report: Report) -> None:
-    # $BASEFACTORY_CONFIG names another factory (its registry must be up), else this one's
-    factory = load_factory(config_path() if config_path().is_absolute() else ROOT / "factory.toml")
+    # $BASEFACTORY_CONFIG names another factory (its registry must be up), else this one's;
+    # a relative one is taken from the repository's root
+    factory = load_factory(ROOT / config_path())
     auth = registry_auth(factory)
     assert auth is not None, "the embedded registry has credentials"
     # the factory's own registry, as `up` configured it

@@ -147,6 +147,13 @@ def write_recipe(session: Session, name: str, body: str) -> None:
     (session.factory.recipes_dir / f"{name}.toml").write_text(textwrap.dedent(body))
 
 
+def write_path_recipe(session: Session, name: str, *, project: str, path: Path,
+                      command: str) -> None:
+    """A recipe whose source is a local folder, with its test command."""
+    (session.factory.recipes_dir / f"{name}.toml").write_text(
+        f'project = "{project}"\n[source]\npath = "{path}"\n[test]\ncommand = "{command}"\n')
+
+
 def refused_build(session: Session, recipe: str) -> subprocess.CompletedProcess[str]:
     """`basefactory wheels build RECIPE` as a user runs it, expected to exit 6 (a test
     failed): its output, to say why."""
@@ -215,20 +222,10 @@ def test_failed_build_and_failed_test_publish_nothing(session: Session, platform
                                                       tmp_path: Path) -> None:
     make_c_project(tmp_path / "broken", broken=True)
     make_c_project(tmp_path / "ok")
-    write_recipe(session, "fastadd-broken", f"""
-        project = "fastadd-broken-build"
-        [source]
-        path = "{tmp_path / 'broken'}"
-        [test]
-        command = "true"
-    """)
-    write_recipe(session, "fastadd-failing-test", f"""
-        project = "fastadd"
-        [source]
-        path = "{tmp_path / 'ok'}"
-        [test]
-        command = "python -c 'import fastadd; assert fastadd.add(1, 1) == 3'"
-    """)
+    write_path_recipe(session, "fastadd-broken", project="fastadd-broken-build",
+                      path=tmp_path / "broken", command="true")
+    write_path_recipe(session, "fastadd-failing-test", project="fastadd", path=tmp_path / "ok",
+                      command="python -c 'import fastadd; assert fastadd.add(1, 1) == 3'")
     before = session.devpi.release_files(platform_index(session.factory, PLATFORM), "fastadd")
     try:
         with pytest.raises(BuildError) as build_error:
@@ -301,13 +298,8 @@ def test_a_wheel_whose_module_does_not_load_is_not_uploaded(session: Session,
         "setup(ext_modules=[Extension('fastadd._fastadd', ['fastadd/_fastadd.c']),\n"
         "                   Extension('fastadd._broken', ['fastadd/_broken.c'])])\n")
     write_pyproject(src, "fastadd-abi", "0.3.0", packages=["fastadd"])
-    write_recipe(session, "fastadd-abi", f"""
-        project = "fastadd-abi"
-        [source]
-        path = "{src}"
-        [test]
-        command = "python -c 'import fastadd; assert fastadd.add(1, 2) == 3'"
-    """)
+    write_path_recipe(session, "fastadd-abi", project="fastadd-abi", path=src,
+                      command="python -c 'import fastadd; assert fastadd.add(1, 2) == 3'")
     try:
         out = refused_build(session, "fastadd-abi")
         assert "ABI audit" in out.stderr and "nothing was uploaded" in out.stderr, out.stderr
