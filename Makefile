@@ -10,11 +10,12 @@ PYTEST_ARGS ?=
 # Debian packages the factory needs: the engine (+ classic client that builds with BuildKit),
 # the distribution registry, debootstrap for local platforms, git for git-pinned recipes,
 # chromium for the catalog's browser test, gcc and binutils for the unit tests' shared objects,
+# patch: applies an adopted wheel's declared patches (recipes/index-tts.toml).
 # pigz: dockerd gunzips pulled layers with unpigz when it is on PATH (Go's gzip otherwise).
 # docker-compose (Compose v1, Debian's): the test that runs examples/compose.
-APT_PACKAGES ?= docker.io docker-registry debootstrap git ca-certificates chromium gcc binutils pigz docker-compose
+APT_PACKAGES ?= docker.io docker-registry debootstrap git ca-certificates chromium gcc binutils pigz docker-compose patch
 
-.PHONY: setup up down demo test test-unit test-cuda cuda tts llm test-llm vllm-source ngc-standin ngc-cpu ngc mutation bench lint status clean
+.PHONY: setup up down demo test test-unit test-cuda cuda tts indextts test-tts llm test-llm vllm-source ngc-standin ngc-cpu ngc mutation bench lint status clean
 
 setup: $(VENV)/.installed
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -74,6 +75,19 @@ TTS_PLATFORM ?= cu130-py311-torch2.11
 tts: setup
 	$(BF) up
 	$(BF) publish --platform $(TTS_PLATFORM) --only monotonic-alignment-search --only coqui-tts --only tts-deps
+
+# Index-TTS on the TTS platform: PyPI's wheel of the official source adopted with its two
+# recorded patches, BigVGAN's CUDA kernel compiled ahead of time (sm_80 + sm_90), and
+# indextts-deps, whose smoke test runs IndexTTS2's inference on random weights.
+indextts: setup
+	$(BF) up
+	$(BF) publish --platform $(TTS_PLATFORM) --only indextts-bigvgan-kernel --only index-tts --only indextts-deps
+
+# The same from scratch in a factory of its own, plus seed 001's service (examples/
+# indextts-service) run FROM the image on a random-weight checkpoint.
+test-tts: setup
+	$(BF) up
+	$(VENV)/bin/python -m pytest tests/tts $(PYTEST_ARGS)
 
 # llm-deps: PyPI's vLLM 0.33.0 wheel adopted onto the CUDA platform's torch (recipes/vllm.toml),
 # tested, audited and uploaded, then the image on the platform, in this factory's catalog.

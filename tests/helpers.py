@@ -96,7 +96,7 @@ def write_factory(root: Path, *, index_port: int, registry_port: int, extra: str
         port = {registry_port}
         [wheels]
         # as the factory's own: vLLM is adopted (vllm.toml), not built from source here
-        exclude = ["vllm-source", "index-tts"]
+        exclude = ["vllm-source", "index-tts-source"]
         [platforms."{PLATFORM}"]
         description = "test platform"
         [platforms."{PLATFORM}".bootstrap]

@@ -53,13 +53,16 @@ def test_the_gpu_profile_reserves_a_gpu_and_every_service_has_health_and_restart
     # Compose v1's `config` renders every service; the profiles say which runs where
     services = _config("gpu", env)["services"]
     profiles = {name: service.get("profiles", []) for name, service in services.items()}
-    assert profiles == {"gateway": [], "tts": ["gpu"], "llm": ["gpu"], "tts-cpu": ["cpu"]}
-    for name in ("tts", "llm"):
+    assert profiles == {"gateway": [], "tts": ["gpu"], "indextts": ["gpu"], "llm": ["gpu"],
+                        "tts-cpu": ["cpu"]}
+    for name in ("tts", "indextts", "llm"):
         devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
         assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}], name
     assert services["llm"]["image"] == "127.0.0.1:5000/factory/llm-deps:cu130-py311-torch2.14"
     assert services["llm"]["command"][:2] == ["vllm", "serve"]
     assert "deploy" not in services["tts-cpu"]
+    assert services["indextts"]["build"]["args"]["BASE"] == \
+        "127.0.0.1:5000/factory/indextts-deps:cu130-py311-torch2.11"
     for name, service in services.items():
         assert service["restart"] == "unless-stopped", name
         assert service["healthcheck"]["test"][0] == "CMD", name

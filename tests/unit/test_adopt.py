@@ -3,6 +3,8 @@ where declared, anything that would replace the platform's torch refused."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import textwrap
 import zipfile
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.plumbing.errors import BuildError, ConfigError
 from basefactory.wheels.adopt import adopt, apply_overrides, check_tags
+from basefactory.wheels.patch import patch_records
 from basefactory.wheels.recipe import load_recipe, load_recipes
 from basefactory.wheels.relabel import headers
 
@@ -113,13 +116,78 @@ def test_adopt_rewrites_requires_dist_and_relabels(tmp_path: Path) -> None:
     recipe = load_recipe(recipe_file(tmp_path, TORCH_OVERRIDE, wheel=name))
     out = tmp_path / "out"
     out.mkdir()
-    adopted = adopt(recipe, wheel, FP, out, tag="1795417731.0123456789ab", label="pt214cu130")
+    adopted = adopt(recipe, wheel, FP, out, tag="1795417731.0123456789ab", label="pt214cu130",
+                    recipes_dir=tmp_path)
     assert adopted.name == "demo-1.0+pt214cu130-1795417731.0123456789ab-cp38-abi3-manylinux_2_28_x86_64.whl"
     with zipfile.ZipFile(adopted) as zf:
         meta = zf.read("demo-1.0+pt214cu130.dist-info/METADATA")
     assert headers(meta, "Requires-Dist")[:2] == ["numpy", "torch==2.14.1"]
     assert len(headers(meta, "Requires-Dist")) == len(REQUIRES)
     assert meta.decode().endswith("\nthe description\n")
+
+
+PATCH = """\
+--- a/demo/__init__.py
++++ b/demo/__init__.py
+@@ -1,2 +1,2 @@
+ # demo
+-BROKEN = True
++BROKEN = False
+"""
+
+
+def patched_recipe(tmp_path: Path, diff: str) -> tuple[Path, Path]:
+    wheel = tmp_path / "demo-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("demo/__init__.py", "# demo\nBROKEN = True\n")
+        zf.writestr("demo/other.py", "untouched = 1\n")
+        zf.writestr("demo-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n\n")
+        zf.writestr("demo-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nTag: py3-none-any\n")
+        zf.writestr("demo-1.0.dist-info/RECORD", "")
+    (tmp_path / "patches").mkdir()
+    (tmp_path / "patches" / "fix.patch").write_text(diff)
+    path = recipe_file(tmp_path, '[[adopt.patches]]\nfile = "patches/fix.patch"\n'
+                       'reason = "the shipped flag is wrong"\n', wheel=wheel.name)
+    return wheel, path
+
+
+def test_a_declared_patch_changes_that_file_only_and_its_record(tmp_path: Path) -> None:
+    wheel, path = patched_recipe(tmp_path, PATCH)
+    recipe = load_recipe(path)
+    out = tmp_path / "out"
+    out.mkdir()
+    adopted = adopt(recipe, wheel, FP, out, tag="1795417731.0123456789ab", label=None,
+                    recipes_dir=tmp_path)
+    with zipfile.ZipFile(adopted) as zf:
+        assert zf.read("demo/__init__.py") == b"# demo\nBROKEN = False\n"
+        assert zf.read("demo/other.py") == b"untouched = 1\n"
+        record = zf.read("demo-1.0.dist-info/RECORD").decode()
+    # pip checks each file against RECORD: the patched file's hash is the new content's
+    want = base64.urlsafe_b64encode(hashlib.sha256(b"# demo\nBROKEN = False\n").digest())
+    assert "demo/__init__.py,sha256=" + want.rstrip(b"=").decode() + ",22" in record
+    [rec] = patch_records(recipe, tmp_path)
+    assert rec["files"] == ["demo/__init__.py"] and rec["reason"] == "the shipped flag is wrong"
+
+
+def test_a_patch_that_does_not_apply_exactly_builds_nothing(tmp_path: Path) -> None:
+    wheel, path = patched_recipe(tmp_path, PATCH.replace("-BROKEN = True", "-BROKEN = 1"))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(BuildError, match=r"adopt.patches\[0\] \(patches/fix.patch\) does not apply"):
+        adopt(load_recipe(path), wheel, FP, out, tag="1795417731.0123456789ab", label=None,
+              recipes_dir=tmp_path)
+    assert list(out.iterdir()) == []
+
+
+def test_a_missing_or_empty_patch_names_the_field(tmp_path: Path) -> None:
+    wheel, path = patched_recipe(tmp_path, "not a diff\n")
+    with pytest.raises(ConfigError, match=r"adopt.patches\[0\].file: .* is not a unified diff"):
+        adopt(load_recipe(path), wheel, FP, tmp_path, tag="1.0123456789ab", label=None,
+              recipes_dir=tmp_path)
+    (tmp_path / "patches" / "fix.patch").unlink()
+    with pytest.raises(ConfigError, match=r"adopt.patches\[0\].file: .* does not exist"):
+        adopt(load_recipe(path), wheel, FP, tmp_path, tag="1.0123456789ab", label=None,
+              recipes_dir=tmp_path)
 
 
 BAD = [
@@ -151,11 +219,11 @@ def test_bad_wheel_name(tmp_path: Path) -> None:
 
 
 def test_shipped_vllm_recipes(tmp_path: Path) -> None:
-    recipes = load_recipes(ROOT / "recipes", exclude=["vllm-source", "index-tts"])
+    recipes = load_recipes(ROOT / "recipes", exclude=["vllm-source", "index-tts-source"])
     adopted, source = recipes["vllm"], recipes["vllm-source"]
     assert adopted.adopt is not None and adopted.distribution == source.distribution == "vllm"
     assert source.source is not None and source.source.sdist == "vllm==0.33.0"
     assert {o.requirement for o in adopted.adopt.overrides} >= {"torch==2.14.0", "torchaudio==2.11.0"}
     # both active at once is refused: one recipe per distribution
     with pytest.raises(ConfigError, match="both make vllm"):
-        load_recipes(ROOT / "recipes", exclude=["index-tts"])
+        load_recipes(ROOT / "recipes", exclude=["index-tts-source"])

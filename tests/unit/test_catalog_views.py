@@ -227,16 +227,19 @@ def test_an_adopted_wheel_shows_its_file_and_overrides() -> None:
                "overrides": [{"requirement": "torch==2.14.0", "replace": "torch==2.14.1",
                               "reason": "a patch release"},
                              {"requirement": "torchaudio==2.11.0", "replace": None,
-                              "reason": "does not load with torch 2.14"}]}
+                              "reason": "does not load with torch 2.14"}],
+               "patches": [{"file": "patches/v/fix.patch", "sha256": "b" * 64,
+                            "files": ["vllm/x.py"], "reason": "a wrong flag"}]}
     test = Proof(Kind.WHEEL_TEST, Subject(platform=P, wheel="v.whl"), "s", True,
                  {"adopted": adopted}, "2026-11-24T00:00:00", source="http://idx/v")
     row = views.wheel_row(snapshot(), Wheel(f"factory/{P}", P, "vllm", "0.33.0+pt214cu130",
                                             "v.whl", "u", "s", [test]))
     assert row["adopted"]["wheel"].startswith("vllm-0.33.0-")
     assert [o["replace"] for o in row["overrides"]] == ["torch==2.14.1", None]
+    assert [p["files"] for p in row["patches"]] == [["vllm/x.py"]]
     built = views.wheel_row(snapshot(), Wheel(f"factory/{P}", P, "x", "1.0", "x.whl", "u", "s",
                                               proof_of_test("http://idx/x")))
-    assert built["adopted"] is None and built["overrides"] == []
+    assert built["adopted"] is None and built["overrides"] == [] and built["patches"] == []
 
 
 def test_compare_only_asks_about_builds_the_snapshot_lists() -> None:

@@ -13,7 +13,8 @@ from basefactory.images.service import needed
 from basefactory.plumbing.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-RECIPES = {"torchsort", "monotonic-alignment-search", "coqui-tts", "openai-whisper", "vllm"}
+RECIPES = {"torchsort", "monotonic-alignment-search", "coqui-tts", "openai-whisper", "vllm",
+           "index-tts", "indextts-bigvgan-kernel"}
 
 
 def make(tmp: Path, name: str, toml: str, requirements: str | None = None) -> None:
@@ -36,6 +37,12 @@ def test_shipped_images_in_parent_order() -> None:
     assert needed(images, ["tts-deps"]) == ["cuda-deps", "tts-deps"]
     assert needed(images, ["cuda-deps"]) == ["cuda-deps"]
     assert set(needed(images, None)) == set(images)
+    # Index-TTS's own image: from the platform (its pins clash with cuda-deps and Coqui's),
+    # with files/ in its build context and a template that includes the shared one
+    itts = images["indextts-deps"]
+    assert itts.parent == "platform" and itts.platforms == ("cu130-py311-torch2.11",)
+    assert itts.files is not None and (itts.files / "smoke.py").is_file()
+    assert itts.template is not None and "image.Dockerfile.j2" in itts.template.read_text()
     env = images["cuda-deps"].env
     assert env["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn" and env["PYTHONUNBUFFERED"] == "1"
     llm = images["llm-deps"]
@@ -97,3 +104,14 @@ def test_the_lock_label_keeps_versions_not_hashes() -> None:
     # the shipped llm-deps lock (350 KB with hashes) fits in one label
     lock = (ROOT / "images" / "llm-deps" / "locks" / "cu130-py311-torch2.14.txt").read_text()
     assert len(lock) > 131072 > len(lock_versions(lock).encode()) and "vllm" not in lock_versions(lock)
+
+
+def test_a_template_may_include_the_shared_one_and_add_steps() -> None:
+    from basefactory.images.service import render
+
+    image = load_images(ROOT / "images", recipes=RECIPES)["indextts-deps"]
+    text = render(image, "reg/base:p", has_lock=True, has_wheels=True)
+    assert text.startswith("FROM reg/base:p\n")
+    # the shared template's steps, then the image's own, in that order
+    assert text.index("-r /tmp/basefactory/wheels.txt") < text.index("TextNormalizer") \
+        < text.index("COPY files/ /opt/indextts/")

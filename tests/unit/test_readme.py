@@ -51,11 +51,11 @@ def test_every_factory_toml_key_is_in_the_reference() -> None:
 
 
 def test_every_recipe_and_image_key_is_in_the_reference() -> None:
-    recipe = (keys(Recipe, {"name"}) | keys(Audit)) - {"source", "adopt", "overrides", "build", "test", "audit", "allow"}
+    recipe = (keys(Recipe, {"name"}) | keys(Audit)) - {"source", "adopt", "overrides", "patches", "build", "test", "audit", "allow"}
     missing = recipe - documented(section("recipes/NAME.toml"))
     assert not missing, f"README's recipe reference lacks {sorted(missing)}"
-    # requirements and template come from files beside image.toml, documented below it
-    image = keys(ImageDef, {"name", "requirements", "template"}) - {"smoke", "audit", "allow"}
+    # requirements, template and files come from files beside image.toml, documented below it
+    image = keys(ImageDef, {"name", "requirements", "template", "files"}) - {"smoke", "audit", "allow"}
     missing = image - documented(section("images/NAME/image.toml"))
     assert not missing, f"README's image reference lacks {sorted(missing)}"
 

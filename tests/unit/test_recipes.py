@@ -30,9 +30,10 @@ def write(tmp_path: Path, text: str, name: str = "demo.toml") -> Path:
 
 
 def test_shipped_recipes_are_valid() -> None:
-    recipes = load_recipes(ROOT / "recipes", exclude=["vllm-source", "index-tts"])
+    recipes = load_recipes(ROOT / "recipes", exclude=["vllm-source", "index-tts-source"])
     assert {"torchsort", "monotonic-alignment-search", "vllm", "vllm-source", "index-tts",
-            "openai-whisper", "coqui-tts"} <= set(recipes)
+            "index-tts-source", "indextts-bigvgan-kernel", "openai-whisper", "coqui-tts"
+            } <= set(recipes)
     vllm = recipes["vllm-source"]
     assert vllm.requires_cuda and vllm.source and vllm.source.sdist and vllm.build.no_build_isolation
     assert "python use_existing_torch.py" in vllm.build.pre_build
@@ -40,6 +41,14 @@ def test_shipped_recipes_are_valid() -> None:
     assert not vllm.applies_to("cpu", has_cuda=False) and vllm.applies_to("gpu", has_cuda=True)
     assert recipes["torchsort"].distribution == "torchsort"
     assert recipes["openai-whisper"].pure
+    # Index-TTS: PyPI's wheel adopted with its two patches, each file present and a diff
+    itts = recipes["index-tts"]
+    assert itts.adopt is not None and itts.pure and len(itts.adopt.patches) == 2
+    for p in itts.adopt.patches:
+        assert "+++ b/indextts/" in (ROOT / "recipes" / p.file).read_text()
+    kernel = recipes["indextts-bigvgan-kernel"]
+    assert kernel.requires_cuda and kernel.build.env["TORCH_CUDA_ARCH_LIST"] == "8.0;9.0"
+    assert itts.adopt.sha256 in kernel.build.pre_build[0]  # the kernel is built from that wheel
 
 
 def test_excludes_always_cover_torch_and_cuda(tmp_path: Path) -> None:

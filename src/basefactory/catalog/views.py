@@ -190,8 +190,8 @@ def wheel_row(s: Snapshot, w: Wheel) -> dict[str, Any]:
     # the newest test decides both whether it is tested and which record proves it
     test = first(w.proofs, Kind.WHEEL_TEST)
     tested = test is not None and test.passed
-    # an adopted (prebuilt) wheel: the file it was taken from and every declared override
-    # of its requirements, as its test record carries them
+    # an adopted (prebuilt) wheel: the file it was taken from, every declared override of
+    # its requirements and every patch to its files, as its test record carries them
     adopted = test.evidence.get("adopted") if test is not None else None
     return {"project": w.project, "version": w.version, "file": w.filename, "index": w.index,
             "platform": w.platform or "any (pure Python)", "sha256": w.sha256, "url": w.url,
@@ -200,6 +200,7 @@ def wheel_row(s: Snapshot, w: Wheel) -> dict[str, Any]:
             "proofs": proofs_by_kind([p for p in w.proofs if p.kind != Kind.FIT]),
             "fits": [fit_row(p) for p in w.proofs if p.kind == Kind.FIT],
             "adopted": adopted, "overrides": (adopted or {}).get("overrides", []),
+            "patches": (adopted or {}).get("patches", []),
             "pip": pip_line(index_url, w.project, w.version)}
 
 

@@ -1,4 +1,6 @@
-"""images/<name>/: image.toml, requirements.in and an optional Dockerfile.j2.
+"""images/<name>/: image.toml, requirements.in, an optional Dockerfile.j2 (it may
+`{% include "image.Dockerfile.j2" %}` and add steps) and an optional files/ folder, which
+is in the build context as files/ (for the template's COPY) and in the image's inputs.
 
     description = "..."
     parent = "platform"        # the platform's base (torch); "slim" (Python, no torch);
@@ -65,6 +67,7 @@ class ImageDef(Model):
     audit: Audit = Audit()
     requirements: tuple[str, ...] = ()  # read from requirements.in by the loader
     template: Path | None = None  # images/<name>/Dockerfile.j2, if present
+    files: Path | None = None  # images/<name>/files/, if present: in the build context
 
     @field_validator("size_budget_mb")
     @classmethod
@@ -124,6 +127,8 @@ def load_image(folder: Path) -> ImageDef:
     template = folder / "Dockerfile.j2"
     if template.exists():
         data["template"] = template
+    if (folder / "files").is_dir():
+        data["files"] = folder / "files"
     return validate(path, text, data, ImageDef)
 
 

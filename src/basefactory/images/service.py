@@ -170,8 +170,10 @@ def plan_image(session: Session, image: ImageDef, platform: str, parent: Parent,
                       write=write_lock, installed_only=frozenset(fp.unindexed))
     dockerfile = render(image, parent.ref, has_lock=bool(lock.entries),
                         has_wheels=bool(wheel_lines))
+    files = [] if image.files is None else [digest.tree_sha256(image.files)]
     inputs = digest.of(parent.input_digest, lock.text, sorted(wheel_lines), dockerfile,
-                       image.model_dump(mode="json", exclude={"description", "template"}))
+                       image.model_dump(mode="json", exclude={"description", "template", "files"}),
+                       *files)
     installed = {**parent.installed, **lock.entries, **pins}
     tags = session.registry.tags(repository(factory, image.name))
     existing = sorted(t for t in tags
@@ -216,6 +218,8 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
     (work / "lock.txt").write_text(plan_.lock_text)
     (work / "wheels.txt").write_text("".join(f"{line}\n" for line in wheel_lines))
     shutil.copy2(beside_python("uv"), work / "uv")
+    if image.files is not None:
+        shutil.copytree(image.files, work / "files", symlinks=True)
     index = platform_index(factory, platform)
     locked = parse(plan_.lock_text)
     with log.step(f"{image.name} on {platform}: {len(locked)} locked versions on {index}"):

@@ -36,7 +36,9 @@ def render(name: str, **context: Any) -> str:
 
 def render_file(path: Path, **context: Any) -> str:
     """Render a user's template (e.g. images/<name>/Dockerfile.j2), with clear errors."""
-    env = _env().overlay(loader=jinja2.FileSystemLoader([str(path.parent)]))
+    # its own folder first, then the package's templates (for {% include "image.Dockerfile.j2" %})
+    env = _env().overlay(loader=jinja2.ChoiceLoader([
+        jinja2.FileSystemLoader([str(path.parent)]), jinja2.PackageLoader("basefactory", "templates")]))
     try:
         return env.get_template(path.name).render(**context)
     except jinja2.TemplateSyntaxError as exc:

@@ -28,6 +28,7 @@ from packaging.version import Version
 
 from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.plumbing.errors import BuildError, ConfigError
+from basefactory.wheels.patch import apply_patches
 from basefactory.wheels.recipe import Recipe, same_requirement
 from basefactory.wheels.relabel import headers, relabel
 
@@ -116,8 +117,8 @@ def apply_overrides(recipe: Recipe, requires: list[str], fp: Fingerprint
 
 
 def adopt(recipe: Recipe, wheel: Path, fp: Fingerprint, dest_dir: Path, *, tag: str,
-          label: str | None) -> Path:
-    """The relabelled wheel in dest_dir, its overrides applied."""
+          label: str | None, recipes_dir: Path) -> Path:
+    """The relabelled wheel in dest_dir, its overrides and patches applied."""
     assert recipe.adopt is not None
     check_tags(wheel.name, fp)
     with zipfile.ZipFile(wheel) as zf:
@@ -127,5 +128,6 @@ def adopt(recipe: Recipe, wheel: Path, fp: Fingerprint, dest_dir: Path, *, tag: 
             raise BuildError(f"{wheel.name} has no dist-info/METADATA: not a wheel")
         requires = headers(zf.read(metadata), "Requires-Dist")
     new_requires, applied = apply_overrides(recipe, requires, fp)
+    patched = apply_patches(recipe, wheel, recipes_dir)
     return relabel(wheel, dest_dir, label=label, tag=tag,
-                   requires=new_requires if applied else None)
+                   requires=new_requires if applied else None, files=patched)

@@ -14,6 +14,9 @@
     requirement = "torch==2.14.0"      #   `replace` is omitted), with the reason; recorded
     replace = "torch==2.14.1"          #   in its test record and shown in the catalog
     reason = "..."
+    [[adopt.patches]]                  #   a unified diff of the wheel's files (a/ b/ paths
+    file = "patches/x/fix.patch"       #   from its root; the file relative to recipes/),
+    reason = "..."                     #   recorded and shown like an override
     [build]
     requires = ["setuptools", ...]     # build requirements (from the index, constrained)
     no_build_isolation = true          # build against the platform's own torch
@@ -158,6 +161,13 @@ class Override(Model):
         return self
 
 
+class Patch(Model):
+    """A unified diff applied to an adopted wheel's files (wheels/patch.py), and why."""
+
+    file: Path  # relative to the recipes folder
+    reason: Annotated[str, Field(min_length=10)]
+
+
 class Adopt(Model):
     """A prebuilt wheel taken as it is published (fetched through the index, sha256-pinned),
     relabelled for the platform, with its declared overrides, then tested like a build."""
@@ -165,6 +175,7 @@ class Adopt(Model):
     wheel: str  # the file's name on the index
     sha256: SHA256
     overrides: tuple[Override, ...] = ()
+    patches: tuple[Patch, ...] = ()
 
     @field_validator("wheel")
     @classmethod

@@ -7,7 +7,8 @@ The local label (PEP 440) keeps two platforms' wheels from ever colliding; the w
 build tag (PEP 427: a number, then anything) carries the build time, so the newest build
 of a version wins in pip and uv, and the digest of the inputs, so a published build is
 recognised from its file name alone and never rebuilt. The dist-info folder, METADATA,
-WHEEL and RECORD are rewritten to match; file contents are untouched.
+WHEEL and RECORD are rewritten to match; file contents are untouched unless a declared
+patch of an adopted wheel replaces them.
 """
 
 from __future__ import annotations
@@ -55,9 +56,11 @@ def pip_order(filename: str) -> tuple[Any, ...]:
 
 
 def relabel(wheel: Path, dest_dir: Path, *, label: str | None, tag: str,
-            requires: list[str] | None = None) -> Path:
+            requires: list[str] | None = None, files: dict[str, bytes] | None = None) -> Path:
     """`requires`: the wheel's Requires-Dist lines instead of its own (an adopted wheel's
-    declared overrides applied)."""
+    declared overrides applied); `files`: contents that replace (or add) files of the
+    wheel (its declared patches applied)."""
+    files = dict(files or {})
     _, version, _, _ = parse_wheel_filename(wheel.name)
     stem_name = wheel.name.split("-", 1)[0]  # the escaped name as the wheel spells it
     new_version = labelled_version(str(version), label)
@@ -74,7 +77,9 @@ def relabel(wheel: Path, dest_dir: Path, *, label: str | None, tag: str,
             for info in infos:
                 if info.filename == f"{dist_info}/RECORD":
                     continue
-                data = src.read(info.filename)
+                data = files.pop(info.filename, None)
+                if data is None:
+                    data = src.read(info.filename)
                 arcname = info.filename
                 if arcname.startswith(dist_info + "/"):
                     arcname = new_info + arcname[len(dist_info):]
@@ -88,6 +93,12 @@ def relabel(wheel: Path, dest_dir: Path, *, label: str | None, tag: str,
                 new.external_attr = info.external_attr
                 new.compress_type = zipfile.ZIP_DEFLATED
                 out.writestr(new, data)
+                digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+                records.append((arcname, f"sha256={digest.decode()}", str(len(data))))
+            for arcname, data in sorted(files.items()):  # added by a patch
+                new = zipfile.ZipInfo(arcname, date_time=infos[0].date_time)
+                new.external_attr = 0o644 << 16
+                out.writestr(new, data, compress_type=zipfile.ZIP_DEFLATED)
                 digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
                 records.append((arcname, f"sha256={digest.decode()}", str(len(data))))
             records.append((f"{new_info}/RECORD", "", ""))

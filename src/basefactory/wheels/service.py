@@ -34,6 +34,7 @@ from basefactory.wheels import source as sources
 from basefactory.wheels.adopt import adopt
 from basefactory.wheels.build import build_wheel, check_not_vendored, constraints, ensure_builder
 from basefactory.wheels.devicecode import check_wheel
+from basefactory.wheels.patch import patch_path, patch_records
 from basefactory.wheels.recipe import Recipe, factory_recipes
 from basefactory.wheels.relabel import build_tag, digest_of_build_tag, relabel
 from basefactory.wheels.test import run_test
@@ -71,7 +72,11 @@ def input_digest(recipe: Recipe, fingerprint: Fingerprint, source_digest: str) -
 
 def source_digest(session: Session, recipe: Recipe) -> str:
     if recipe.adopt is not None:
-        return recipe.adopt.sha256
+        if not recipe.adopt.patches:
+            return recipe.adopt.sha256
+        return digest.of(recipe.adopt.sha256, [
+            digest.file_sha256(patch_path(session.factory.recipes_dir, p.file))
+            for p in recipe.adopt.patches])
     src = recipe.source
     assert src is not None
     if src.sha256 is not None:
@@ -184,7 +189,8 @@ def ensure_wheel(session: Session, recipe: Recipe, platform: str, *,
                 platform_index(factory, platform), factory.config.index.mirror])
             wheel = adopt(recipe, prebuilt, fingerprint, wheelhouse,
                           label=None if recipe.pure else fingerprint.local_label,
-                          tag=build_tag(int(time.time()), wheel_digest))
+                          tag=build_tag(int(time.time()), wheel_digest),
+                          recipes_dir=factory.recipes_dir)
             check_not_vendored(wheel, recipe.excludes)
     else:
         assert recipe.source is not None
@@ -221,7 +227,8 @@ def ensure_wheel(session: Session, recipe: Recipe, platform: str, *,
         # the recipe's: the wheel's input digest (in its file name) pins them
         record = record.with_evidence(adopted={
             "wheel": recipe.adopt.wheel, "sha256": recipe.adopt.sha256,
-            "overrides": [o.model_dump() for o in recipe.adopt.overrides]})
+            "overrides": [o.model_dump() for o in recipe.adopt.overrides],
+            "patches": patch_records(recipe, factory.recipes_dir)})
     with log.step(f"{recipe.name} on {platform}: upload to {target}"):
         _, version, _, _ = parse_wheel_filename(wheel.name)
         name = recipe.distribution
