@@ -14,12 +14,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import catalog, fits, images, noop, registry_auth, wheel_install
+from bench import catalog, fits, images, indextts, noop, registry_auth, wheel_install
 from bench.common import Figure, Report, machine
 
 BENCHES = {"registry_auth": registry_auth.bench, "noop": noop.bench,
            "fits": fits.bench, "wheel_install": wheel_install.bench, "images": images.bench,
-           "catalog": catalog.bench}
+           "catalog": catalog.bench, "indextts": indextts.bench}
+# run only when named (`python -m bench indextts`): they need a heavy tier published first
+# (`make indextts`)
+HEAVY = {"indextts"}
 HERE = Path(__file__).resolve().parent
 
 
@@ -31,7 +34,7 @@ def main(argv: list[str]) -> int:
         return 2
     store = HERE / "results.json"
     results: dict[str, Any] = json.loads(store.read_text()) if store.exists() else {}
-    for name in argv or list(BENCHES):
+    for name in argv or [n for n in BENCHES if n not in HEAVY]:
         print(f"== {name}", flush=True)
         report = Report()
         started = time.monotonic()

@@ -1,6 +1,6 @@
 """Seed 001's Index-TTS service: FROM indextts-deps plus this file.
 
-GET  /health      {"status", "model_loaded", "device", "cuda_available"} (the seed's fields)
+GET  /health      {"status", "model_loaded", "device", "cuda_available"} (seed 001's fields)
 POST /synthesize  {"text", "max_mel_tokens"?} with the reference voice as `prompt` (a WAV
                   file in a multipart form, or the default voice) -> audio/wav
 
@@ -48,8 +48,10 @@ def load() -> None:
 @app.get("/health")
 def health() -> dict[str, object]:
     loaded = state["model"] is not None
-    body: dict[str, object] = {"status": "ok" if loaded else "error", "model_loaded": loaded,
-                               "device": DEVICE, "cuda_available": torch.cuda.is_available()}
+    # the fields and values seed 001's probe expects: "healthy", "cuda" or "cpu"
+    body: dict[str, object] = {"status": "healthy" if loaded else "unhealthy",
+                               "model_loaded": loaded, "device": DEVICE.split(":")[0],
+                               "cuda_available": torch.cuda.is_available()}
     if state["error"]:
         body["error"] = state["error"]
     return body

@@ -102,7 +102,7 @@ def test_indextts_deps_synthesizes_and_the_seed_service_runs_on_it(
                    check=True, capture_output=True)
     try:
         health = wait_http(f"http://127.0.0.1:{port}/health", timeout=300).json()
-        assert health == {"status": "ok", "model_loaded": True, "device": "cpu",
+        assert health == {"status": "healthy", "model_loaded": True, "device": "cpu",
                           "cuda_available": False}, health
         answer = httpx.post(f"http://127.0.0.1:{port}/synthesize", timeout=300,
                             data={"text": "Hello from the factory.", "max_mel_tokens": "60"})
