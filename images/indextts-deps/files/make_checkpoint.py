@@ -112,9 +112,10 @@ def bpe_model(out: Path, vocab: int) -> None:
     import sentencepiece as spm
 
     corpus = out / "bpe-corpus.txt"
-    words = ("basefactory builds heavy wheels once and ships layered images so that services "
-             "start from a tested base the quick brown fox jumps over the lazy dog speech "
-             "synthesis runs on every platform with the same torch").split()
+    text = ("basefactory builds heavy wheels once and ships layered images so that services "
+            "start from a tested base the quick brown fox jumps over the lazy dog speech "
+            "synthesis runs on every platform with the same torch")
+    words = text.split()
     corpus.write_text("\n".join(" ".join(words[i:] + words[:i]).upper() for i in range(len(words))))
     spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(out / "bpe"), vocab_size=vocab,
                                    model_type="bpe", character_coverage=1.0, bos_id=0, eos_id=1,

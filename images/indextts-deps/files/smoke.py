@@ -1,13 +1,17 @@
 """indextts-deps's smoke test: Index-TTS's real inference path on CPU with random weights,
 and the prebuilt BigVGAN kernel found where the package looks for it.
 
-    python /opt/indextts/smoke.py [WORKDIR]
+    python /opt/indextts/smoke.py [--full] [WORKDIR]
+
+--full: the official sizes (~5 GB of random weights, ~9 GB of memory): the time and peak
+memory of the real model's constructor and one infer() on this machine's CPU.
 """
 
 from __future__ import annotations
 
 import importlib.metadata as md
 import os
+import resource
 import struct
 import subprocess
 import sys
@@ -51,12 +55,12 @@ def kernel() -> str:
             f" torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
 
 
-def synthesize(work: Path) -> str:
+def synthesize(work: Path, *, full: bool = False) -> str:
     import soundfile as sf
 
     checkpoints = work / "checkpoints"
     subprocess.run([sys.executable, str(Path(__file__).with_name("make_checkpoint.py")),
-                    str(checkpoints)], check=True)
+                    str(checkpoints), *(["--full"] if full else [])], check=True)
     # IndexTTS2 reads its Hugging Face cache from ./checkpoints/hf_cache (infer_v2 sets it),
     # offline: a file missing there is an error, not a download
     os.chdir(work)
@@ -78,16 +82,21 @@ def synthesize(work: Path) -> str:
     data, sr = sf.read(work / "out.wav")
     assert sr == rate and data.shape[0] > rate // 10, (sr, data.shape)
     assert float(np.abs(data).max()) > 1e-4, "the waveform is silent"
-    return (f"index-tts {md.version('tts-webui.index-tts')} IndexTTS2 (random weights, reduced):"
-            f" {data.shape[0] / sr:.2f} s of audio at {sr} Hz, built in {built:.1f} s,"
-            f" infer() in {took:.1f} s")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+    return (f"index-tts {md.version('tts-webui.index-tts')} IndexTTS2 (random weights,"
+            f" {'official sizes' if full else 'reduced'}): {data.shape[0] / sr:.2f} s of audio"
+            f" at {sr} Hz, built in {built:.1f} s, infer() in {took:.1f} s, peak memory"
+            f" {peak:.1f} GB")
 
 
 def main() -> int:
+    args = sys.argv[1:]
+    full = "--full" in args
+    args = [a for a in args if a != "--full"]
     with tempfile.TemporaryDirectory(prefix="indextts-smoke-") as tmp:
-        work = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tmp)
+        work = Path(args[0]) if args else Path(tmp)
         print(kernel(), flush=True)
-        print(synthesize(work), flush=True)
+        print(synthesize(work, full=full), flush=True)
     return 0
 
 
