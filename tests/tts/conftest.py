@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import textwrap
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from basefactory import services
 from basefactory.config import Factory, load_factory
 from basefactory.platforms.service import PlatformResult, ensure_platform
 from basefactory.session import Session
-from tests.helpers import ROOT, docker_answers, forget_images, port, require, write_factory
+from tests.cuda.conftest import session  # the same lifecycle, on this module's factory
+from tests.helpers import ROOT, docker_answers, port, require, write_factory
+
+__all__ = ["factory", "platform", "session"]
 
 TTS = "cu130-py311-torch2.11"
 TOOLKIT = Path("/usr/local/cuda-13.0")
@@ -39,15 +40,6 @@ def factory(tmp_path_factory: pytest.TempPathFactory) -> Factory:
         cuda_toolkit = "{TOOLKIT}"
     """).replace("'", '"'))
     return load_factory(path)
-
-
-@pytest.fixture(scope="session")
-def session(factory: Factory) -> Iterator[Session]:
-    services.up(factory)
-    with Session(factory) as s:
-        yield s
-    forget_images(factory)
-    services.down(factory)
 
 
 @pytest.fixture(scope="session")
