@@ -301,3 +301,28 @@ def test_the_pages_offer_pip_lines_only_for_published_platforms() -> None:
     gpu = client.get("/platforms/gpu").text
     assert "Nothing published for this platform yet" in gpu
     assert "/factory/gpu/+simple/ PACKAGE" not in gpu
+
+
+def test_a_configured_index_user_names_every_install_line() -> None:
+    """[index] user = "acme": the catalog reads acme's indexes, and every pip and uv line,
+    on the JSON API and the pages, points at acme's, never at factory's."""
+    import json
+    from dataclasses import asdict, replace
+
+    from fastapi.testclient import TestClient
+
+    from basefactory.catalog.app import create_app
+    from basefactory.catalog.state import Catalog, from_dict
+
+    s = replace(snapshot(), index_user="acme")
+    assert views.platform(s, P)["index_url"] == f"http://idx:3141/acme/{P}/+simple/"
+    assert all("/factory/" not in (row["pip"] or "") for row in views.platforms(s))
+    assert "/acme/" in views.platform(s, P)["uv"] and "/factory/" not in views.platform(s, P)["uv"]
+    lines = [row["pip"] for row in views.combos(s, "tts-deps", None)["combos"] if row["pip"]]
+    assert lines and all(f"/acme/{P}/+simple/" in line for line in lines)
+    catalog = Catalog(reader=None)  # type: ignore[arg-type]  # never refreshed here
+    catalog.snapshot, catalog.version = s, 1
+    page = TestClient(create_app(catalog)).get("/").text
+    assert f"/acme/{P}/+simple/" in page and f"/factory/{P}/+simple/" not in page
+    # the user survives the snapshot's persisted copy
+    assert from_dict(json.loads(json.dumps(asdict(s)))).index_user == "acme"

@@ -86,10 +86,15 @@ class Snapshot:
     images: dict[str, dict[str, ImageCell]]  # image -> platform -> cell
     wheels: list[Wheel]
     errors: list[str]
+    index_user: str = "factory"  # the configured [index] user, whose indexes these are
 
     @property
     def platform_names(self) -> list[str]:
         return list(self.platforms)
+
+    def index_url(self, platform: str) -> str:
+        """The platform's simple index, as pip and uv take it."""
+        return f"{self.index}/{self.index_user}/{platform}/+simple/"
 
 
 class Reader:
@@ -124,6 +129,7 @@ class Reader:
             images=images_future.result(),
             wheels=wheels,
             errors=[],
+            index_user=self.factory.config.index.user,
         )
 
     def _index(self) -> tuple[dict[str, dict[str, Any]], list[Wheel]]:

@@ -130,4 +130,4 @@ def from_dict(data: dict[str, Any]) -> Snapshot:
                     platforms=data["platforms"], images=images,
                     wheels=[Wheel(**{**w, "proofs": [Proof.from_dict(x) for x in w["proofs"]]})
                             for w in data["wheels"]],
-                    errors=data.get("errors", []))
+                    errors=data.get("errors", []), index_user=data.get("index_user", "factory"))

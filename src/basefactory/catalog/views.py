@@ -24,7 +24,7 @@ class BadRequest(Exception):
 def platforms(s: Snapshot) -> list[dict[str, Any]]:
     rows = []
     for name, fp in s.platforms.items():
-        index_url = f"{s.index}/factory/{name}/+simple/"
+        index_url = s.index_url(name)
         system = fp.get("in_venv") is False
         rows.append({
             "name": name,
@@ -251,7 +251,7 @@ def combos(s: Snapshot, image_name: str | None, wheel: str | None) -> dict[str, 
                 if w.platform not in (p, None) or test is None or not test.passed:
                     continue
                 verdict = fit(cell, w, test)
-                index_url = f"{s.index}/factory/{p}/+simple/"
+                index_url = s.index_url(p)
                 pairs.append({
                     "image": name, "platform": p, "ref": cell.ref,
                     "wheel": w.project, "version": w.version, "file": w.filename,
