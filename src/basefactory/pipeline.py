@@ -24,7 +24,6 @@ from basefactory.images.definition import ImageDef, root_of
 from basefactory.platforms import store
 from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.platforms.service import ensure_platform
-from basefactory.plumbing import log
 from basefactory.plumbing.progress import Progress
 from basefactory.proofs import Proof
 from basefactory.refs import base_ref
@@ -328,7 +327,3 @@ def summary_line(steps: list[Step], elapsed: float) -> str:
         counts[step.result] = counts.get(step.result, 0) + 1
     parts = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     return f"publish: {len(steps)} steps ({parts}) in {elapsed:.1f}s"
-
-
-def log_summary(steps: list[Step], elapsed: float) -> None:
-    log.info(summary_line(steps, elapsed))

@@ -1,8 +1,8 @@
 """The one place that talks to Docker.
 
-Queries (inspect, image lists) go through python-on-whales. Builds, pushes and execs go
-through `cmd.run` with the detected client, because they need streamed logs, BuildKit
-secrets and `--network host`, which python-on-whales' legacy builder does not pass.
+Every call goes through `cmd.run` with the detected client: builds and pushes need
+streamed logs, BuildKit through a pre-23 client and `--network host`, and a query is one
+`docker image inspect` (see DESIGN.md on why python-on-whales is not used).
 
 BuildKit is required (cache mounts, secrets). Two kinds of client build with it: one
 with the buildx plugin (`docker buildx build --load`), and a pre-23 client with
@@ -20,8 +20,7 @@ import re
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,17 +100,6 @@ class Docker:
         self.client = client
         self.host = host  # DOCKER_HOST of another engine; None: the default one
         self.name = name
-        self._whales: Any = None
-
-    @property
-    def whales(self) -> Any:
-        # imported on first use: python-on-whales costs a quarter second to import, and
-        # `up`/`status` never need it
-        if self._whales is None:
-            from python_on_whales import DockerClient
-
-            self._whales = DockerClient(client_call=[self.client.path], host=self.host)
-        return self._whales
 
     @property
     def env(self) -> dict[str, str]:
@@ -256,14 +244,6 @@ class Docker:
         found = self._inspect(ref)
         return dict(((found or {}).get("Config") or {}).get("Labels") or {})
 
-    def info(self) -> dict[str, Any]:
-        """The engine's facts (python-on-whales' typed `docker info`), for `status --json`."""
-        info = self.whales.system.info()
-        return {"server_version": info.server_version, "storage_driver": info.driver,
-                "cgroup_driver": info.cgroup_driver, "cpus": info.n_cpu,
-                "memory": info.mem_total, "images": info.images,
-                "containers": info.containers, "root_dir": str(info.docker_root_dir)}
-
     def tag(self, source: str, target: str) -> None:
         self._run(["tag", source, target], echo=False)
 
@@ -275,22 +255,6 @@ class Docker:
     def remove_image(self, ref: str) -> None:
         self._run(["image", "rm", "--force", ref], check=False, echo=False)
 
-    def import_tar(self, tar_stream_cmd: Sequence[str], ref: str) -> str:
-        """`tar ... | docker import - ref`: a rootfs folder becomes an image."""
-        tar = subprocess.Popen(list(tar_stream_cmd), stdout=subprocess.PIPE)
-        try:
-            out = subprocess.run(
-                [self.client.path, "import", "-", ref], stdin=tar.stdout,
-                capture_output=True, text=True, env={**os.environ, **self.env},
-            )
-        finally:
-            assert tar.stdout is not None
-            tar.stdout.close()
-            tar.wait()
-        if out.returncode != 0 or tar.returncode != 0:
-            raise ToolError(f"`docker import - {ref}` failed: {out.stderr.strip()}")
-        return out.stdout.strip()
-
     def copy_from_image(self, ref: str, source: str, dest: Path) -> None:
         """Copy a path out of an image (via a created, never started container)."""
         name = f"basefactory-copy-{uuid.uuid4().hex[:12]}"
@@ -299,18 +263,6 @@ class Docker:
             self._run(["cp", f"{name}:{source}", str(dest)], echo=False)
         finally:
             self._run(["rm", "--force", name], check=False, echo=False)
-
-    def history_sizes(self, ref: str) -> list[tuple[str, int]]:
-        """(created_by, size in bytes) for each layer, newest first."""
-        out = self._run(["history", "--no-trunc", "--format", "{{json .}}", ref], echo=False)
-        rows = []
-        for line in out.output.splitlines():
-            row = json.loads(line)
-            rows.append((row.get("CreatedBy", ""), _parse_size(row.get("Size", "0B"))))
-        return rows
-
-    def save(self, ref: str, dest: Path) -> None:
-        self._run(["save", "-o", str(dest), ref], echo=False)
 
     # --- containers ----------------------------------------------------------------------
 
@@ -339,46 +291,6 @@ class Docker:
         args += [image, *argv]
         return self._run(args, log_file=log_file, check=check, hint=hint,
                          echo=echo and log_file is None)
-
-    @contextmanager
-    def container(
-        self, image: str, *, network: str = "host", env: Mapping[str, str] | None = None
-    ) -> Iterator[Container]:
-        """A long-lived container for several execs; always removed on exit."""
-        name = f"basefactory-{uuid.uuid4().hex[:12]}"
-        args = ["run", "-d", "--name", name, "--network", network, "--entrypoint", "sleep"]
-        for key, value in sorted((env or {}).items()):
-            args += ["-e", f"{key}={value}"]
-        self._run([*args, image, "infinity"], echo=False)
-        try:
-            yield Container(self, name)
-        finally:
-            self._run(["rm", "--force", name], check=False, echo=False)
-
-
-@dataclass(frozen=True)
-class Container:
-    docker: Docker
-    name: str
-
-    def exec(self, argv: Sequence[str], **kwargs: Any) -> cmd.Result:
-        kwargs.setdefault("echo", False)
-        return self.docker._run(["exec", self.name, *argv], **kwargs)
-
-    def copy_in(self, source: Path, dest: str) -> None:
-        self.docker._run(["cp", str(source), f"{self.name}:{dest}"], echo=False)
-
-    def copy_out(self, source: str, dest: Path) -> None:
-        self.docker._run(["cp", f"{self.name}:{source}", str(dest)], echo=False)
-
-
-def _parse_size(text: str) -> int:
-    m = re.fullmatch(r"([\d.]+)\s*([kKMGT]?B)", text.strip())
-    if not m:
-        return 0
-    unit = {"B": 1, "kB": 1000, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4}
-    return int(float(m.group(1)) * unit[m.group(2)])
-
 
 def which_dockerd() -> str | None:
     return shutil.which("dockerd") or (

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -217,12 +216,6 @@ class Registry:
             return {}
         config = self.blob_json(repository, manifest.config_digest)
         return dict((config.get("config") or {}).get("Labels") or {})
-
-    def iter_tags(self, prefix: str = "") -> Iterator[tuple[str, str]]:
-        for repo in self.repositories():
-            if repo.startswith(prefix):
-                for tag in self.tags(repo):
-                    yield repo, tag
 
 
 def _next_link(response: httpx.Response) -> str | None:

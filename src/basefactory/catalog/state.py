@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -78,12 +77,6 @@ class Catalog:
         if changed:
             self._save_cache(fresh)
         return changed
-
-    def wait_ready(self, timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while self.snapshot is None and self.error is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self.snapshot is not None
 
     # --- disk cache ----------------------------------------------------------------------
 

@@ -148,7 +148,6 @@ class ImagePlan:
     inputs: str
     dockerfile: str
     lock_text: str
-    lock_changed: bool
     pins: dict[str, str]
     wheel_lines: list[str]
     installed: dict[str, str]
@@ -179,7 +178,7 @@ def plan_image(session: Session, image: ImageDef, platform: str, parent: Parent,
     existing = sorted(t for t in tags
                       if t.startswith(f"{platform}-") and t.endswith(f"-{inputs[:12]}"))
     if existing:
-        return ImagePlan(inputs, dockerfile, lock.text, not lock.reused, pins, wheel_lines,
+        return ImagePlan(inputs, dockerfile, lock.text, pins, wheel_lines,
                          installed, existing[-1], "current", "inputs unchanged")
     if not any(t.startswith(f"{platform}-") for t in tags):
         reason = "first build"
@@ -187,7 +186,7 @@ def plan_image(session: Session, image: ImageDef, platform: str, parent: Parent,
         reason = "requirements or parent changed (new lock)"
     else:
         reason = "parent, recipe wheels, Dockerfile, apt or env changed"
-    return ImagePlan(inputs, dockerfile, lock.text, not lock.reused, pins, wheel_lines,
+    return ImagePlan(inputs, dockerfile, lock.text, pins, wheel_lines,
                      installed, None, "build", reason)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from packaging.utils import parse_wheel_filename
@@ -276,7 +275,3 @@ def list_wheels(session: Session) -> list[dict[str, Any]]:
                                  "file": f.filename,
                                  "tested": proven(session.proofs.wheel(f), Kind.WHEEL_TEST)})
     return rows
-
-
-def wheelhouse_of(session: Session, platform: str) -> Path:
-    return session.factory.wheels_dir / platform
