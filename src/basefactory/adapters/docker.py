@@ -219,8 +219,7 @@ class Docker:
             iidfile.unlink(missing_ok=True)
 
     def _inspect(self, ref: str) -> dict[str, Any] | None:
-        # a direct `docker image inspect`: on the no-op path of every publish, where
-        # importing python-on-whales alone would cost a quarter second
+        # a direct `docker image inspect`: on the no-op path of every publish
         out = self._plain(["image", "inspect", ref])
         if out.returncode != 0:
             if "No such image" in out.stderr or "No such object" in out.stderr:
