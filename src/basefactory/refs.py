@@ -1,13 +1,66 @@
-"""Names of the images the factory makes, in one place."""
+"""Names of what the factory publishes, in one place: image references, the immutable tag
+format and its parser, and the label keys written on images and read back."""
 
 from __future__ import annotations
 
 import platform as _platform
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from basefactory.config import Factory
 
 # every label the factory writes on an image starts with this
 LABEL = "org.basefactory"
+
+
+class Labels:
+    """The label keys of the factory's images: written at build, read by the catalog,
+    fits, SBOMs, diffs and audits. OCI's own keys (org.opencontainers.image.*) as OCI."""
+
+    INPUT_DIGEST = f"{LABEL}.input-digest"
+    IMAGE = f"{LABEL}.image"
+    PLATFORM = f"{LABEL}.platform"
+    PARENT = f"{LABEL}.parent"
+    FINGERPRINT = f"{LABEL}.fingerprint"
+    LOCK = f"{LABEL}.lock"
+    LOCK_SHA256 = f"{LABEL}.lock-sha256"
+    WHEELS = f"{LABEL}.wheels"
+    WHEEL_FILES = f"{LABEL}.wheel-files"
+    MANIFEST = f"{LABEL}.manifest"
+    PROOF_PREFIX = f"{LABEL}.proof."
+    SMOKE_V1 = f"{LABEL}.smoke"  # the smoke proof's schema 1
+    OCI_TITLE = "org.opencontainers.image.title"
+    OCI_DESCRIPTION = "org.opencontainers.image.description"
+    OCI_VERSION = "org.opencontainers.image.version"
+    OCI_REVISION = "org.opencontainers.image.revision"
+    OCI_CREATED = "org.opencontainers.image.created"
+    OCI_BASE_NAME = "org.opencontainers.image.base.name"
+    OCI_BASE_DIGEST = "org.opencontainers.image.base.digest"
+
+
+# an image's immutable tag: <platform>-<YYYYMMDD>-<first 12 hex of its input digest>
+IMMUTABLE_TAG = re.compile(r"^(?P<platform>.+)-(?P<day>\d{8})-(?P<digest>[0-9a-f]{12})$")
+
+
+@dataclass(frozen=True)
+class ImmutableTag:
+    platform: str  # as the tag spells it (a platform name may contain dashes)
+    day: str  # YYYY-MM-DD
+    digest: str  # 12 hex
+
+
+def immutable_tag(platform: str, input_digest: str, when: datetime | None = None) -> str:
+    return f"{platform}-{(when or datetime.now(UTC)):%Y%m%d}-{input_digest[:12]}"
+
+
+def parse_immutable_tag(tag: str) -> ImmutableTag | None:
+    """The parts of an immutable tag; None for a moving tag or anything else."""
+    m = IMMUTABLE_TAG.match(tag)
+    if m is None:
+        return None
+    day = m.group("day")
+    return ImmutableTag(m.group("platform"), f"{day[:4]}-{day[4:6]}-{day[6:]}", m.group("digest"))
 
 
 def arch() -> str:

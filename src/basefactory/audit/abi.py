@@ -17,7 +17,7 @@ from basefactory.audit.allow import AllowedModule
 from basefactory.plumbing import log
 from basefactory.plumbing.errors import ConfigError, TestFailed
 from basefactory.proofs import Kind, Proof, Subject
-from basefactory.refs import LABEL, image_ref, repository
+from basefactory.refs import Labels, image_ref, repository
 from basefactory.session import Session
 
 SCRIPT = Path(__file__).with_name("abi_script.py")
@@ -158,7 +158,7 @@ def _declared(session: Session, ref: str) -> tuple[AllowedModule, ...]:
         name = ref.removeprefix(prefix).split("@")[0].rsplit(":", 1)[0]
         if name in images:
             return images[name].audit.allow
-    parent = session.docker.image_labels(ref).get(f"{LABEL}.image")
+    parent = session.docker.image_labels(ref).get(Labels.IMAGE)
     if parent is None or parent not in images:
         return ()
     return tuple(a.model_copy(update={"reason": f"inherited from {parent}: {a.reason}"})

@@ -10,7 +10,6 @@ one per project.
 from __future__ import annotations
 
 import json
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,9 +21,8 @@ from basefactory.images.referrers import SBOM_TYPE
 from basefactory.index.client import DevpiClient
 from basefactory.proofs import Proof
 from basefactory.proofs.read import ProofReader
+from basefactory.refs import Labels, parse_immutable_tag
 from basefactory.services import registry_server
-
-TAG_DATE = re.compile(r"-(\d{8})-([0-9a-f]{12})$")
 
 
 def image_url(image: str, platform: str) -> str:
@@ -203,30 +201,29 @@ class Reader:
             self._configs[manifest.config_digest] = config
         labels: dict[str, str] = dict((config.get("config") or {}).get("Labels") or {})
         image = repo.split("/", 1)[1]
-        current = labels.get("org.opencontainers.image.version")
+        current = labels.get(Labels.OCI_VERSION)
         immutable = sorted((t for t in tags if t.startswith(f"{platform}-")), reverse=True)
         tag_rows = []
         for tag in immutable:
-            m = TAG_DATE.search(tag)
-            date = f"{m.group(1)[:4]}-{m.group(1)[4:6]}-{m.group(1)[6:]}" if m else None
-            tag_rows.append(Tag(tag, date, manifest.digest if tag == current else None))
-        m = TAG_DATE.search(current or "")
-        created = labels.get("org.opencontainers.image.created", "")
+            parsed = parse_immutable_tag(tag)
+            tag_rows.append(Tag(tag, parsed.day if parsed else None,
+                                manifest.digest if tag == current else None))
+        parsed = parse_immutable_tag(current or "")
+        created = labels.get(Labels.OCI_CREATED, "")
         return ImageCell(
             image=image, platform=platform,
             ref=f"{self.factory.config.registry.address}/{repo}:{platform}",
             current=current,
-            date=(created[:10] or (f"{m.group(1)[:4]}-{m.group(1)[4:6]}-{m.group(1)[6:]}"
-                                   if m else None)),
+            date=created[:10] or (parsed.day if parsed else None),
             digest=manifest.digest, size=manifest.size,
-            parent=labels.get("org.basefactory.parent", ""),
-            description=labels.get("org.opencontainers.image.description", ""),
-            wheels=_json(labels.get("org.basefactory.wheels"), {}),
-            wheel_files=_json(labels.get("org.basefactory.wheel-files"), {}),
-            manifest=_json(labels.get("org.basefactory.manifest"), []),
+            parent=labels.get(Labels.PARENT, ""),
+            description=labels.get(Labels.OCI_DESCRIPTION, ""),
+            wheels=_json(labels.get(Labels.WHEELS), {}),
+            wheel_files=_json(labels.get(Labels.WHEEL_FILES), {}),
+            manifest=_json(labels.get(Labels.MANIFEST), []),
             proofs=self.proofs.image(labels, image=image, platform=platform,
                                      source=image_url(image, platform)),
-            input_digest=labels.get("org.basefactory.input-digest", ""),
+            input_digest=labels.get(Labels.INPUT_DIGEST, ""),
             created=created, tags=tag_rows, sbom=self._sbom(repo, manifest.digest),
         )
 

@@ -12,13 +12,13 @@ from basefactory.adapters.registry_api import Registry
 from basefactory.plumbing.errors import ConfigError
 from basefactory.proofs import Kind, store_labels
 from basefactory.proofs.read import first
-from basefactory.refs import LABEL
+from basefactory.refs import Labels
 
 
 def packages(labels: dict[str, str]) -> dict[str, dict[str, Any]]:
     """name -> {"version", "size"} from an image's manifest label."""
     try:
-        rows = json.loads(labels.get(f"{LABEL}.manifest") or "[]")
+        rows = json.loads(labels.get(Labels.MANIFEST) or "[]")
     except ValueError:
         rows = []
     return {str(r["name"]).lower(): {"version": str(r["version"]), "size": int(r.get("size", 0))}

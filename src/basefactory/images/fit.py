@@ -39,6 +39,7 @@ from basefactory.plumbing import digest, log, network
 from basefactory.plumbing.errors import ServiceError
 from basefactory.proofs import Kind, Proof, Subject, store_devpi
 from basefactory.proofs.read import first, proven
+from basefactory.refs import Labels
 from basefactory.session import Session
 from basefactory.wheels.recipe import Recipe
 from basefactory.wheels.relabel import pip_order
@@ -362,7 +363,7 @@ def targets(session: Session, platform: str, images: list[tuple[str, str]],
             continue  # not in the registry (e.g. a platform without a slim image)
         labels = session.registry.labels(repo, manifest_digest)
         try:
-            included = json.loads(labels.get("org.basefactory.wheels") or "{}")
+            included = json.loads(labels.get(Labels.WHEELS) or "{}")
         except ValueError:
             included = {}
         definition = definitions.get(name)

@@ -17,6 +17,7 @@ from typing import Any
 
 from basefactory.adapters.registry_api import Registry
 from basefactory.plumbing.errors import BuildError
+from basefactory.refs import Labels
 
 SBOM_TYPE = "application/vnd.cyclonedx+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -44,9 +45,9 @@ def attach(registry: Registry, repository: str, subject_digest: str, data: bytes
         "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
         "config": {"mediaType": EMPTY_TYPE, "digest": _sha(EMPTY), "size": len(EMPTY)},
         "layers": [{"mediaType": artifact_type, "digest": layer, "size": len(data),
-                    "annotations": {"org.opencontainers.image.title": title}}],
+                    "annotations": {Labels.OCI_TITLE: title}}],
         "subject": subject,
-        "annotations": {"org.opencontainers.image.created":
+        "annotations": {Labels.OCI_CREATED:
                         datetime.now(UTC).isoformat(timespec="seconds")},
     }
     body = json.dumps(manifest, separators=(",", ":")).encode()

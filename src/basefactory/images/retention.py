@@ -19,8 +19,8 @@ from basefactory.adapters.registry_api import Registry
 from basefactory.config import Factory
 from basefactory.images import referrers
 from basefactory.index.layout import common_index, platform_index
+from basefactory.refs import parse_immutable_tag
 
-DATED = re.compile(r"^(?P<platform>.+)-(?P<day>\d{8})-[0-9a-f]{12}$")
 UNDATED_REPOS = ("base", "slim")
 
 
@@ -75,12 +75,12 @@ def plan(factory: Factory, registry: Registry, *, keep: int, keep_days: float,
         moving = {t: registry.digest(repo, t) for t in tags if t in platforms}
         by_platform: dict[str, list[tuple[str, str, str, int]]] = {}
         for tag in tags:
-            m = DATED.match(tag)
-            if m is None or m.group("platform") not in platforms:
+            parsed = parse_immutable_tag(tag)
+            if parsed is None or parsed.platform not in platforms:
                 continue
             digest = registry.digest(repo, tag) or ""
             created, size = _created(registry, repo, digest)
-            by_platform.setdefault(m.group("platform"), []).append((tag, digest, created, size))
+            by_platform.setdefault(parsed.platform, []).append((tag, digest, created, size))
         for platform, rows in by_platform.items():
             rows.sort(key=lambda r: (r[2], r[0]), reverse=True)  # newest first
             kept_digests = {moving.get(platform)}

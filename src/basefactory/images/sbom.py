@@ -37,7 +37,7 @@ from basefactory.images import referrers
 from basefactory.images.referrers import SBOM_TYPE as ARTIFACT_TYPE
 from basefactory.index.layout import common_index, platform_index
 from basefactory.plumbing.errors import BuildError, ConfigError
-from basefactory.refs import LABEL, image_ref, repository
+from basefactory.refs import Labels, image_ref, repository
 from basefactory.session import Session
 from basefactory.wheels.recipe import Recipe, factory_recipes
 
@@ -126,14 +126,14 @@ def document(inv: Inventory, *, image: str, platform: str, tag: str, labels: dic
     licenses = LicenseFactory()
     root = Component(
         name=image, version=tag, type=ComponentType.CONTAINER, bom_ref=f"image:{image}@{tag}",
-        description=labels.get("org.opencontainers.image.description") or None,
+        description=labels.get(Labels.OCI_DESCRIPTION) or None,
         properties=[Property(name=f"basefactory:{key}", value=value) for key, value in (
             ("platform", platform),
-            ("input-digest", labels.get(f"{LABEL}.input-digest", "")),
-            ("base-image", labels.get("org.opencontainers.image.base.name", "")),
-            ("base-digest", labels.get("org.opencontainers.image.base.digest", "")),
-            ("fingerprint", labels.get(f"{LABEL}.fingerprint", "")),
-            ("revision", labels.get("org.opencontainers.image.revision", "")),
+            ("input-digest", labels.get(Labels.INPUT_DIGEST, "")),
+            ("base-image", labels.get(Labels.OCI_BASE_NAME, "")),
+            ("base-digest", labels.get(Labels.OCI_BASE_DIGEST, "")),
+            ("fingerprint", labels.get(Labels.FINGERPRINT, "")),
+            ("revision", labels.get(Labels.OCI_REVISION, "")),
         ) if value])
     bom = Bom(metadata=BomMetaData(component=root, timestamp=created or datetime.now(UTC)))
     for row in inv.python:

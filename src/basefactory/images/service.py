@@ -42,7 +42,7 @@ from basefactory.plumbing.errors import BuildError, ConfigError, PublishRefused,
 from basefactory.plumbing.faults import checkpoint
 from basefactory.proofs import Kind, Proof, Subject, store_labels
 from basefactory.proofs.read import proven
-from basefactory.refs import LABEL, base_ref, image_ref, repository, slim_ref
+from basefactory.refs import Labels, base_ref, image_ref, immutable_tag, repository, slim_ref
 from basefactory.session import Session
 from basefactory.wheels.recipe import Recipe, load_recipes
 from basefactory.wheels.service import input_digest as wheel_input_digest
@@ -124,7 +124,7 @@ def _published_wheel(session: Session, recipe: Recipe, platform: str, fp: Finger
 def root_parent(session: Session, root: str, platform: str, fp: Fingerprint) -> Parent:
     factory = session.factory
     labels = session.registry.labels(repository(factory, "base"), platform)
-    base_digest = labels.get(f"{LABEL}.input-digest", fp.base_digest)
+    base_digest = labels.get(Labels.INPUT_DIGEST, fp.base_digest)
     if root == "platform":
         return Parent(base_ref(factory, platform), base_digest, dict(fp.distributions),
                       fp.torch_installed)
@@ -208,7 +208,7 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
         return ImageResult(image.name, platform, "current", tag, ref, inputs, None,
                            round(time.monotonic() - started, 2), installed, plan_.reason)
 
-    tag = f"{platform}-{datetime.now(UTC):%Y%m%d}-{inputs[:12]}"
+    tag = immutable_tag(platform, inputs)
     ref = image_ref(factory, image.name, tag)
     work = factory.state_dir / "build" / "images" / f"{image.name}-{platform}"
     shutil.rmtree(work, ignore_errors=True)
@@ -345,26 +345,26 @@ def _labels(session: Session, image: ImageDef, platform: str, parent: Parent, fp
     files = {line.split("==", 1)[0]: line.rsplit("--hash=sha256:", 1)[1]
              for line in wheel_lines if "--hash=sha256:" in line}
     return {
-        "org.opencontainers.image.title": f"{image.name} ({platform})",
-        "org.opencontainers.image.description": image.description,
-        "org.opencontainers.image.version": tag,
-        "org.opencontainers.image.revision": _revision(session.factory.root),
-        "org.opencontainers.image.created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "org.opencontainers.image.base.name": parent.ref,
+        Labels.OCI_TITLE: f"{image.name} ({platform})",
+        Labels.OCI_DESCRIPTION: image.description,
+        Labels.OCI_VERSION: tag,
+        Labels.OCI_REVISION: _revision(session.factory.root),
+        Labels.OCI_CREATED: datetime.now(UTC).isoformat(timespec="seconds"),
+        Labels.OCI_BASE_NAME: parent.ref,
         # the parent's manifest digest in the registry (OCI's meaning), not our input digest
-        "org.opencontainers.image.base.digest": _registry_digest(session, parent.ref),
-        f"{LABEL}.image": image.name,
-        f"{LABEL}.platform": platform,
-        f"{LABEL}.parent": image.parent,
-        f"{LABEL}.input-digest": inputs,
-        f"{LABEL}.fingerprint": json.dumps(fingerprint, sort_keys=True),
+        Labels.OCI_BASE_DIGEST: _registry_digest(session, parent.ref),
+        Labels.IMAGE: image.name,
+        Labels.PLATFORM: platform,
+        Labels.PARENT: image.parent,
+        Labels.INPUT_DIGEST: inputs,
+        Labels.FINGERPRINT: json.dumps(fingerprint, sort_keys=True),
         # the versions, without their hashes (vLLM's lock is 350 KB, over Linux's 128 KiB
         # limit on one argument); the lock file itself, hashes and all, by its sha256
-        f"{LABEL}.lock": lock_versions(lock_text),
-        f"{LABEL}.lock-sha256": hashlib.sha256(lock_text.encode()).hexdigest(),
-        f"{LABEL}.wheels": json.dumps(pins, sort_keys=True),
-        f"{LABEL}.wheel-files": json.dumps(files, sort_keys=True),
-        f"{LABEL}.manifest": json.dumps(manifest, separators=(",", ":")),
+        Labels.LOCK: lock_versions(lock_text),
+        Labels.LOCK_SHA256: hashlib.sha256(lock_text.encode()).hexdigest(),
+        Labels.WHEELS: json.dumps(pins, sort_keys=True),
+        Labels.WHEEL_FILES: json.dumps(files, sort_keys=True),
+        Labels.MANIFEST: json.dumps(manifest, separators=(",", ":")),
         **store_labels.labels(proofs),
     }
 
@@ -430,7 +430,7 @@ def build_all(session: Session, names: list[str] | None = None,
 def _planned(session: Session, image: ImageDef, platform: str, parent: Parent,
              upgrade: bool) -> ImageResult:
     plan_ = plan_image(session, image, platform, parent, upgrade=upgrade, write_lock=False)
-    tag = plan_.existing or f"{platform}-{datetime.now(UTC):%Y%m%d}-{plan_.inputs[:12]}"
+    tag = plan_.existing or immutable_tag(platform, plan_.inputs)
     return ImageResult(image.name, platform, plan_.action, tag,
                        image_ref(session.factory, image.name, tag), plan_.inputs, None, 0.0,
                        plan_.installed, plan_.reason)

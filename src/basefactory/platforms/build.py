@@ -21,10 +21,7 @@ from basefactory.index.layout import platform_index
 from basefactory.platforms.rootfs import ROOTFS_VERSION, ensure_rootfs, host_apt_mirror
 from basefactory.plumbing import digest, log, templates
 from basefactory.plumbing.errors import ToolError
-from basefactory.refs import base_ref, slim_ref
-
-DIGEST_LABEL = "org.basefactory.input-digest"
-PLATFORM_LABEL = "org.basefactory.platform"
+from basefactory.refs import Labels, base_ref, slim_ref
 
 
 @dataclass(frozen=True)
@@ -101,7 +98,7 @@ def _bootstrap(
         # registry has it, is pulled rather than rebuilt, so its identity (and every
         # wheel and image digest that follows from it) stays the same
         existing = _pull_published(docker, ref, slim, inputs)
-    if existing is not None and docker.image_labels(ref).get(DIGEST_LABEL) == inputs \
+    if existing is not None and docker.image_labels(ref).get(Labels.INPUT_DIGEST) == inputs \
             and docker.image_id(slim) is not None:
         log.detail(f"{ref} is current ({inputs[:12]})")
         return BaseImage(name, ref, existing, inputs, built=False, slim_ref=slim)
@@ -112,19 +109,19 @@ def _bootstrap(
             _copy_toolkit(factory.root / boot.cuda_toolkit, context / "cuda")
         log_file = factory.logs_dir / f"platform-{name}.log"
         log_file.unlink(missing_ok=True)
-        labels = {DIGEST_LABEL: inputs, PLATFORM_LABEL: name,
-                  "org.opencontainers.image.base.name": rootfs}
+        labels = {Labels.INPUT_DIGEST: inputs, Labels.PLATFORM: name,
+                  Labels.OCI_BASE_NAME: rootfs}
         args = {"INDEX_URL": devpi.simple_url(index)}
         with log.step(f"build platform base {ref} (log: {log_file})"):
             docker.build(context, dockerfile=context / "Dockerfile", target="python",
                          tags=[slim, f"{slim}-{inputs[:12]}"], build_args=args,
-                         labels={**labels, "org.opencontainers.image.title":
+                         labels={**labels, Labels.OCI_TITLE:
                                  f"basefactory slim {name} (Python, no torch)"},
                          log_file=log_file)
             image_id = docker.build(
                 context, dockerfile=context / "Dockerfile", target="torch",
                 tags=[ref, f"{ref}-{inputs[:12]}"], build_args=args, log_file=log_file,
-                labels={**labels, "org.opencontainers.image.title": f"basefactory platform {name}"},
+                labels={**labels, Labels.OCI_TITLE: f"basefactory platform {name}"},
             )
     return BaseImage(name, ref, image_id, inputs, built=True, slim_ref=slim)
 

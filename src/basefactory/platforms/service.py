@@ -10,7 +10,7 @@ from basefactory.platforms.build import BaseImage, build_platform, push_base
 from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.platforms.probe import probe, unindexed
 from basefactory.plumbing import log
-from basefactory.refs import repository
+from basefactory.refs import Labels, repository
 from basefactory.session import Session
 
 
@@ -37,7 +37,7 @@ def ensure_platform(session: Session, name: str) -> PlatformResult:
         assert known is not None
         fingerprint = known
     pushed = session.registry.labels(repository(factory, "base"), name)
-    if pushed.get("org.basefactory.input-digest") != base.input_digest:
+    if pushed.get(Labels.INPUT_DIGEST) != base.input_digest:
         with log.step(f"push {base.ref}"):
             push_base(session.docker, base)
     return PlatformResult(base, fingerprint, probed)

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 
 from basefactory.proofs.model import Kind, Proof, legacy_smoke
+from basefactory.refs import Labels
 
-PREFIX = "org.basefactory.proof."
-LEGACY_SMOKE = "org.basefactory.smoke"  # schema 1
+PREFIX = Labels.PROOF_PREFIX
+LEGACY_SMOKE = Labels.SMOKE_V1
 
 
 def labels(proofs: list[Proof]) -> dict[str, str]:
@@ -35,5 +36,5 @@ def read(found: dict[str, str], *, image: str, platform: str, source: str = "") 
             summary = None
         if isinstance(summary, dict):
             proofs.append(legacy_smoke(summary, image=image, platform=platform,
-                                       inputs=found.get("org.basefactory.input-digest", "")))
+                                       inputs=found.get(Labels.INPUT_DIGEST, "")))
     return sorted(proofs, key=lambda p: str(p.kind))

@@ -21,10 +21,9 @@ from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.plumbing import digest, log, templates
 from basefactory.plumbing.errors import BuildError, ToolError
 from basefactory.plumbing.faults import checkpoint
-from basefactory.refs import builder_ref
+from basefactory.refs import Labels, builder_ref
 from basefactory.wheels.recipe import Recipe
 
-DIGEST_LABEL = "org.basefactory.input-digest"
 # Install tools, not runtime: builds may need newer ones than the base ships.
 UNCONSTRAINED = frozenset({"pip", "setuptools", "wheel"})
 
@@ -52,7 +51,7 @@ def ensure_builder(factory: Factory, docker: Docker, platform: str, base_ref: st
     dockerfile = templates.render("builder.Dockerfile.j2", base=base_ref,
                                   python_dev=python_dev_package(factory, platform))
     inputs = digest.of(dockerfile, docker.image_id(base_ref))
-    if docker.image_id(ref) is not None and docker.image_labels(ref).get(DIGEST_LABEL) == inputs:
+    if docker.image_id(ref) is not None and docker.image_labels(ref).get(Labels.INPUT_DIGEST) == inputs:
         return ref
     work = factory.state_dir / "build" / "builders" / platform
     shutil.rmtree(work, ignore_errors=True)
@@ -60,7 +59,7 @@ def ensure_builder(factory: Factory, docker: Docker, platform: str, base_ref: st
     (work / "Dockerfile").write_text(dockerfile)
     with log.step(f"build the builder for {platform}"):
         docker.build(work, dockerfile=work / "Dockerfile", tags=[ref],
-                     labels={DIGEST_LABEL: inputs}, build_args={"INDEX_URL": index_url},
+                     labels={Labels.INPUT_DIGEST: inputs}, build_args={"INDEX_URL": index_url},
                      log_file=factory.logs_dir / f"builder-{platform}.log")
     return ref
 

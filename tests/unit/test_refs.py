@@ -1,0 +1,33 @@
+"""refs.py names what the factory publishes: the immutable tag round-trips through its
+parser, and no other module spells a label key or the tag format itself."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+from basefactory.refs import ImmutableTag, Labels, immutable_tag, parse_immutable_tag
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "basefactory"
+
+
+def test_an_immutable_tag_round_trips_and_a_moving_tag_is_not_one() -> None:
+    tag = immutable_tag("cu130-py311-torch2.11", "4c39e5b87d98" + "0" * 52,
+                        datetime(2026, 11, 30, tzinfo=UTC))
+    assert tag == "cu130-py311-torch2.11-20261130-4c39e5b87d98"
+    assert parse_immutable_tag(tag) == ImmutableTag("cu130-py311-torch2.11", "2026-11-30",
+                                                    "4c39e5b87d98")
+    for other in ("cu130-py311-torch2.11", "x-2026113-4c39e5b87d98", "x-20261130-4C39E5B87D98",
+                  "x-20261130-4c39e5b87d9", ""):
+        assert parse_immutable_tag(other) is None, other
+
+
+def test_label_keys_and_the_tag_format_are_spelled_only_in_refs() -> None:
+    spelled = re.compile(r"""["'](org\.basefactory|org\.opencontainers)|%Y%m%d""")
+    offenders = [f"{p.relative_to(SRC)}:{n}" for p in sorted(SRC.rglob("*.py"))
+                 if p.name != "refs.py"
+                 for n, line in enumerate(p.read_text().splitlines(), 1)
+                 if spelled.search(line) and not line.lstrip().startswith("#")]
+    assert not offenders, offenders
+    assert Labels.INPUT_DIGEST == "org.basefactory.input-digest"  # what published images carry
