@@ -15,6 +15,7 @@ from basefactory import __version__
 from basefactory.config import Factory, config_path, load_factory
 from basefactory.index.client import DevpiClient
 from basefactory.index.layout import client as _index_client
+from basefactory.index.layout import platform_index
 from basefactory.plumbing import log, output
 from basefactory.plumbing.errors import BasefactoryError, TestFailed
 from basefactory.session import Session
@@ -391,7 +392,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             fp = store.load(factory, session.devpi, name)
             platforms.append({"platform": name, "torch": fp.torch if fp else None,
                               "cuda": fp.cuda if fp else None,
-                              "index": session.devpi.simple_url(f"{factory.config.index.user}/{name}")})
+                              "index": session.devpi.simple_url(platform_index(factory, name))})
         images, wheels = list_images(session), list_wheels(session)
     if args.json:
         output.emit_json({"platforms": platforms, "images": images, "wheels": wheels})
@@ -434,7 +435,7 @@ def cmd_index_import(args: argparse.Namespace) -> int:
     from basefactory.index.importer import import_wheels
 
     with Session(_factory(args)) as session:
-        index = args.index if "/" in args.index else f"{session.factory.config.index.user}/{args.index}"
+        index = args.index if "/" in args.index else platform_index(session.factory, args.index)
         done = import_wheels(session.devpi, index, Path(args.directory), args.only or None)
     _print_rows(f"imported into {index}", [{"file": f, "state": s} for f, s in done], args.json)
     return 0

@@ -19,6 +19,7 @@ from basefactory.config import Factory
 from basefactory.images import referrers
 from basefactory.images.referrers import SBOM_TYPE
 from basefactory.index.client import DevpiClient
+from basefactory.index.layout import common_index, platform_index
 from basefactory.proofs import Proof
 from basefactory.proofs.read import ProofReader
 from basefactory.refs import Labels, parse_immutable_tag
@@ -145,9 +146,9 @@ class Reader:
     # --- devpi ---------------------------------------------------------------------------
 
     def _platforms(self) -> dict[str, dict[str, Any]]:
-        user = self.factory.config.index.user
         names = list(self.factory.config.platforms)
-        configs = self.pool.map(lambda n: self.devpi.index_config(f"{user}/{n}"), names)
+        configs = self.pool.map(
+            lambda n: self.devpi.index_config(platform_index(self.factory, n)), names)
         found: dict[str, dict[str, Any]] = {}
         for name, config in zip(names, configs, strict=True):
             data: dict[str, Any] = {}
@@ -160,9 +161,8 @@ class Reader:
         return found
 
     def _wheels(self) -> list[Wheel]:
-        cfg = self.factory.config.index
-        indexes = [(f"{cfg.user}/{cfg.common}", None)] + [
-            (f"{cfg.user}/{p}", p) for p in self.factory.config.platforms]
+        indexes = [(common_index(self.factory), None)] + [
+            (platform_index(self.factory, p), p) for p in self.factory.config.platforms]
         jobs = []
         for index, platform in indexes:
             config = self.devpi.index_config(index)
