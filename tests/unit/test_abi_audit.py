@@ -4,6 +4,7 @@ runs inside images; tests/integration/test_audit.py runs it there.)"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -270,3 +271,21 @@ def test_the_evidence_and_the_refusal_say_everything_the_proof_keeps() -> None:
         " pushed:\n    pkg: pkg/m1.so: undefined symbol s1\n    pkg: pkg/m2.so: undefined"
         " symbol s2\n")
     assert caught.value.hint == FIX
+
+
+def test_a_worker_that_cannot_start_fails_the_audit_instead_of_looping(site: Path,
+                                                                        tmp_path: Path) -> None:
+    """A worker that dies before loading anything (here a site hook kills it; in a fit, its
+    script's folder was removed under a container a killed publish left running) used to be
+    replaced forever, one Python process after another. It now fails every module once."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text("import os, sys\nif '--worker' in sys.argv:\n"
+                                           "    os._exit(3)\n")
+    out = subprocess.run([sys.executable, str(SCRIPT), "--no-site", "--path", str(site)],
+                         check=True, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(hook)}).stdout
+    report = parse(out)
+    assert report is not None and report.modules > 0, out
+    assert len(report.failures) == report.modules
+    assert all("worker exited 3 before loading any module" in f["error"] for f in report.failures)

@@ -300,6 +300,13 @@ def audit(dists, extra, site=True):
                 current = None
         if current is not None:  # the worker died loading it
             results[current] = f"crashed while loading (exit {proc.returncode})"
+        elif not any(p in results for p in pending):
+            # it died before loading anything (no interpreter, no script, a broken
+            # site): another worker would too, and a loop of them never ends
+            for p in pending:
+                results[p] = (f"not checked: the audit worker exited {proc.returncode}"
+                              " before loading any module")
+            break
         pending = [p for p in pending if p not in results]
     failures, host = [], []
     for path in todo:
