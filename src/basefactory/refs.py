@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from basefactory.adapters.docker import OWNER_LABEL
 from basefactory.config import Factory
 
 # every label the factory writes on an image starts with this
@@ -30,6 +31,7 @@ class Labels:
     MANIFEST = f"{LABEL}.manifest"
     PROOF_PREFIX = f"{LABEL}.proof."
     SMOKE_V1 = f"{LABEL}.smoke"  # the smoke proof's schema 1
+    OWNER = OWNER_LABEL  # on the containers a run starts (the docker adapter writes it)
     OCI_TITLE = "org.opencontainers.image.title"
     OCI_DESCRIPTION = "org.opencontainers.image.description"
     OCI_VERSION = "org.opencontainers.image.version"

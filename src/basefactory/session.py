@@ -28,6 +28,7 @@ class Session:
         docker = Docker(detect_client(self.factory.config.engine.docker))
         docker.require_engine()
         engine.login(self.factory, docker)
+        docker.reap_orphans()
         return docker
 
     @functools.cached_property

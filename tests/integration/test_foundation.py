@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from basefactory.adapters.docker import OWNER_LABEL
 from basefactory.index.client import DevpiClient
 from basefactory.index.layout import common_index, platform_index
 from basefactory.platforms.service import PlatformResult
@@ -91,3 +94,31 @@ def test_push_and_read_tag_through_the_wrapper(session: Session, platform: Platf
     labels = session.registry.labels(repo, "t1")
     assert labels["org.basefactory.platform"] == PLATFORM
     assert session.registry.digest(repo, "t1", ).startswith("sha256:")  # type: ignore[union-attr]
+
+
+def test_containers_a_killed_run_left_are_reaped_and_live_ones_kept(
+        session: Session, platform: PlatformResult) -> None:
+    """`docker run --rm` removes a container when it ends, not when its client is killed:
+    a publish killed during a fit left its container running (and its audit spinning).
+    The next session on this host removes containers whose owner process is gone."""
+    docker = session.docker
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no process has any more
+    host = socket.gethostname()
+    started = {}
+    for who in (f"{host}:{dead.pid}", f"{host}:{os.getpid()}", f"elsewhere:{dead.pid}"):
+        started[who] = subprocess.run(
+            [docker.client.path, "run", "-d", "--rm", "--label", f"{OWNER_LABEL}={who}",
+             platform.base.ref, "sleep", "300"], check=True, capture_output=True,
+            text=True).stdout.strip()
+    try:
+        reaped = docker.reap_orphans()
+        running = subprocess.run([docker.client.path, "ps", "-q", "--no-trunc"],
+                                 capture_output=True, text=True).stdout.split()
+        orphan = started[f"{host}:{dead.pid}"]
+        assert [c for c in reaped if orphan.startswith(c)] and orphan not in running
+        # a live process's container, and another host's, are not this run's to remove
+        assert started[f"{host}:{os.getpid()}"] in running
+        assert started[f"elsewhere:{dead.pid}"] in running
+    finally:
+        subprocess.run([docker.client.path, "rm", "-f", *started.values()], capture_output=True)

@@ -25,9 +25,12 @@ def test_an_immutable_tag_round_trips_and_a_moving_tag_is_not_one() -> None:
 
 def test_label_keys_and_the_tag_format_are_spelled_only_in_refs() -> None:
     spelled = re.compile(r"""["'](org\.basefactory|org\.opencontainers)|%Y%m%d""")
+    # the docker adapter labels the containers it runs itself (a lower layer does not
+    # import refs, which re-exports that key as Labels.OWNER)
     offenders = [f"{p.relative_to(SRC)}:{n}" for p in sorted(SRC.rglob("*.py"))
                  if p.name != "refs.py"
                  for n, line in enumerate(p.read_text().splitlines(), 1)
-                 if spelled.search(line) and not line.lstrip().startswith("#")]
+                 if spelled.search(line) and not line.lstrip().startswith("#")
+                 and not (p.name == "docker.py" and line.startswith("OWNER_LABEL = "))]
     assert not offenders, offenders
     assert Labels.INPUT_DIGEST == "org.basefactory.input-digest"  # what published images carry

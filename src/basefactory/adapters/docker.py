@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from basefactory.adapters import cmd
+from basefactory.plumbing import log
 from basefactory.plumbing.errors import ServiceError, ToolError
 from basefactory.plumbing.network import raising as retry_unanswered
 
@@ -91,6 +93,8 @@ def detect_client(explicit: str | None = None) -> ClientInfo:
     raise ToolError(f"no Docker client that builds with BuildKit: {detail}", hint=INSTALL_HINT)
 
 
+# who runs a container: "<host>:<pid>" of the basefactory process (see reap_orphans)
+OWNER_LABEL = "org.basefactory.owner"
 # Linux's limit on one argument of a command (MAX_ARG_STRLEN)
 MAX_ARG = 131072
 
@@ -254,6 +258,25 @@ class Docker:
     def remove_image(self, ref: str) -> None:
         self._run(["image", "rm", "--force", ref], check=False, echo=False)
 
+    def reap_orphans(self) -> list[str]:
+        """Remove the containers a killed basefactory process on this host left running
+        (`docker run --rm` removes a container when it ends, not when its client is
+        killed): an orphaned fit or audit keeps burning CPU and holds files. Containers
+        of live processes, and of other hosts sharing the engine, are left alone."""
+        out = self._plain(["ps", "-a", "--filter", f"label={OWNER_LABEL}",
+                           "--format", f'{{{{.ID}}}} {{{{.Label "{OWNER_LABEL}"}}}}'])
+        host = socket.gethostname()
+        doomed = []
+        for line in out.stdout.splitlines():
+            cid, _, label = line.partition(" ")
+            who, _, pid = label.rpartition(":")
+            if who == host and pid.isdigit() and not alive(int(pid)):
+                doomed.append(cid)
+        if doomed:
+            self._run(["rm", "--force", *doomed], check=False, echo=False)
+            log.detail(f"removed {len(doomed)} container(s) a killed run left behind")
+        return doomed
+
     def copy_from_image(self, ref: str, source: str, dest: Path) -> None:
         """Copy a path out of an image (via a created, never started container)."""
         name = f"basefactory-copy-{uuid.uuid4().hex[:12]}"
@@ -280,7 +303,7 @@ class Docker:
         echo: bool = True,
     ) -> cmd.Result:
         """`docker run --rm` one command; volumes are (host path, container path, mode)."""
-        args = ["run", "--rm", "--network", network]
+        args = ["run", "--rm", "--network", network, "--label", f"{OWNER_LABEL}={owner()}"]
         if entrypoint is not None:
             args += ["--entrypoint", entrypoint]
         for key, value in sorted((env or {}).items()):
@@ -290,6 +313,21 @@ class Docker:
         args += [image, *argv]
         return self._run(args, log_file=log_file, check=check, hint=hint,
                          echo=echo and log_file is None)
+
+def owner() -> str:
+    """This process, as the label of the containers it runs: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
 
 def which_dockerd() -> str | None:
     return shutil.which("dockerd") or (
