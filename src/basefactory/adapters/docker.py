@@ -30,6 +30,7 @@ from basefactory.adapters import cmd
 from basefactory.plumbing import log
 from basefactory.plumbing.errors import ServiceError, ToolError
 from basefactory.plumbing.network import raising as retry_unanswered
+from basefactory.plumbing.pids import alive
 
 INSTALL_HINT = (
     "install a Docker client with BuildKit: `apt-get install docker.io` (Debian), or"
@@ -317,16 +318,6 @@ class Docker:
 def owner() -> str:
     """This process, as the label of the containers it runs: host and pid."""
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def which_dockerd() -> str | None:

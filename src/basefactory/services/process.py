@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from basefactory.plumbing.errors import ServiceError, ToolError
+from basefactory.plumbing.pids import alive, zombie
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class ManagedProcess:
         if not any(os.path.basename(part.decode(errors="replace")) == os.path.basename(exe)
                    for part in cmdline[:2]):
             return None
-        if _is_zombie(pid):
+        if zombie(pid):
             return None
         return pid
 
@@ -89,11 +90,11 @@ class ManagedProcess:
             return False
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and alive(pid):
             time.sleep(0.1)
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGKILL)
-            while _alive(pid):
+            while alive(pid):
                 time.sleep(0.05)
         self.pidfile.unlink(missing_ok=True)
         return True
@@ -103,25 +104,6 @@ class ManagedProcess:
             return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # the state letter follows the parenthesised command name
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def wait_until(
