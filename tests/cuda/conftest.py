@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +45,9 @@ def session(factory: Factory) -> Iterator[Session]:
         yield s
     forget_images(factory)
     services.down(factory)
+    # its devpi mirror holds a CUDA torch and its NVIDIA wheels (GBs): not kept in pytest's
+    # temporary folders, which keep three sessions
+    shutil.rmtree(factory.state_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
