@@ -227,3 +227,14 @@ def test_shipped_vllm_recipes(tmp_path: Path) -> None:
     # both active at once is refused: one recipe per distribution
     with pytest.raises(ConfigError, match="both make vllm"):
         load_recipes(ROOT / "recipes", exclude=["index-tts-source"])
+
+
+def test_a_patch_whose_context_differs_is_refused_not_fuzzed_in(tmp_path: Path) -> None:
+    # GNU patch's default fuzz would apply this hunk over a context line the wheel does
+    # not have: a patch written for other files must not reach a published wheel
+    wheel, path = patched_recipe(tmp_path, PATCH.replace(" # demo\n", " # other\n"))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(BuildError, match="does not apply"):
+        adopt(load_recipe(path), wheel, FP, out, tag="1795417731.0123456789ab", label=None,
+              recipes_dir=tmp_path)
