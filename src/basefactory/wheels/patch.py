@@ -41,9 +41,12 @@ def targets(diff: str) -> list[str]:
 def patch_records(recipe: Recipe, recipes_dir: Path) -> list[dict[str, Any]]:
     """The recipe's patches as its test record and the catalog show them."""
     assert recipe.adopt is not None
-    return [{"file": str(p.file), "sha256": file_sha256(patch_path(recipes_dir, p.file)),
-             "files": targets(patch_path(recipes_dir, p.file).read_text()), "reason": p.reason}
-            for p in recipe.adopt.patches]
+    records = []
+    for p in recipe.adopt.patches:
+        path = patch_path(recipes_dir, p.file)
+        records.append({"file": str(p.file), "sha256": file_sha256(path),
+                        "files": targets(path.read_text()), "reason": p.reason})
+    return records
 
 
 def apply_patches(recipe: Recipe, wheel: Path, recipes_dir: Path) -> dict[str, bytes]:
