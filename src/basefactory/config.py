@@ -13,7 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import (
@@ -129,6 +129,22 @@ class RegistryConfig(EmbeddedService):
     password_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = (
         "BASEFACTORY_REGISTRY_PASSWORD"
     )
+    # how image layers are published: gzip always (the factory's own engine and every
+    # Docker before 23 pull only gzip); "zstd" adds a copy of each image with zstd layers
+    # under <namespace>-zstd/ (containerd, Docker 23+ decompress it ~5x faster)
+    compression: tuple[Literal["gzip", "zstd"], ...] = ("gzip",)
+
+    @field_validator("compression")
+    @classmethod
+    def _gzip_first(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or value[0] != "gzip" or len(set(value)) != len(value):
+            raise ValueError('write ["gzip"] or ["gzip", "zstd"]: gzip is always published'
+                             " (Docker before 23 and the factory's own checks pull it)")
+        return value
+
+    @property
+    def zstd(self) -> bool:
+        return "zstd" in self.compression
 
     @property
     def address(self) -> str:

@@ -31,6 +31,7 @@ class Labels:
     MANIFEST = f"{LABEL}.manifest"
     PROOF_PREFIX = f"{LABEL}.proof."
     SMOKE_V1 = f"{LABEL}.smoke"  # the smoke proof's schema 1
+    COPY_OF = f"{LABEL}.copy-of"  # an annotation of a zstd copy: the gzip image it copies
     OWNER = OWNER_LABEL  # on the containers a run starts (the docker adapter writes it)
     OCI_TITLE = "org.opencontainers.image.title"
     OCI_DESCRIPTION = "org.opencontainers.image.description"
@@ -74,8 +75,19 @@ def repository(factory: Factory, name: str) -> str:
     return f"{factory.config.registry.namespace}/{name}"
 
 
+def zstd_repository(factory: Factory, name: str) -> str:
+    """The registry path of an image's zstd copy: factory-zstd/<name>, with the same tags
+    as factory/<name> (a namespace of its own, so that no reader of factory/ meets a
+    repository or tag it does not know)."""
+    return f"{factory.config.registry.namespace}-zstd/{name}"
+
+
 def image_ref(factory: Factory, name: str, tag: str) -> str:
     return f"{factory.config.registry.address}/{repository(factory, name)}:{tag}"
+
+
+def zstd_ref(factory: Factory, name: str, tag: str) -> str:
+    return f"{factory.config.registry.address}/{zstd_repository(factory, name)}:{tag}"
 
 
 def base_ref(factory: Factory, platform: str) -> str:

@@ -128,6 +128,10 @@ MALFORMED: list[tuple[str, str, list[str]]] = [
     ("bootstrap-not-table", "[platforms.cpu]\nbootstrap = 'debian'\n", ["platforms.cpu.bootstrap"]),
     ("state-dir-type", "state_dir = 5\n" + GOOD, ["state_dir"]),
     ("namespace-upper", GOOD + "[registry]\nnamespace = 'Factory'\n", ["registry.namespace"]),
+    ("compression-unknown", GOOD + "[registry]\ncompression = ['gzip', 'lz4']\n",
+     ["registry.compression", "zstd"]),
+    ("compression-without-gzip", GOOD + "[registry]\ncompression = ['zstd']\n",
+     ["registry.compression", "gzip is always published"]),
 ]
 
 
@@ -237,3 +241,9 @@ def test_the_debootstrap_mirror_defaults_to_the_hosts_apt_source(tmp_path: Path)
     (apt / "sources.list").write_text("# deb http://old.example/debian bookworm main\n"
                                       "deb [arch=amd64] http://local.example/debian bookworm main\n")
     assert host_apt_mirror(apt) == "http://local.example/debian"
+
+
+def test_zstd_copies_are_opt_in(tmp_path: Path) -> None:
+    assert not load_factory(write(tmp_path, GOOD)).config.registry.zstd
+    on = load_factory(write(tmp_path, GOOD + "[registry]\ncompression = ['gzip', 'zstd']\n"))
+    assert on.config.registry.zstd and on.config.registry.compression == ("gzip", "zstd")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ class Manifest:
     digest: str
     media_type: str
     body: dict[str, Any]
+    raw: bytes = b""  # as the registry sent it: re-serialized JSON would change the digest
 
     @property
     def config_digest(self) -> str | None:
@@ -130,6 +132,7 @@ class Registry:
             digest=response.headers.get("Docker-Content-Digest", ""),
             media_type=response.headers.get("Content-Type", ""),
             body=response.json(),
+            raw=response.content,
         )
 
     def digest(self, repository: str, reference: str) -> str | None:
@@ -188,6 +191,45 @@ class Registry:
         except httpx.HTTPError as exc:
             raise ServiceError(f"registry {self.base_url} is not answering: {exc}") from None
         return digest
+
+    def has_blob(self, repository: str, digest: str) -> bool:
+        try:
+            return self._http.head(f"/v2/{repository}/blobs/{digest}").status_code == 200
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"registry {self.base_url} is not answering: {exc}") from None
+
+    def read_blob(self, repository: str, digest: str, sink: Callable[[bytes], object],
+                  *, chunk: int = 1 << 20) -> None:
+        """Stream a blob (a layer of GBs) into `sink`, a chunk at a time."""
+        try:
+            with self._http.stream("GET", f"/v2/{repository}/blobs/{digest}",
+                                   follow_redirects=True, timeout=None) as response:
+                self._check(response)
+                for data in response.iter_bytes(chunk):
+                    sink(data)
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"registry {self.base_url} is not answering: {exc}") from None
+
+    def upload_blob(self, repository: str, chunks: Iterable[bytes]) -> tuple[str, int]:
+        """Upload a blob of unknown size as it is produced (the distribution API's chunked
+        upload: POST, a PATCH per chunk, PUT with the digest); (digest, size). Nothing is
+        visible under the digest before the last PUT."""
+        sha, size = hashlib.sha256(), 0
+        try:
+            location = self._check(self._http.post(
+                f"/v2/{repository}/blobs/uploads/")).headers["Location"]
+            for data in chunks:
+                sha.update(data)
+                size += len(data)
+                location = self._check(self._http.patch(
+                    location, content=data, timeout=None,
+                    headers={"Content-Type": "application/octet-stream"})).headers["Location"]
+            digest = f"sha256:{sha.hexdigest()}"
+            joiner = "&" if "?" in location else "?"
+            self._check(self._http.put(f"{location}{joiner}digest={digest}", timeout=None))
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"registry {self.base_url} is not answering: {exc}") from None
+        return digest, size
 
     def push_manifest(self, repository: str, reference: str, body: bytes,
                       media_type: str) -> str:

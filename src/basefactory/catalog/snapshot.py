@@ -22,7 +22,7 @@ from basefactory.index.client import DevpiClient
 from basefactory.index.layout import common_index, platform_index
 from basefactory.proofs import Proof
 from basefactory.proofs.read import ProofReader
-from basefactory.refs import Labels, parse_immutable_tag
+from basefactory.refs import Labels, parse_immutable_tag, zstd_ref, zstd_repository
 from basefactory.services import registry_server
 
 
@@ -62,6 +62,9 @@ class ImageCell:
     # recipe wheels: distribution -> the sha256 of the file built in (images built before
     # this label have none: their included wheels are then "not tested")
     wheel_files: dict[str, str] = field(default_factory=dict)
+    # REGISTRY/factory-zstd/<image>:<platform>, when its moving tag is a copy of this
+    # image (the same config); None: no zstd copy (or one of another build)
+    zstd_ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -225,7 +228,18 @@ class Reader:
                                      source=image_url(image, platform)),
             input_digest=labels.get(Labels.INPUT_DIGEST, ""),
             created=created, tags=tag_rows, sbom=self._sbom(repo, manifest.digest),
+            zstd_ref=self._zstd(image, platform, manifest.config_digest),
         )
+
+    def _zstd(self, image: str, platform: str, config_digest: str) -> str | None:
+        """The zstd copy's moving tag, if it is this very image (a copy whose config
+        differs would be another build: not shown)."""
+        if not self.factory.config.registry.zstd:
+            return None
+        copy = self.registry.manifest(zstd_repository(self.factory, image), platform)
+        if copy is None or copy.config_digest != config_digest:
+            return None
+        return zstd_ref(self.factory, image, platform)
 
     def _sbom(self, repo: str, digest: str) -> str | None:
         found = self._sboms.get(digest)

@@ -124,6 +124,8 @@ def image(s: Snapshot, name: str) -> dict[str, Any]:
             "from_pinned": f"FROM {c.ref.rsplit(':', 1)[0]}:{c.current}" if c.current else None,
             # the one line that can never change under a build: the manifest's digest
             "from_digest": f"FROM {row['digest_ref']}",
+            # the same image with zstd layers, for containerd and Docker 23+
+            "from_zstd": f"FROM {c.zstd_ref}" if c.zstd_ref else None,
             "proven_by": {"kind": "smoke test", "result": row["proofs"].get(str(Kind.SMOKE)),
                           "url": image_url(name, p)},
             "sbom": f"{image_url(name, p)}/sbom" if c.sbom else None,

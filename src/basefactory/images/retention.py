@@ -19,7 +19,7 @@ from basefactory.adapters.registry_api import Registry
 from basefactory.config import Factory
 from basefactory.images import referrers
 from basefactory.index.layout import common_index, platform_index
-from basefactory.refs import parse_immutable_tag
+from basefactory.refs import parse_immutable_tag, zstd_repository
 
 UNDATED_REPOS = ("base", "slim")
 
@@ -124,6 +124,21 @@ def delete(registry: Registry, doomed: list[TagRow]) -> int:
     return len(done)
 
 
+def zstd_copies(factory: Factory, registry: Registry, rows: list[TagRow]) -> list[TagRow]:
+    """The zstd copies (<namespace>-zstd/<image>, same tags) of `rows` that exist: a tag
+    pruned goes with its copy, whether the factory still makes copies or not."""
+    namespace = factory.config.registry.namespace
+    copies = []
+    for row in rows:
+        image = row.repository.removeprefix(f"{namespace}/")
+        repo = zstd_repository(factory, image)
+        digest = registry.digest(repo, row.tag)
+        if digest is not None:
+            copies.append(TagRow(repo, row.tag, row.platform, digest, row.created, 0,
+                                 keep=False, why=f"the zstd copy of {row.repository}:{row.tag}"))
+    return copies
+
+
 def folder_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
 
@@ -180,7 +195,9 @@ def prune(factory: Factory, registry: Registry, *, keep: int, keep_days: float, 
     embedded = factory.config.registry.embedded
     folder = factory.state_dir / "registry" / "data"
     before = folder_size(folder) if embedded else 0
-    summary["deleted_manifests"] = delete(registry, decided.doomed)
+    summary["deleted_manifests"] = delete(registry,
+                                          decided.doomed + zstd_copies(factory, registry,
+                                                                       decided.doomed))
     if embedded:
         registry_server.garbage_collect(factory)
         summary["bytes_freed"] = before - folder_size(folder)

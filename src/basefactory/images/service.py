@@ -24,7 +24,7 @@ from typing import Any
 
 from basefactory.adapters.tools import beside_python
 from basefactory.audit.abi import audit_image, require_clean
-from basefactory.images import sbom
+from basefactory.images import compression, sbom
 from basefactory.images.definition import (
     ImageDef,
     chain,
@@ -284,9 +284,11 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
                                hint="check the registry's storage; nothing else was tagged")
         checkpoint("image:after-immutable-push")
         sbom.attach(session.registry, repo, pushed, bom)
+        compression.copy_immutable(session, image.name, tag)
         session.docker.push(moving, log_file=logs / f"{image.name}-{platform}-push.log")
         if session.registry.digest(repo, platform) != pushed:
             raise ServiceError(f"{moving} does not point at {ref} after the push")
+        compression.move(session, image.name, tag, platform)
     session.docker.remove_image(local)
     shutil.rmtree(work, ignore_errors=True)
     return ImageResult(image.name, platform, "built", tag, ref, inputs, result.size,
@@ -305,9 +307,13 @@ def _show_upgrade(session: Session, repo: str, platform: str, labels: dict[str, 
 
 def _move_tag_if_behind(session: Session, repo: str, tag: str, platform: str, ref: str,
                         moving: str) -> None:
-    """A run that died between the two pushes left the moving tag behind: finish it."""
+    """A run that died between the two pushes left the moving tag behind: finish it (and
+    the zstd copy's, which is made before either moving tag moves)."""
+    image = repo.rpartition("/")[2]
     target = session.registry.digest(repo, tag)
     if session.registry.digest(repo, platform) == target:
+        compression.copy_immutable(session, image, tag)
+        compression.move(session, image, tag, platform)
         return
     log.info(f"moving {moving} to {tag} (a previous run stopped before it did)")
     if session.docker.image_id(ref) is None:
@@ -315,14 +321,15 @@ def _move_tag_if_behind(session: Session, repo: str, tag: str, platform: str, re
     if target is not None and sbom.fetch(session.registry, repo, target) is None:
         # the run that died had not attached the SBOM yet: a moving tag never points at
         # an image without one
-        image = repo.rpartition("/")[2]
         work = session.factory.state_dir / "build" / "sbom" / f"{image}-{tag}"
         bom = _sbom(session, image, platform, tag, ref, session.registry.labels(repo, tag),
                     work)
         sbom.attach(session.registry, repo, target, bom)
         shutil.rmtree(work, ignore_errors=True)
+    compression.copy_immutable(session, image, tag)
     session.docker.tag(ref, moving)
     session.docker.push(moving)
+    compression.move(session, image, tag, platform)
 
 
 def _sbom(session: Session, image: str, platform: str, tag: str, local: str,
