@@ -27,7 +27,6 @@ from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.model.license import LicenseExpression
 from cyclonedx.output.json import JsonV1Dot6
 from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
@@ -188,6 +187,10 @@ def _licenses(factory: LicenseFactory, row: dict[str, Any]) -> list[Any] | None:
 
 
 def validate(text: str, *, where: str) -> None:
+    # imported here: the validator pulls in jsonschema's format checkers, whose RFC 3987
+    # grammar takes 1.4 s to build; a no-op publish, which validates nothing, paid it
+    from cyclonedx.validation.json import JsonStrictValidator
+
     error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
     if error is not None:
         raise BuildError(f"{where} is not valid CycloneDX 1.6: {error}",
