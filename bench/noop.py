@@ -35,17 +35,21 @@ def bench(report: Report) -> None:
     assert fits and all(step.result == "current" for step in fits), \
         "run `basefactory publish` first: the bench measures a publish with every fit proven"
     naive = 0.0
-    for plan in plans:
-        ctx = ROOT / "bench" / "work" / "noop" / plan.image
-        ctx.mkdir(parents=True, exist_ok=True)
-        (ctx / "Dockerfile").write_text(f"FROM {plan.ref}\nRUN python -c 'import sys'\n")
-        tag = f"{plan.ref.rsplit(':', 1)[0]}:bench-noop"
-        naive += timed(lambda tag=tag, ctx=ctx: (  # type: ignore[misc]
-            run([docker, "build", "--network", "host", "-q", "-t", tag, str(ctx)]),
-            run([docker, "push", tag])))
+    # twice, the second timed: the first pulls what an earlier bench removed from the
+    # engine and fills the build cache, as a CI runner's earlier job would have
+    for timing in (False, True):
+        for plan in plans:
+            ctx = ROOT / "bench" / "work" / "noop" / plan.image
+            ctx.mkdir(parents=True, exist_ok=True)
+            (ctx / "Dockerfile").write_text(f"FROM {plan.ref}\nRUN python -c 'import sys'\n")
+            tag = f"{plan.ref.rsplit(':', 1)[0]}:bench-noop"
+            took = timed(lambda tag=tag, ctx=ctx: (  # type: ignore[misc]
+                run([docker, "build", "--network", "host", "-q", "-t", tag, str(ctx)]),
+                run([docker, "push", tag])))
+            naive += took if timing else 0.0
     report.add(Figure(f"no-op `basefactory publish` ({len(plans)} images, all wheels,"
-                      f" {len(fits)} proven fit pairs; median of 3)", noop, naive, "s", "<= 2 s",
-                      noop <= 2.0,
+                      f" {len(fits)} proven fit pairs; median of 3)", noop, naive, "s", "<= 1 s",
+                      noop <= 1.0,
                       "naive: `docker build` of each image with every layer cached, then"
                       " `docker push` with every layer already in the registry"))
     wheels = median(lambda: run([*BF, "wheels", "build"]), n=3)
