@@ -14,6 +14,7 @@ import pytest
 from basefactory.audit.abi import SCRIPT, AbiReport, parse, require_clean
 from basefactory.audit.allow import AllowedModule
 from basefactory.plumbing.errors import TestFailed
+from basefactory.proofs.model import Kind, Subject
 
 SYMBOL = "_ZN3c106detail23torchInternalAssertFailEPKcS2_jS2_RKSs"
 SOURCES = {
@@ -289,3 +290,16 @@ def test_a_worker_that_cannot_start_fails_the_audit_instead_of_looping(site: Pat
     assert report is not None and report.modules > 0, out
     assert len(report.failures) == report.modules
     assert all("worker exited 3 before loading any module" in f["error"] for f in report.failures)
+
+
+def test_the_audit_proof_carries_its_subject_inputs_verdict_and_evidence() -> None:
+    failing = {"module": "x/_C.so", "distribution": "x", "symbol": "_Zsym"}
+    report = AbiReport(4, [failing], ["libcuda.so.1"], "3.11.2")
+    subject = Subject(platform="cpu", image="tts-deps", image_digest="d" * 64)
+    proof = report.proof(subject, inputs="i" * 64)
+    assert proof.kind == Kind.ABI_AUDIT and proof.subject == subject
+    assert proof.inputs == "i" * 64 and proof.passed is False
+    assert proof.evidence == {"modules": 4, "failures": [failing],
+                              "host_provided": ["libcuda.so.1"], "allowed": [],
+                              "python": "3.11.2"}
+    assert AbiReport(4, [], [], "3.11.2").proof(subject, inputs="i").passed is True

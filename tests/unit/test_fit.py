@@ -278,3 +278,77 @@ def test_the_rules_word_their_reasons_exactly() -> None:
     many["after"].update({n: {"version": "2.0", "size": 1} for n in names})
     assert fit.verdict(many).reason == ("replaces a 1.0 -> 2.0, b 1.0 -> 2.0, c 1.0 -> 2.0"
                                         " and 2 more")
+
+
+def test_a_refusal_keeps_what_was_added_and_the_audits_evidence() -> None:
+    """A refused pair's record is evidence: what the install added (and its size, in
+    tenths of a MB) and, for an audit failure, the audit's own findings."""
+    r = record(abi={"modules": 3, "python": "3.11.2", "host_provided": ["libcuda.so.1"],
+                    "failures": [{"module": "torchsort/_C.so", "distribution": "torchsort",
+                                  "symbol": "_ZN3c104cuda9SetDeviceEi"}]})
+    r["after"]["torchsort"]["size"] = 1_260_000
+    r["after"]["extra"] = {"version": "1.0", "size": 1_240_000}
+    out = fit.verdict(r)
+    assert out.fits is False and out.reason.startswith("the ABI audit fails: ")
+    assert out.added == [{"name": "extra", "version": "1.0", "mb": 1.2},
+                         {"name": "torchsort", "version": "0.1.10+pt213cpu", "mb": 1.3}]
+    assert out.added_mb == 2.5  # 1.2 + 1.3, rounded to a tenth (not 2.50000001 or 2.5 by luck)
+    assert out.abi == {"modules": 3, "failures": r["abi"]["failures"],
+                       "host_provided": ["libcuda.so.1"], "allowed": [], "python": "3.11.2"}
+
+
+def test_the_added_size_is_rounded_to_tenths() -> None:
+    r = record()
+    r["after"]["a"] = {"version": "1", "size": 1_040_000}
+    r["after"]["b"] = {"version": "1", "size": 1_040_000}
+    r["after"]["torchsort"]["size"] = 1_040_000
+    out = fit.verdict(r)
+    assert out.added_mb == 3.0 and "3 MB" in out.reason  # 1.0 * 3, not 3.12
+
+
+def test_a_fit_records_the_audits_host_libraries_and_python() -> None:
+    r = record(abi={"modules": 2, "failures": [], "host_provided": ["libcuda.so.1"],
+                    "python": "3.11.2"})
+    out = fit.verdict(r)
+    assert out.fits is True
+    assert out.abi is not None
+    assert out.abi["host_provided"] == ["libcuda.so.1"] and out.abi["python"] == "3.11.2"
+    # a record from an older script, without them: empty, not missing
+    r["abi"] = {"modules": 2, "failures": []}
+    old = fit.verdict(r).abi
+    assert old is not None and old["host_provided"] == [] and old["python"] == ""
+
+
+def test_an_audit_that_did_not_run_is_named() -> None:
+    out = fit.verdict(record(abi={"error": ["Traceback (most recent call last):",
+                                            "OSError: libgone.so.1: cannot open"]}))
+    assert out.fits is False
+    assert out.reason == "the ABI audit did not run: OSError: libgone.so.1: cannot open"
+
+
+def test_a_torch_that_the_install_removed_is_named() -> None:
+    r = record(torch_after=[])
+    del r["after"]["torch"]
+    out = fit.verdict(r)
+    assert out.fits is False and out.reason == "changes torch (2.13.0+cpu -> None)"
+
+
+@pytest.mark.parametrize(("count", "more"), [(3, ""), (4, " and 1 more"), (5, " and 2 more")])
+def test_at_most_three_replacements_are_named(count: int, more: str) -> None:
+    r = record()
+    for n in range(count):
+        r["before"][f"p{n}"] = {"version": "1.0", "size": 1}
+        r["after"][f"p{n}"] = {"version": "2.0", "size": 1}
+    out = fit.verdict(r)
+    assert out.reason == "replaces " + ", ".join(f"p{n} 1.0 -> 2.0" for n in range(3)) + more
+
+
+def test_the_stack_size_of_a_torch_less_image_is_rounded_to_tenths() -> None:
+    """Download sizes come from the index with more digits than a tenth."""
+    r = record(resolution={"rc": 0, "refuse": True, "would_install": [
+        {"name": "torch", "version": "2.13.0+cpu", "download_mb": 187.04},
+        {"name": "triton", "version": "3.0", "download_mb": 100.03}]},
+        install={"rc": None, "tail": []}, test=None, abi=None)
+    r["before"] = {"numpy": {"version": "1.26.4", "size": 1}}
+    out = fit.verdict(r)
+    assert out.reason == "adds torch (287.1 MB download) to an image without torch"
