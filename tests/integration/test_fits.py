@@ -168,9 +168,7 @@ def test_an_image_whose_numpy_is_older_than_a_wheel_needs_does_not_fit_it(
     """))
     folder = session.factory.images_dir / "old-numpy"
     folder.mkdir()
-    # on slim: the conflict is numpy's, torch has no part in it (and a torch-less image
-    # builds and audits in a third of the time)
-    (folder / "image.toml").write_text('parent = "slim"\nsize_budget_mb = 3000\n')
+    (folder / "image.toml").write_text('parent = "platform"\nsize_budget_mb = 3000\n')
     (folder / "requirements.in").write_text("numpy==1.26.4\n")
     try:
         build_wheels(session, ["needs-numpy2"])
