@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from basefactory.adapters.codec import MEDIA_TYPES, transcode_gzip
-from basefactory.adapters.registry_api import Registry
+from basefactory.adapters.registry_api import Manifest, Registry
 from basefactory.images import sbom
 from basefactory.plumbing import log
 from basefactory.plumbing.errors import ServiceError
@@ -63,8 +63,8 @@ def copy_image(registry: Registry, repo: str, reference: str, dest_repo: str, ta
     return registry.push_manifest(dest_repo, tag, body, OCI_MANIFEST)
 
 
-def copy_immutable(session: Session, image: str, tag: str) -> str | None:
-    """The zstd copy of REGISTRY/<namespace>/<image>:<tag> (made once); its digest, or
+def copy_immutable(session: Session, image: str, tag: str) -> Manifest | None:
+    """The zstd copy of REGISTRY/<namespace>/<image>:<tag> (made once); its manifest, or
     None when the factory publishes gzip only."""
     factory = session.factory
     if not factory.config.registry.zstd:
@@ -90,19 +90,15 @@ def copy_immutable(session: Session, image: str, tag: str) -> str | None:
         bom = sbom.fetch(registry, repo, source.digest)
         if bom is not None:
             sbom.attach(registry, zrepo, copied, bom)
-    return copied
+    return made
 
 
-def move(session: Session, image: str, tag: str, moving: str) -> None:
-    """Point the zstd copy's moving tag at its immutable `tag` (after the gzip one moved)."""
-    factory = session.factory
-    if not factory.config.registry.zstd:
+def move(session: Session, image: str, copy: Manifest | None, moving: str) -> None:
+    """Point the zstd copy's moving tag at `copy` (what copy_immutable returned; None:
+    gzip only), after the gzip moving tag moved."""
+    if copy is None:
         return
     registry = session.registry
-    zrepo = zstd_repository(factory, image)
-    manifest = registry.manifest(zrepo, tag)
-    if manifest is None:
-        raise ServiceError(f"{zrepo}:{tag} is not in the registry: its moving tag cannot move",
-                           hint="rerun: the copy is made before any tag moves")
-    if registry.digest(zrepo, moving) != manifest.digest:
-        registry.push_manifest(zrepo, moving, manifest.raw, manifest.media_type)
+    zrepo = zstd_repository(session.factory, image)
+    if registry.digest(zrepo, moving) != copy.digest:
+        registry.push_manifest(zrepo, moving, copy.raw, copy.media_type)

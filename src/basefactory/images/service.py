@@ -284,11 +284,11 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
                                hint="check the registry's storage; nothing else was tagged")
         checkpoint("image:after-immutable-push")
         sbom.attach(session.registry, repo, pushed, bom)
-        compression.copy_immutable(session, image.name, tag)
+        copy = compression.copy_immutable(session, image.name, tag)
         session.docker.push(moving, log_file=logs / f"{image.name}-{platform}-push.log")
         if session.registry.digest(repo, platform) != pushed:
             raise ServiceError(f"{moving} does not point at {ref} after the push")
-        compression.move(session, image.name, tag, platform)
+        compression.move(session, image.name, copy, platform)
     session.docker.remove_image(local)
     shutil.rmtree(work, ignore_errors=True)
     return ImageResult(image.name, platform, "built", tag, ref, inputs, result.size,
@@ -312,8 +312,8 @@ def _move_tag_if_behind(session: Session, repo: str, tag: str, platform: str, re
     image = repo.rpartition("/")[2]
     target = session.registry.digest(repo, tag)
     if session.registry.digest(repo, platform) == target:
-        compression.copy_immutable(session, image, tag)
-        compression.move(session, image, tag, platform)
+        compression.move(session, image, compression.copy_immutable(session, image, tag),
+                         platform)
         return
     log.info(f"moving {moving} to {tag} (a previous run stopped before it did)")
     if session.docker.image_id(ref) is None:
@@ -326,10 +326,10 @@ def _move_tag_if_behind(session: Session, repo: str, tag: str, platform: str, re
                     work)
         sbom.attach(session.registry, repo, target, bom)
         shutil.rmtree(work, ignore_errors=True)
-    compression.copy_immutable(session, image, tag)
+    copy = compression.copy_immutable(session, image, tag)
     session.docker.tag(ref, moving)
     session.docker.push(moving)
-    compression.move(session, image, tag, platform)
+    compression.move(session, image, copy, platform)
 
 
 def _sbom(session: Session, image: str, platform: str, tag: str, local: str,
