@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from basefactory.audit import abi_script
 from basefactory.audit.abi import SCRIPT, AbiReport, parse, require_clean
 from basefactory.audit.allow import AllowedModule
 from basefactory.plumbing.errors import TestFailed
@@ -303,3 +304,243 @@ def test_the_audit_proof_carries_its_subject_inputs_verdict_and_evidence() -> No
                               "host_provided": ["libcuda.so.1"], "allowed": [],
                               "python": "3.11.2"}
     assert AbiReport(4, [], [], "3.11.2").proof(subject, inputs="i").passed is True
+
+
+# -- auditwheel's vendored libraries ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def vendored(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """numpy's layout: `pkg.libs/` holds libblas -> libgfort -> libquad, none with an
+    RPATH; the extension `pkg/_ext.so` finds the folder through its own RPATH. The same
+    chain in a folder of another name, and a vendored library whose sibling is gone."""
+    root = tmp_path_factory.mktemp("vendored")
+    (root / "quad.c").write_text("int q(void) { return 1; }\n")
+    (root / "gfort.c").write_text("extern int q(void); int gf(void) { return q(); }\n")
+    (root / "blas.c").write_text("extern int gf(void); int b(void) { return gf(); }\n")
+    (root / "ext.c").write_text("extern int b(void); int e(void) { return b(); }\n")
+    site = root / "site"
+    for folder in ("pkg.libs", "plain", "gone.libs"):
+        libs = site / folder
+        libs.mkdir(parents=True)
+        gcc("-o", str(libs / "libquad-1a.so.0"), str(root / "quad.c"), "-Wl,-soname,libquad-1a.so.0")
+        gcc("-o", str(libs / "libgfort-2b.so.5"), str(root / "gfort.c"), f"-L{libs}",
+            "-l:libquad-1a.so.0", "-Wl,-soname,libgfort-2b.so.5")
+        gcc("-o", str(libs / "libblas-3c.so"), str(root / "blas.c"), f"-L{libs}",
+            "-l:libgfort-2b.so.5", "-Wl,-soname,libblas-3c.so")
+    (site / "gone.libs" / "libquad-1a.so.0").unlink()
+    # auditwheel writes DT_RPATH (patchelf --force-rpath), which the loader also uses for
+    # the libraries the extension's libraries need; a DT_RUNPATH serves only the
+    # extension's own needs, so the same extension with one fails to load
+    for folder, tags in (("pkg", "--disable-new-dtags"), ("runpath", "--enable-new-dtags")):
+        (site / folder).mkdir()
+        gcc("-o", str(site / folder / "_ext.so"), str(root / "ext.c"), f"-L{site / 'pkg.libs'}",
+            "-l:libblas-3c.so", f"-Wl,{tags},-rpath,$ORIGIN/../pkg.libs")
+    return site
+
+
+def test_a_vendored_library_finds_its_siblings_as_its_extension_would(vendored: Path) -> None:
+    """On a torch-less image the audit failed numpy 1.26.4's own OpenBLAS: opened alone it
+    cannot find the gfortran beside it, which only numpy's extension (by its RPATH) makes
+    the loader find. A vendored library now gets its siblings, and nothing else does."""
+    report = run("--path", str(vendored / "pkg.libs"), "--path", str(vendored / "pkg"))
+    assert report.modules == 4 and report.failures == [], report.failures
+    # the same libraries in a folder that is not a wheel's vendored one get no help
+    plain = run("--path", str(vendored / "plain"))
+    assert {(f["module"], f["library"]) for f in plain.failures} == {
+        ("libblas-3c.so", "libgfort-2b.so.5"), ("libgfort-2b.so.5", "libquad-1a.so.0")}
+    # what the loader does with a RUNPATH: libblas found, its gfortran not
+    [runpath] = run("--path", str(vendored / "runpath")).failures
+    assert (runpath["module"], runpath["library"]) == ("_ext.so", "libgfort-2b.so.5")
+    # a sibling that is not there fails every library that needs it, naming it
+    gone = run("--path", str(vendored / "gone.libs"))
+    assert {f["module"]: f["library"] for f in gone.failures} == {
+        "libblas-3c.so": "libquad-1a.so.0", "libgfort-2b.so.5": "libquad-1a.so.0"}
+
+
+def test_only_a_library_in_a_vendored_folder_names_a_sibling(vendored: Path) -> None:
+    error = "libgfort-2b.so.5: cannot open shared object file: No such file or directory"
+    libs = vendored / "pkg.libs"
+    assert abi_script.vendored_sibling(str(libs / "libblas-3c.so"), error) == str(
+        libs / "libgfort-2b.so.5")
+    assert abi_script.vendored_sibling(str(vendored / "plain" / "libblas-3c.so"), error) is None
+    assert abi_script.vendored_sibling(str(libs / "libblas-3c.so"), None) is None
+    assert abi_script.vendored_sibling(str(libs / "libblas-3c.so"), "undefined symbol: x") is None
+    gone = "libnothere.so.1: cannot open shared object file: No such file or directory"
+    assert abi_script.vendored_sibling(str(libs / "libblas-3c.so"), gone) is None
+
+
+# -- the script's functions, in this process (where mutation testing reaches them) -------
+
+def test_the_static_check_resolves_what_the_module_would_load(driver_linked: Path) -> None:
+    gone = abi_script.static_check(str(driver_linked / "gone" / "driver_gone.so"), {}, {})
+    assert gone == {"unresolved": ["gone"], "needs_host": ["libcuda.so.1"],
+                    "missing": ["libgone.so.1"], "symbols": 2}
+    later = str(driver_linked / "later" / "driver_g2.so")
+    assert abi_script.static_check(later, {}, {}) == {
+        "unresolved": ["g2"], "needs_host": ["libcuda.so.1"], "missing": [], "symbols": 2}
+    # what every module sees (the worker after import torch) resolves it
+    neigh = str(driver_linked / "first" / "libneigh.so.1")
+    assert abi_script.static_check(later, {"libneigh.so.1": neigh}, {})["unresolved"] == []
+    # a library found through ld.so.cache, and its own needs followed
+    libs = driver_linked / "libs"
+    found = abi_script.static_check(str(driver_linked / "gone" / "driver_gone.so"), {},
+                                    {"libgone.so.1": str(libs / "libgone.so.1")})
+    assert found["missing"] == [] and found["unresolved"] == []
+    # the neighbour's library by its RUNPATH ($ORIGIN): nothing missing, g2 defined
+    assert abi_script.static_check(str(driver_linked / "first" / "neighbour.so"), {}, {}) == {
+        "unresolved": [], "needs_host": [], "missing": [], "symbols": 1}
+
+
+def test_the_static_check_follows_rpath_and_ld_library_path(vendored: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    ext = str(vendored / "pkg" / "_ext.so")
+    assert abi_script.static_check(ext, {}, {}) == {
+        "unresolved": [], "needs_host": [], "missing": [], "symbols": 1}
+    runpath = abi_script.static_check(str(vendored / "runpath" / "_ext.so"), {}, {})
+    assert runpath["missing"] == ["libgfort-2b.so.5"] and runpath["unresolved"] == []
+    blas = str(vendored / "plain" / "libblas-3c.so")
+    assert abi_script.static_check(blas, {}, {})["missing"] == ["libgfort-2b.so.5"]
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(vendored / "plain"))
+    assert abi_script.static_check(blas, {}, {}) == {
+        "unresolved": [], "needs_host": [], "missing": [], "symbols": 1}
+
+
+def test_the_verdict_of_each_kind_of_answer() -> None:
+    """What the workers answered -> the report: a module that loaded is no row; a missing
+    library and an undefined symbol fail; one that needs only the host's libcuda is
+    listed as host-provided; its static check can still fail it."""
+    cuda = "libcuda.so.1: cannot open shared object file: No such file or directory"
+    todo = [f"/site/pkg/{m}.so" for m in ("ok", "lib", "sym", "host", "gone", "undef", "err",
+                                          "nostatic")]
+    results = {todo[0]: None, todo[1]: "libz9.so.1: cannot open shared object file",
+               todo[2]: f"{todo[2]}: undefined symbol: _Zx", todo[3]: cuda, todo[4]: cuda,
+               todo[5]: cuda, todo[6]: cuda, todo[7]: cuda}
+    clean = {"unresolved": [], "needs_host": ["libcuda.so.1"], "missing": [], "symbols": 3}
+    statics = {todo[3]: clean,
+               todo[4]: {**clean, "missing": ["libgone.so.1", "libb.so.2"],
+                         "needs_host": ["libcuda.so.1", "libnvidia-ml.so.1"]},
+               todo[5]: {**clean, "unresolved": ["_Zt", "_Zu"]},
+               todo[6]: {"error": "not an ELF64 little-endian file"}}
+    report = abi_script.verdict(todo, results, statics, {todo[1]: "zed"}, ["/site"])
+    assert report["modules"] == 8 and report["site"] == ["/site"]
+    assert report["python"] == sys.version.split()[0]
+    rows = {r["module"]: r for r in report["failures"]}
+    assert list(rows) == ["pkg/lib.so", "pkg/sym.so", "pkg/gone.so", "pkg/undef.so", "pkg/err.so"]
+    assert rows["pkg/lib.so"] == {"module": "pkg/lib.so", "dist": "zed", "library": "libz9.so.1",
+                                  "host_provided": False,
+                                  "error": "libz9.so.1: cannot open shared object file"}
+    assert rows["pkg/sym.so"] == {"module": "pkg/sym.so", "dist": None, "symbol": "_Zx",
+                                  "error": "undefined symbol: _Zx"}
+    assert rows["pkg/gone.so"]["library"] == "libgone.so.1"
+    assert rows["pkg/gone.so"]["host_provided"] is False
+    assert rows["pkg/gone.so"]["error"] == (
+        "libgone.so.1: cannot open shared object file (checked statically: missing"
+        " libgone.so.1, libb.so.2; the module also needs libcuda.so.1, libnvidia-ml.so.1,"
+        " the host's)")
+    assert rows["pkg/undef.so"]["host_provided"] is False
+    assert rows["pkg/undef.so"]["symbol"] == "_Zt" and rows["pkg/undef.so"]["error"] == (
+        "undefined symbol: _Zt (checked statically: 2 unresolved of 3; the module also"
+        " needs libcuda.so.1, the host's)")
+    assert rows["pkg/err.so"]["error"] == ("cannot be checked statically: not an ELF64"
+                                           " little-endian file (the module needs libcuda.so.1,"
+                                           " the host's)")
+    assert rows["pkg/err.so"]["host_provided"] is False and "library" not in rows["pkg/err.so"]
+    assert "symbol" not in rows["pkg/err.so"]
+    assert [(h["module"], h["library"], h.get("static_check")) for h in report["host_provided"]] == [
+        ("pkg/host.so", "libcuda.so.1", clean), ("pkg/nostatic.so", "libcuda.so.1", None)]
+    assert all(h["host_provided"] for h in report["host_provided"])
+    # a module outside every site folder keeps its full path
+    outside = abi_script.verdict(["/else/x.so"], {"/else/x.so": "undefined symbol: y"}, {}, {},
+                                 ["/site"])
+    assert [r["module"] for r in outside["failures"]] == ["/else/x.so"]
+
+
+def test_a_module_is_named_below_its_site_folder_and_its_package_found() -> None:
+    dirs = ["/a/site-packages", "/b"]
+    assert abi_script.relative("/b/pkg/x.so", dirs) == "pkg/x.so"
+    assert abi_script.relative("/bee/pkg/x.so", dirs) is None
+    assert abi_script.relative("/b", dirs) is None
+    assert abi_script.top_package("/a/site-packages/torch/lib/libc10.so", dirs) == "torch"
+    assert abi_script.top_package("/b/_cffi_backend.cpython-311-x86_64-linux-gnu.so", dirs) == (
+        "_cffi_backend")
+    assert abi_script.top_package("/b/numpy.libs/libx.so", dirs) is None
+    assert abi_script.top_package("/c/pkg/x.so", dirs) is None
+    assert abi_script.canon("Foo_Bar.baz--q") == "foo-bar-baz-q"
+    crash = abi_script.classify("/b/x.so", "crashed while loading (exit -6)", "d")
+    assert crash == {"module": "/b/x.so", "dist": "d", "error": "crashed while loading (exit -6)"}
+    long = abi_script.classify("/b/x.so", "/b/x.so: " + "e" * 500, None)
+    assert long["error"] == "e" * 400
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Dependency graphs the static check must walk as ld.so does: a diamond whose shared
+    need is missing, a need found only through what is loaded, a file that is not ELF, a
+    library whose own RUNPATH ($ORIGIN) finds what it needs, one that needs libc."""
+    root = tmp_path_factory.mktemp("graph")
+    lib = root / "lib"
+    (lib / "sub").mkdir(parents=True)
+
+    def so(name: str, code: str, *link: str, folder: Path = lib) -> Path:
+        (root / "src.c").write_text(code + "\n")
+        out = folder / name
+        gcc("-o", str(out), str(root / "src.c"), f"-Wl,-soname,{name}", f"-L{lib}",
+            f"-L{lib / 'sub'}", *link)
+        return out
+
+    so("libnot.so.1", "int nt(void) { return 0; }")
+    so("libnot2.so.1", "int nt2(void) { return 0; }")
+    so("liba.so.1", "extern int nt(void); int fa(void) { return nt(); }", "-l:libnot.so.1")
+    so("libb.so.1", "extern int nt(void); int fb(void) { return nt(); }", "-l:libnot.so.1")
+    so("libdeep.so.1", "int dp(void) { return 0; }", folder=lib / "sub")
+    so("libr.so.1", "extern int dp(void); int fr(void) { return dp(); }", "-l:libdeep.so.1",
+       "-Wl,--enable-new-dtags,-rpath,$ORIGIN/sub")
+    so("libtext.so.1", "int tx(void) { return 0; }")
+    rpath = "-Wl,--disable-new-dtags,-rpath,$ORIGIN/lib"
+    so("diamond.so", "extern int nt2(void), fa(void), fb(void);"
+       " int d(void) { return nt2() + fa() + fb(); }",
+       "-l:libnot2.so.1", "-l:liba.so.1", "-l:libb.so.1", rpath, folder=root)
+    so("text.so", "extern int nt2(void), tx(void); int t(void) { return nt2() + tx(); }",
+       "-l:libnot2.so.1", "-l:libtext.so.1", rpath, folder=root)
+    so("deep.so", "extern int fr(void); int e(void) { return fr(); }", "-l:libr.so.1", rpath,
+       folder=root)
+    so("libc_user.so", "#include <stdio.h>\nint u(void) { return puts(\"x\"); }", folder=root)
+    (lib / "libnot.so.1").unlink()
+    (lib / "libnot2.so.1").unlink()
+    (lib / "libtext.so.1").write_text("/* GNU ld script */\nINPUT(libtext.so.0)\n")
+    return root
+
+
+def test_the_static_check_walks_each_library_once_and_all_of_them(graph: Path) -> None:
+    # liba and libb both need the missing libnot: named once; libnot2 still reached
+    assert abi_script.static_check(str(graph / "diamond.so"), {}, {}) == {
+        "unresolved": ["nt2"], "needs_host": [], "missing": ["libnot.so.1", "libnot2.so.1"],
+        "symbols": 3}
+    # a file that is not ELF is passed over, not the end of the walk
+    assert abi_script.static_check(str(graph / "text.so"), {}, {})["missing"] == ["libnot2.so.1"]
+    # a library's own RUNPATH ($ORIGIN/sub) finds what it needs
+    assert abi_script.static_check(str(graph / "deep.so"), {}, {}) == {
+        "unresolved": [], "needs_host": [], "missing": [], "symbols": 1}
+    # libc from the system folders (no ld.so.cache given), its symbols defined
+    assert abi_script.static_check(str(graph / "libc_user.so"), {}, {}) == {
+        "unresolved": [], "needs_host": [], "missing": [], "symbols": 1}
+
+
+def test_a_need_already_loaded_is_found(driver_linked: Path) -> None:
+    gone = str(driver_linked / "gone" / "driver_gone.so")
+    loaded = {"libgone.so.1": str(driver_linked / "libs" / "libgone.so.1")}
+    assert abi_script.static_check(gone, loaded, {})["missing"] == []
+
+
+def test_ld_library_path_is_searched_folder_by_folder(vendored: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    blas = str(vendored / "plain" / "libblas-3c.so")
+    monkeypatch.setenv("LD_LIBRARY_PATH", f"/nonexistent:{vendored / 'plain'}")
+    assert abi_script.static_check(blas, {}, {})["missing"] == []
+
+
+def test_search_paths_expand_origin_and_a_runpath_replaces_every_rpath() -> None:
+    assert abi_script.search_paths(["${ORIGIN}/x", "$ORIGIN/y", "", "/abs"], [], "/o",
+                                   ["/c"]) == (["/o/x", "/o/y", "/abs", "/c"], [])
+    assert abi_script.search_paths(["/r"], ["$ORIGIN", "${ORIGIN}/z"], "/o", ["/c"]) == (
+        [], ["/o", "/o/z"])

@@ -178,6 +178,7 @@ def test_the_script_records_what_a_real_pip_install_replaced(tmp_path: Path) -> 
     assert real.fits is False and real.reason == verdict.reason
 
 
+@pytest.mark.fresh_python
 def test_a_resolution_that_fits_is_installed_and_tested(tmp_path: Path) -> None:
     """What the resolver clears is installed for real, tested and audited as before."""
     links = tmp_path / "links"

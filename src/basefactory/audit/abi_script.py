@@ -7,8 +7,13 @@ C-API symbols come from the running interpreter, so they are never reported. tor
 imported first when present, because torch's C++ extensions find libtorch by soname and
 count on `import torch` having loaded it (as every user of them does).
 
-A failing module gets a second chance after importing its own top-level package, since
-some packages load their shared objects in an order of their own. What still fails is
+Each module loads in a child forked from the worker right after `import torch`, so every
+module starts from the same state: what one module maps can never let another load, and
+no verdict depends on the order of loading. A failing module gets a second chance after
+importing its own top-level package, since some packages load their shared objects in an
+order of their own. A library a wheel vendors (auditwheel's `<name>.libs/`, no RPATH of
+its own) is opened with its siblings loaded first, as the loader finds them through the
+extension's RPATH; in any other folder a library gets no such help. What still fails is
 reported with the distribution that installed it. A library the NVIDIA container runtime
 injects from the host (libcuda, libnvidia-ml, ...) is listed as host-provided, not a
 failure; but dlopen stops at that missing library before it binds a single symbol, so such
@@ -20,9 +25,8 @@ its ELF dynamic symbol table must be defined by its own dependency closure, by t
 interpreter or torch's libraries (what every module sees: the worker's state right after
 `import torch`, never what earlier modules left mapped, so no verdict depends on the
 order modules were loaded), or be the host library's own API (cu*, nvml*). One that is not
-is reported as undefined. (Symbol versions are not compared.) Each module loads in a
-worker process; a worker that crashes is replaced and the module it was loading is
-reported as crashed.
+is reported as undefined. (Symbol versions are not compared.) A module whose child dies
+(a constructor that aborts) is reported as crashed; a worker that dies is replaced.
 
     python abi_script.py [--dist NAME]... [--path DIR]... [--no-site]
 prints one line: BASEFACTORY-ABI {json}
@@ -180,15 +184,18 @@ def static_check(path, loaded, cache):
     available = set(exported_by(frozenset(loaded.values())))
     needed, rpath, runpath, _, undefined = elf_dynamic(path)
     host, missing, seen = [], [], set()
-    queue = [(n, rpath, runpath, origin) for n in needed]
     env_dirs = [d for d in os.environ.get("LD_LIBRARY_PATH", "").split(":") if d]
+    # (soname, the DT_RPATH dirs of the object that needs it and of the objects that
+    # loaded that one, its DT_RUNPATH dirs): as ld.so searches, an object's own RUNPATH
+    # replaces every RPATH, and an RPATH also serves the libraries its libraries need
+    # (auditwheel's `<name>.libs/` are found that way)
+    queue = [(n, *search_paths(rpath, runpath, origin, [])) for n in needed]
     while queue:
-        name, rp, rup, org = queue.pop()
+        name, chain, rup = queue.pop()
         if name in seen:
             continue
         seen.add(name)
-        dirs = ([] if rup else rp) + env_dirs + rup
-        dirs = [d.replace("$ORIGIN", org).replace("${ORIGIN}", org) for d in dirs]
+        dirs = chain + env_dirs + rup  # chain is empty beside a RUNPATH
         found = next((os.path.join(d, name) for d in dirs
                       if os.path.isfile(os.path.join(d, name))), None)
         found = found or loaded.get(name) or cache.get(name) or next(
@@ -202,39 +209,79 @@ def static_check(path, loaded, cache):
         except (OSError, ValueError):
             continue
         available |= lib_defined
-        queue += [(n, lib_rp, lib_rup, os.path.dirname(found)) for n in lib_needed]
+        paths = search_paths(lib_rp, lib_rup, os.path.dirname(found), chain)
+        queue += [(n, *paths) for n in lib_needed]
     unresolved = sorted(s for s in undefined - available if not HOST_API.match(s))
     return {"unresolved": unresolved, "needs_host": sorted(host), "missing": sorted(missing),
             "symbols": len(undefined)}
 
 
+def search_paths(rpath, runpath, origin, chain):
+    """(the RPATH chain, the RUNPATH) an object at `origin` searches for what it needs,
+    `chain` being the RPATH chain of the object that loaded it."""
+    def expand(dirs):
+        return [d.replace("$ORIGIN", origin).replace("${ORIGIN}", origin) for d in dirs if d]
+    if runpath:
+        return [], expand(runpath)
+    return expand(rpath) + chain, []
+
+
 def worker():
-    """Reads module paths on stdin; answers one JSON line per module."""
+    """Reads module paths on stdin; answers one JSON line per module. Each module loads in
+    a child forked from this worker right after `import torch`: every module starts from
+    the same state, so nothing one module (or the package imported for its second chance)
+    maps can let another load, and no verdict depends on the order of loading."""
     import ctypes
 
     with contextlib.suppress(Exception):
         import torch  # noqa: F401  (see the module docstring)
-    # what every module's static check resolves against: fixed here, before any module
-    # (or a package imported for a second chance) maps anything of its own
     baseline = loaded_libraries()
-    cache = None
+    cache = ld_cache()
     for line in sys.stdin:
         path, package = json.loads(line)
         print(json.dumps({"start": path}), flush=True)
-        error = load(ctypes, path)
-        if error and package:
-            with contextlib.suppress(BaseException):
-                importlib.import_module(package)
-            error = load(ctypes, path)
-        static = None
-        missing = MISSING.search(error or "")
-        if missing and HOST_PROVIDED.match(missing.group(1)):
-            cache = ld_cache() if cache is None else cache
-            try:
-                static = static_check(path, baseline, cache)
-            except (OSError, ValueError) as exc:
-                static = {"error": str(exc)}
-        print(json.dumps({"path": path, "error": error, "static": static}), flush=True)
+        answer, code = in_child(check_module, ctypes, path, package, baseline, cache)
+        if answer is None:
+            answer = {"path": path, "static": None,
+                      "error": f"crashed while loading (exit {code})"}
+        print(json.dumps(answer), flush=True)
+
+
+def in_child(work, *args):
+    """(work(*args)'s JSON-able result, computed in a forked child, or None when the child died
+    before answering (a module's constructor may abort, or exit); the child's exit code,
+    negative for a signal as subprocess says it)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            with os.fdopen(write_end, "w") as out:
+                out.write(json.dumps(work(*args)))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as answers:
+        answer = answers.read()
+    _, status = os.waitpid(pid, 0)
+    code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    return (json.loads(answer) if answer else None), code
+
+
+def check_module(ctypes, path, package, baseline, cache):
+    error = load_with_siblings(ctypes, path)
+    if error and package:
+        with contextlib.suppress(BaseException):
+            importlib.import_module(package)
+        error = load_with_siblings(ctypes, path)
+    static = None
+    missing = MISSING.search(error or "")
+    if missing and HOST_PROVIDED.match(missing.group(1)):
+        try:
+            static = static_check(path, baseline, cache)
+        except (OSError, ValueError) as exc:
+            static = {"error": str(exc)}
+    return {"path": path, "error": error, "static": static}
 
 
 def load(ctypes, path):
@@ -243,6 +290,39 @@ def load(ctypes, path):
         return None
     except OSError as exc:
         return str(exc)
+
+
+def vendored_sibling(path, error):
+    """The library beside `path` that dlopen could not find, when `path` is a library a
+    wheel vendors (auditwheel's `<name>.libs/`), else None. Vendored libraries carry no
+    RPATH of their own: the wheel's extension modules name the folder in theirs, and the
+    loader then finds a vendored library's siblings there (numpy's OpenBLAS needs its
+    gfortran, which needs its quadmath). Only such a library, opened on its own, misses
+    them; a library in any other folder gets no such help."""
+    folder = os.path.dirname(path)
+    if error is None or not folder.endswith(".libs"):
+        return None
+    missing = MISSING.search(error)
+    if missing is None:
+        return None
+    sibling = os.path.join(folder, missing.group(1))
+    return sibling if os.path.isfile(sibling) else None
+
+
+def load_with_siblings(ctypes, path, loading=frozenset()):
+    """dlopen `path`; a vendored library first gets the siblings it needs loaded (each
+    the same way), as the loader finds them through the extension's RPATH."""
+    error = load(ctypes, path)
+    loading = loading | {path}
+    sibling = vendored_sibling(path, error)
+    while sibling is not None and sibling not in loading:
+        failed = load_with_siblings(ctypes, sibling, loading)
+        if failed is not None:
+            return failed  # what the loader would stop at: the sibling's own missing need
+        loading = loading | {sibling}
+        error = load(ctypes, path)
+        sibling = vendored_sibling(path, error)
+    return error
 
 
 def relative(path, dirs):
@@ -308,6 +388,13 @@ def audit(dists, extra, site=True):
                               " before loading any module")
             break
         pending = [p for p in pending if p not in results]
+    return verdict(todo, results, statics, owner, dirs)
+
+
+def verdict(todo, results, statics, owner, dirs):
+    """The report of the modules `todo`, from what each worker answered (`results`: the
+    dlopen error or None; `statics`: the static check of a module that needs a host
+    library) and who installed each (`owner`)."""
     failures, host = [], []
     for path in todo:
         error = results.get(path)
@@ -325,16 +412,19 @@ def audit(dists, extra, site=True):
                                 f" statically: missing {', '.join(static['missing'])}; the"
                                 f" module also needs {', '.join(static['needs_host'])},"
                                 " the host's)")
-            elif static.get("unresolved") or "error" in static:
+            elif "error" in static:
+                # neither loaded nor read: not a pass
+                row["host_provided"] = False
+                row["error"] = (f"cannot be checked statically: {static['error']} (the module"
+                                f" needs {row.pop('library')}, the host's)")
+            elif static["unresolved"]:
                 # what dlopen would say on a host with the driver
                 row["host_provided"] = False
-                row["symbol"] = (static.get("unresolved") or ["?"])[0]
+                row["symbol"] = static["unresolved"][0]
                 row["error"] = (f"undefined symbol: {row['symbol']} (checked statically:"
-                                f" {len(static.get('unresolved', []))} unresolved of"
-                                f" {static.get('symbols', 0)}; the module also needs"
-                                f" {row['library']}, the host's)"
-                                if "error" not in static else
-                                f"cannot be checked statically: {static['error']}")
+                                f" {len(static['unresolved'])} unresolved of"
+                                f" {static['symbols']}; the module also needs"
+                                f" {row['library']}, the host's)")
         (host if row.get("host_provided") else failures).append(row)
     for row in failures + host:
         row["module"] = relative(row["module"], dirs) or row["module"]

@@ -18,27 +18,11 @@ from basefactory.plumbing.digest import file_sha256
 from basefactory.plumbing.errors import TestFailed
 from basefactory.proofs import Kind, Proof, Subject
 from basefactory.wheels.recipe import Recipe
+from basefactory.wheels.torch_state import CHANGED as TORCH_CHANGED
 
-TORCH_CHANGED = 97
+TORCH_STATE_SCRIPT = Path(__file__).with_name("torch_state.py")
+TORCH_STATE = TORCH_STATE_SCRIPT.read_text()
 
-# The state of torch's installed files: a reinstall or upgrade rewrites them (new inode,
-# mtime), so equal states before and after prove torch was left alone.
-TORCH_STATE = r"""
-import hashlib, importlib.metadata as md, os
-try:
-    dist = md.distribution("torch")
-except md.PackageNotFoundError:
-    print("torch absent"); raise SystemExit(0)
-h = hashlib.sha256()
-for f in sorted(dist.files or [], key=str):
-    p = f.locate()
-    try:
-        st = os.stat(p)
-        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}\n".encode())
-    except FileNotFoundError:
-        h.update(f"{f}|missing\n".encode())
-print("torch", dist.version, len(dist.files or []), h.hexdigest())
-"""
 
 
 def run_test(
@@ -112,11 +96,7 @@ def script(recipe: Recipe, wheel_name: str, index_url: str) -> str:
     return f"""set -e
 python /bf/torch_state.py > /tmp/torch-before
 pip install --index-url {shlex.quote(index_url)} -c /bf/constraints.txt /bf/{shlex.quote(wheel_name)} {extra}
-python /bf/torch_state.py > /tmp/torch-after
-if ! cmp -s /tmp/torch-before /tmp/torch-after; then
-  echo "basefactory: torch changed:"; cat /tmp/torch-before /tmp/torch-after; exit {TORCH_CHANGED}
-fi
-echo "basefactory: torch unchanged: $(cat /tmp/torch-after)"
+python /bf/torch_state.py check /tmp/torch-before
 cd /tmp
 {step(recipe.test.command)}
 echo "basefactory: test passed"
