@@ -24,7 +24,7 @@ from typing import Any
 
 from basefactory.adapters.tools import beside_python
 from basefactory.audit.abi import audit_image, require_clean
-from basefactory.images import compression, sbom
+from basefactory.images import compression, push, sbom
 from basefactory.images.definition import (
     ImageDef,
     chain,
@@ -38,7 +38,7 @@ from basefactory.index.layout import common_index, platform_index
 from basefactory.platforms import store
 from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.plumbing import digest, log, templates
-from basefactory.plumbing.errors import BuildError, ConfigError, PublishRefused, ServiceError
+from basefactory.plumbing.errors import BuildError, ConfigError
 from basefactory.plumbing.faults import checkpoint
 from basefactory.proofs import Kind, Proof, Subject, store_labels
 from basefactory.proofs.read import proven
@@ -273,22 +273,8 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
     if upgrade:
         _show_upgrade(session, repo, platform, labels)
     with log.step(f"{image.name} on {platform}: push {ref}"):
-        if session.registry.digest(repo, tag) is not None:
-            raise PublishRefused(f"{ref} is already in the registry; an immutable tag is never"
-                                 " overwritten", hint="rerun: the published build is reused")
-        session.docker.push(ref, log_file=logs / f"{image.name}-{platform}-push.log",
-                            on_line=lambda _: checkpoint("image:during-push"))
-        pushed = session.registry.digest(repo, tag)
-        if pushed is None:
-            raise ServiceError(f"the registry does not show {ref} after the push",
-                               hint="check the registry's storage; nothing else was tagged")
-        checkpoint("image:after-immutable-push")
-        sbom.attach(session.registry, repo, pushed, bom)
-        copy = compression.copy_immutable(session, image.name, tag)
-        session.docker.push(moving, log_file=logs / f"{image.name}-{platform}-push.log")
-        if session.registry.digest(repo, platform) != pushed:
-            raise ServiceError(f"{moving} does not point at {ref} after the push")
-        compression.move(session, image.name, copy, platform)
+        push.publish(_push_steps(session, image.name, platform, tag, bom=bom,
+                                 log_file=logs / f"{image.name}-{platform}-push.log"))
     session.docker.remove_image(local)
     shutil.rmtree(work, ignore_errors=True)
     return ImageResult(image.name, platform, "built", tag, ref, inputs, result.size,
@@ -310,26 +296,47 @@ def _move_tag_if_behind(session: Session, repo: str, tag: str, platform: str, re
     """A run that died between the two pushes left the moving tag behind: finish it (and
     the zstd copy's, which is made before either moving tag moves)."""
     image = repo.rpartition("/")[2]
-    target = session.registry.digest(repo, tag)
-    if session.registry.digest(repo, platform) == target:
-        compression.move(session, image, compression.copy_immutable(session, image, tag),
-                         platform)
-        return
-    log.info(f"moving {moving} to {tag} (a previous run stopped before it did)")
-    if session.docker.image_id(ref) is None:
-        session.docker.pull(ref)
-    if target is not None and sbom.fetch(session.registry, repo, target) is None:
-        # the run that died had not attached the SBOM yet: a moving tag never points at
-        # an image without one
-        work = session.factory.state_dir / "build" / "sbom" / f"{image}-{tag}"
-        bom = _sbom(session, image, platform, tag, ref, session.registry.labels(repo, tag),
-                    work)
-        sbom.attach(session.registry, repo, target, bom)
+    if push.finish(_push_steps(session, image, platform, tag, bom=None, log_file=None)):
+        log.info(f"moved {moving} to {tag} (a previous run stopped before it did)")
+
+
+def _push_steps(session: Session, image: str, platform: str, tag: str, *,
+                bom: str | None, log_file: Path | None) -> push.Steps:
+    """The steps `push` orders, on this session's engine and registry. `bom`: the new
+    build's SBOM; None for a published build, whose SBOM is made from its labels if a
+    killed run had not attached it."""
+    factory, registry, docker = session.factory, session.registry, session.docker
+    repo, ref, moving = (repository(factory, image), image_ref(factory, image, tag),
+                         image_ref(factory, image, platform))
+
+    def push_moving() -> None:
+        if docker.image_id(ref) is None:
+            docker.pull(ref)
+        docker.tag(ref, moving)
+        docker.push(moving, log_file=log_file)
+
+    def attach_sbom(target: str) -> None:
+        if bom is not None:
+            sbom.attach(registry, repo, target, bom)
+            return
+        work = factory.state_dir / "build" / "sbom" / f"{image}-{tag}"
+        if docker.image_id(ref) is None:
+            docker.pull(ref)
+        made = _sbom(session, image, platform, tag, ref, registry.labels(repo, tag), work)
+        sbom.attach(registry, repo, target, made)
         shutil.rmtree(work, ignore_errors=True)
-    copy = compression.copy_immutable(session, image, tag)
-    session.docker.tag(ref, moving)
-    session.docker.push(moving)
-    compression.move(session, image, copy, platform)
+
+    return push.Steps(
+        ref=ref, moving=moving,
+        immutable_digest=lambda: registry.digest(repo, tag),
+        moving_digest=lambda: registry.digest(repo, platform),
+        push_immutable=lambda: docker.push(ref, log_file=log_file,
+                                           on_line=lambda _: checkpoint("image:during-push")),
+        push_moving=push_moving,
+        has_sbom=lambda target: sbom.fetch(registry, repo, target) is not None,
+        attach_sbom=attach_sbom,
+        copy_zstd=lambda: compression.copy_immutable(session, image, tag),
+        move_zstd=lambda copy: compression.move(session, image, copy, platform))
 
 
 def _sbom(session: Session, image: str, platform: str, tag: str, local: str,
