@@ -29,14 +29,14 @@ from typing import Any
 
 import httpx
 
-from basefactory import services
+from basefactory import house
 from basefactory.catalog import server, views
 from basefactory.catalog.app import TEMPLATES
 from basefactory.catalog.snapshot import Reader
-from basefactory.config import Factory, load_factory
+from basefactory.config.factory import Factory, load_factory
+from basefactory.daemons.credentials import registry_auth
 from basefactory.index.layout import platform_index
 from basefactory.proofs import Kind, Proof, Subject, store_devpi
-from basefactory.services.credentials import registry_auth
 from basefactory.session import Session
 from bench.common import PLATFORM, WORK, Figure, Report, session
 
@@ -53,7 +53,7 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 def bench(report: Report) -> None:
     require_wrk()
     factory = make_factory()
-    services.up(factory)
+    house.up(factory)
     try:  # the bench's own devpi and registry stop with it (their data stays for a rerun)
         real = real_data()
         with Session(factory) as s, ThreadPoolExecutor(8) as pool:
@@ -74,7 +74,7 @@ def bench(report: Report) -> None:
             proc.stop()
         naive = naive_request(factory)
     finally:
-        services.down(factory)
+        house.down(factory)
     scale = f"{tags} tags, {wheels} wheels, {CONNECTIONS} connections, {SECONDS} s of wrk"
     for name, result in (("overview `/`", overview), (f"`/api/combos?wheel={probe}`", combos)):
         p50, p99, rps = result

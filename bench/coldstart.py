@@ -18,10 +18,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from basefactory.config import Factory
+from basefactory.config.factory import Factory
+from basefactory.daemons.credentials import registry_auth
 from basefactory.images import compression
 from basefactory.refs import image_ref, repository, zstd_repository
-from basefactory.services.credentials import registry_auth
 from basefactory.session import Session
 from bench.common import PLATFORM, WORK, Figure, Report, run, session, timed
 from bench.images import _naive_context, forget_factory_images

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from basefactory.config import load_factory
+from basefactory.config.factory import load_factory
 from basefactory.session import Session
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,7 +26,7 @@ def bench(report: Report) -> None:
     noop = median(lambda: run([*BF, "publish"]), n=3)
     s = session()
     docker = s.docker.client.path
-    from basefactory.images.service import build_all
+    from basefactory.images.publish import build_all
 
     plans = build_all(s, dry_run=True)
     from basefactory.pipeline import publish

@@ -17,9 +17,9 @@ from pathlib import Path
 import bcrypt
 import httpx
 
-from basefactory.config import config_path, load_factory
-from basefactory.services.credentials import registry_auth
-from basefactory.services.registry_server import BCRYPT_COST
+from basefactory.config.factory import config_path, load_factory
+from basefactory.daemons.credentials import registry_auth
+from basefactory.daemons.registry_server import BCRYPT_COST
 from bench.common import ROOT, Figure, Report
 
 REQUESTS = 50

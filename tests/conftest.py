@@ -11,14 +11,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from basefactory import services
-from basefactory.config import Factory, load_factory
-from basefactory.images.service import ImageResult
-from basefactory.images.service import build_all as build_images
+from basefactory import house
+from basefactory.config.factory import Factory, load_factory
+from basefactory.images.publish import ImageResult
+from basefactory.images.publish import build_all as build_images
 from basefactory.pipeline import Step, fit_published
-from basefactory.platforms.service import PlatformResult, ensure_platform
+from basefactory.platforms.publish import PlatformResult, ensure_platform
 from basefactory.session import Session
-from basefactory.wheels.service import build_all as build_wheels
+from basefactory.wheels.publish import build_all as build_wheels
 from tests.helpers import PLATFORM, docker_answers, forget_images, port, require, wheelhouse, write_factory
 
 
@@ -43,10 +43,10 @@ def factory(tmp_path_factory: pytest.TempPathFactory) -> Factory:
 
 @pytest.fixture(scope="session")
 def running(factory: Factory) -> Iterator[Factory]:
-    services.up(factory)
+    house.up(factory)
     yield factory
     forget_images(factory)
-    services.down(factory)
+    house.down(factory)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from basefactory.adapters.docker import detect_client
-from basefactory.config import Factory
+from basefactory.config.factory import Factory
 
 ROOT = Path(__file__).resolve().parents[1]
 PLATFORM = "cpu-py311-torch2.13"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from basefactory.config import Factory
+from basefactory.config.factory import Factory
 from basefactory.images.definition import load_images
 from basefactory.plumbing.errors import ConfigError
 from basefactory.wheels.recipe import load_recipes

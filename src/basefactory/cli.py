@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from basefactory import __version__
-from basefactory.config import Factory, config_path, load_factory
-from basefactory.index.client import DevpiClient
+from basefactory.adapters.devpi_api import DevpiClient
+from basefactory.config.factory import Factory, config_path, load_factory
 from basefactory.index.layout import client as _index_client
 from basefactory.index.layout import platform_index
 from basefactory.plumbing import log, output
@@ -43,18 +43,18 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from basefactory import services
+    from basefactory import house
 
     factory = _factory(args)
-    statuses = services.up(factory)
+    statuses = house.up(factory)
     _print_status(statuses, args.json)
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from basefactory import services
+    from basefactory import house
 
-    stopped = services.down(_factory(args))
+    stopped = house.down(_factory(args))
     if args.json:
         output.emit_json({"stopped": stopped})
     else:
@@ -63,15 +63,15 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from basefactory import services
+    from basefactory import house
 
-    statuses = services.status(_factory(args))
+    statuses = house.status(_factory(args))
     _print_status(statuses, args.json)
     return 0 if all(s.state != "stopped" for s in statuses) else 1
 
 
 def cmd_platforms_build(args: argparse.Namespace) -> int:
-    from basefactory.platforms.service import ensure_platform
+    from basefactory.platforms.publish import ensure_platform
     from basefactory.plumbing.lock import factory_lock
 
     factory = _factory(args)
@@ -85,7 +85,7 @@ def cmd_platforms_build(args: argparse.Namespace) -> int:
 
 
 def cmd_platforms_probe(args: argparse.Namespace) -> int:
-    from basefactory.platforms.service import probe_platform
+    from basefactory.platforms.publish import probe_platform
 
     with Session(_factory(args)) as session:
         fingerprint = probe_platform(session, args.name)
@@ -127,7 +127,7 @@ def layout_client(session: Session) -> DevpiClient:
 
 def cmd_wheels_build(args: argparse.Namespace) -> int:
     from basefactory.plumbing.lock import factory_lock
-    from basefactory.wheels.service import build_all
+    from basefactory.wheels.publish import build_all
 
     factory = _factory(args)
     with factory_lock(factory.state_dir, "wheels build", wait=args.wait), Session(factory) as session:
@@ -138,7 +138,7 @@ def cmd_wheels_build(args: argparse.Namespace) -> int:
 
 
 def cmd_wheels_ls(args: argparse.Namespace) -> int:
-    from basefactory.wheels.service import list_wheels
+    from basefactory.wheels.publish import list_wheels
 
     with Session(_factory(args)) as session:
         rows = list_wheels(session)
@@ -147,7 +147,7 @@ def cmd_wheels_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_images_build(args: argparse.Namespace) -> int:
-    from basefactory.images.service import build_all
+    from basefactory.images.publish import build_all
     from basefactory.plumbing.lock import factory_lock
 
     factory = _factory(args)
@@ -159,7 +159,7 @@ def cmd_images_build(args: argparse.Namespace) -> int:
 
 
 def cmd_images_ls(args: argparse.Namespace) -> int:
-    from basefactory.images.service import list_images
+    from basefactory.images.publish import list_images
 
     with Session(_factory(args)) as session:
         rows = list_images(session)
@@ -168,7 +168,7 @@ def cmd_images_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_images_audit(args: argparse.Namespace) -> int:
-    from basefactory.audit.abi import audit_target
+    from basefactory.images.audit import audit_target
 
     with Session(_factory(args)) as session:
         found = audit_target(session, args.image)
@@ -319,14 +319,14 @@ def _steps_table(title: str, steps: list[Any]) -> None:
 
 
 def cmd_images_fit(args: argparse.Namespace) -> int:
-    from basefactory import services
+    from basefactory import house
     from basefactory.pipeline import fit_published
     from basefactory.plumbing.lock import factory_lock
     from basefactory.plumbing.progress import Progress
 
     factory = _factory(args)
     with factory_lock(factory.state_dir, "images fit", wait=args.wait):
-        services.up(factory)
+        house.up(factory)
         live = log.is_tty() and not args.json and not args.quiet
         with Session(factory) as session, Progress(live=live) as progress:
             steps = fit_published(session, platforms=args.platform or None,
@@ -342,7 +342,7 @@ def cmd_images_fit(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     import time
 
-    from basefactory import services
+    from basefactory import house
     from basefactory.pipeline import Interrupted, publish, summary_line
     from basefactory.plumbing.lock import factory_lock
     from basefactory.plumbing.progress import Progress
@@ -356,7 +356,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
                             dry_run=True, fits=not args.no_fits)
     else:
         with factory_lock(factory.state_dir, "publish", wait=args.wait):
-            services.up(factory)
+            house.up(factory)
             live = log.is_tty() and not args.json and not args.quiet
             with Session(factory) as session, Progress(live=live) as progress:
                 try:
@@ -381,9 +381,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from basefactory.images.service import list_images
+    from basefactory.images.publish import list_images
     from basefactory.platforms import store
-    from basefactory.wheels.service import list_wheels
+    from basefactory.wheels.publish import list_wheels
 
     factory = _factory(args)
     with Session(factory) as session:

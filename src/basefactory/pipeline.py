@@ -19,17 +19,18 @@ from typing import Any
 
 from basefactory.adapters import cmd
 from basefactory.images import fit
-from basefactory.images import service as images
+from basefactory.images import publish as images
 from basefactory.images.definition import ImageDef, root_of
 from basefactory.platforms import store
 from basefactory.platforms.fingerprint import Fingerprint
-from basefactory.platforms.service import ensure_platform
+from basefactory.platforms.publish import ensure_platform
+from basefactory.plumbing.errors import ConfigError
 from basefactory.plumbing.progress import Progress
 from basefactory.proofs import Proof
 from basefactory.refs import base_ref
 from basefactory.session import Session
-from basefactory.wheels import service as wheels
-from basefactory.wheels.recipe import factory_recipes
+from basefactory.wheels import publish as wheels
+from basefactory.wheels.recipe import factory_recipes, load_recipes
 
 
 @dataclass(frozen=True)
@@ -280,8 +281,6 @@ def _split_only(session: Session, only: list[str] | None
     """--only NAME...: recipes and images by name (None: all of that kind)."""
     if not only:
         return None, None
-    from basefactory.plumbing.errors import ConfigError
-    from basefactory.wheels.recipe import load_recipes
 
     recipe_names = set(load_recipes(session.factory.recipes_dir,
                                     exclude=session.factory.config.wheels.exclude))

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from basefactory.adapters.docker import OWNER_LABEL
-from basefactory.config import Factory
+from basefactory.config.factory import Factory
+from basefactory.plumbing.errors import ConfigError
 
 # every label the factory writes on an image starts with this
 LABEL = "org.basefactory"
@@ -112,7 +113,6 @@ def builder_ref(platform: str) -> str:
 def platform_of_tag(factory: Factory, tag: str) -> str:
     """The platform a tag belongs to: the moving tag is its name, an immutable tag starts
     with it (the longest configured name that fits, as names may prefix one another)."""
-    from basefactory.plumbing.errors import ConfigError
 
     for name in sorted(factory.config.platforms, key=len, reverse=True):
         if tag == name or tag.startswith(f"{name}-"):

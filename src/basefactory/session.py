@@ -9,13 +9,13 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
+from basefactory.adapters.devpi_api import DevpiClient
 from basefactory.adapters.docker import Docker, detect_client
 from basefactory.adapters.registry_api import Registry
-from basefactory.config import Factory
+from basefactory.config.factory import Factory
+from basefactory.daemons import engine, registry_server
 from basefactory.index import layout
-from basefactory.index.client import DevpiClient
 from basefactory.proofs.read import ProofReader
-from basefactory.services import engine, registry_server
 
 
 @dataclass

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from basefactory import services
-from basefactory.config import Factory, load_factory
-from basefactory.platforms.service import PlatformResult, ensure_platform
+from basefactory import house
+from basefactory.config.factory import Factory, load_factory
+from basefactory.platforms.publish import PlatformResult, ensure_platform
 from basefactory.session import Session
 from tests.helpers import docker_answers, forget_images, port, require, write_factory
 
@@ -40,11 +40,11 @@ def factory(tmp_path_factory: pytest.TempPathFactory) -> Factory:
 
 @pytest.fixture(scope="session")
 def session(factory: Factory) -> Iterator[Session]:
-    services.up(factory)
+    house.up(factory)
     with Session(factory) as s:
         yield s
     forget_images(factory)
-    services.down(factory)
+    house.down(factory)
     # its devpi mirror holds a CUDA torch and its NVIDIA wheels (GBs): not kept in pytest's
     # temporary folders, which keep three sessions
     shutil.rmtree(factory.state_dir, ignore_errors=True)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from basefactory.adapters.devpi_api import DevpiClient
 from basefactory.adapters.docker import OWNER_LABEL
-from basefactory.index.client import DevpiClient
 from basefactory.index.layout import common_index, platform_index
-from basefactory.platforms.service import PlatformResult
+from basefactory.platforms.publish import PlatformResult
 from basefactory.plumbing.digest import file_sha256
 from basefactory.plumbing.errors import PublishRefused, ServiceError
 from basefactory.refs import image_ref, repository

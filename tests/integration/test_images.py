@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from basefactory.images.service import ImageResult, build_all
+from basefactory.images.publish import ImageResult, build_all
 from basefactory.plumbing.errors import BuildError, TestFailed
 from basefactory.proofs import SCHEMA
 from basefactory.refs import image_ref, repository

@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 
 from basefactory.adapters.tools import beside_python
-from basefactory.images.service import ImageResult
-from basefactory.images.service import build_all as build_images
+from basefactory.images.publish import ImageResult
+from basefactory.images.publish import build_all as build_images
 from basefactory.index.layout import platform_index
 from basefactory.platforms.fingerprint import Fingerprint
-from basefactory.platforms.service import ensure_platform
+from basefactory.platforms.publish import ensure_platform
 from basefactory.proofs import Kind, store_labels
 from basefactory.proofs.read import first
 from basefactory.refs import repository
 from basefactory.session import Session
-from basefactory.wheels.service import WheelResult
-from basefactory.wheels.service import build_all as build_wheels
+from basefactory.wheels.publish import WheelResult
+from basefactory.wheels.publish import build_all as build_wheels
 from basefactory.wheels.test import TORCH_STATE
 from tests.helpers import NGC, NGC_REPOSITORY, ROOT, wheelhouse
 

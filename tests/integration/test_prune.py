@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 
 from basefactory.catalog.app import create_app
 from basefactory.catalog.server import make_catalog
+from basefactory.images.publish import ImageResult
+from basefactory.images.publish import build_all as build_images
 from basefactory.images.referrers import tag as referrers_tag
 from basefactory.images.retention import folder_size
-from basefactory.images.service import ImageResult
-from basefactory.images.service import build_all as build_images
 from basefactory.plumbing import templates
 from basefactory.refs import image_ref, repository
 from basefactory.session import Session

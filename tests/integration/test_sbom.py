@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 
 from basefactory.catalog.app import create_app
 from basefactory.catalog.server import make_catalog
+from basefactory.images.publish import ImageResult
 from basefactory.images.referrers import tag as referrers_tag
 from basefactory.images.sbom import ARTIFACT_TYPE, fetch
-from basefactory.images.service import ImageResult
 from basefactory.index.layout import common_index, platform_index
 from basefactory.refs import repository
 from basefactory.session import Session

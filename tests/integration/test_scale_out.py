@@ -16,13 +16,13 @@ import httpx
 import pytest
 
 from basefactory.catalog.snapshot import Reader
-from basefactory.config import load_factory
-from basefactory.images.service import ImageResult
+from basefactory.config.factory import load_factory
+from basefactory.daemons import devpi_server as devpi_service
+from basefactory.images.publish import ImageResult
 from basefactory.index.layout import platform_index
-from basefactory.platforms.service import PlatformResult
+from basefactory.platforms.publish import PlatformResult
 from basefactory.proofs import Kind
 from basefactory.proofs.read import proven
-from basefactory.services import devpi_server as devpi_service
 from basefactory.session import Session
 from tests.helpers import PLATFORM, port, require
 from tests.integration.test_wheels import make_c_project

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from basefactory.index.layout import common_index, platform_index
-from basefactory.platforms.service import PlatformResult
+from basefactory.platforms.publish import PlatformResult
 from basefactory.plumbing.errors import BuildError, SourceMismatch, TestFailed
 from basefactory.proofs import SCHEMA, Kind, store_devpi
 from basefactory.session import Session
+from basefactory.wheels.publish import build_all, published
 from basefactory.wheels.recipe import DEFAULT_EXCLUDES
-from basefactory.wheels.service import build_all, published
 from tests.helpers import PLATFORM, write_pyproject
 
 COMPILED = ["torchsort", "monotonic-alignment-search"]
@@ -244,7 +244,7 @@ def test_failed_build_and_failed_test_publish_nothing(session: Session, platform
 
 
 def test_published_finds_a_file_by_its_input_digest() -> None:
-    from basefactory.index.client import ReleaseFile
+    from basefactory.adapters.devpi_api import ReleaseFile
 
     f = ReleaseFile("x", "1+pt213cpu", "x-1+pt213cpu-1795417731.abcdefabcdef-py3-none-any.whl",
                     "u", "s")

@@ -18,11 +18,11 @@ import pytest
 
 from basefactory.catalog import views
 from basefactory.catalog.snapshot import Reader
-from basefactory.config import load_factory
+from basefactory.config.factory import load_factory
+from basefactory.daemons.credentials import registry_auth
 from basefactory.images import retention, sbom
-from basefactory.platforms.service import PlatformResult
+from basefactory.platforms.publish import PlatformResult
 from basefactory.refs import repository, zstd_ref, zstd_repository
-from basefactory.services.credentials import registry_auth
 from basefactory.session import Session
 from tests.helpers import PLATFORM
 from tests.reliability.helpers import bf

@@ -18,10 +18,10 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from basefactory.images import fit, referrers
+from basefactory.images.publish import ImageResult, load_definitions
 from basefactory.images.referrers import SBOM_TYPE
-from basefactory.images.service import ImageResult, load_definitions
 from basefactory.index.layout import common_index, platform_index
-from basefactory.platforms.service import PlatformResult
+from basefactory.platforms.publish import PlatformResult
 from basefactory.proofs import Kind, store_labels
 from basefactory.proofs.read import proven
 from basefactory.refs import repository

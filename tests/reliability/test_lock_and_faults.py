@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from basefactory.images.service import ImageResult
+from basefactory.images.publish import ImageResult
 from basefactory.index.layout import platform_index
 from basefactory.plumbing.lock import factory_lock
 from basefactory.session import Session
@@ -38,7 +38,7 @@ def test_a_killed_holder_frees_the_lock(session: Session, tally: Counter[str]) -
     tally["failure_injections"] += 1
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
-        from basefactory.config import load_factory
+        from basefactory.config.factory import load_factory
         from basefactory.plumbing.lock import factory_lock
         with factory_lock(load_factory(__import__("pathlib").Path({str(session.factory.path)!r})).state_dir, "holder"):
             print("held", flush=True)

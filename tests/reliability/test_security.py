@@ -19,13 +19,13 @@ from fastapi.testclient import TestClient
 
 from basefactory.catalog.app import create_app
 from basefactory.catalog.server import make_catalog
-from basefactory.images.service import ImageResult
-from basefactory.images.service import build_all as build_images
+from basefactory.daemons.credentials import index_password, registry_auth, root_password
+from basefactory.images.publish import ImageResult
+from basefactory.images.publish import build_all as build_images
 from basefactory.index.layout import common_index, platform_index
-from basefactory.platforms.service import PlatformResult
+from basefactory.platforms.publish import PlatformResult
 from basefactory.plumbing import templates
 from basefactory.refs import repository
-from basefactory.services.credentials import index_password, registry_auth, root_password
 from basefactory.session import Session
 from tests.helpers import PLATFORM
 from tests.integration.test_foundation import make_wheel
@@ -131,7 +131,7 @@ def test_the_catalog_is_read_only(session: Session, published: dict[str, ImageRe
 
 
 def test_uploads_need_the_factory_users_credentials(session: Session, tmp_path: Path) -> None:
-    from basefactory.index.client import DevpiClient
+    from basefactory.adapters.devpi_api import DevpiClient
     from basefactory.plumbing.errors import ServiceError
 
     wheel = make_wheel(tmp_path, "bf-intruder", "1.0")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from basefactory.config import Factory, load_factory
-from basefactory.platforms.service import PlatformResult, ensure_platform
+from basefactory.config.factory import Factory, load_factory
+from basefactory.platforms.publish import PlatformResult, ensure_platform
 from basefactory.session import Session
 from tests.cuda.conftest import session  # the same lifecycle, on this module's factory
 from tests.helpers import ROOT, docker_answers, port, require, write_factory

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import httpx
 
-from basefactory.images.service import build_all as build_images
+from basefactory.images.publish import build_all as build_images
 from basefactory.index.layout import common_index, platform_index
-from basefactory.platforms.service import PlatformResult
+from basefactory.platforms.publish import PlatformResult
 from basefactory.proofs import store_devpi
 from basefactory.refs import image_ref
 from basefactory.session import Session
-from basefactory.wheels.service import build_all as build_wheels
+from basefactory.wheels.publish import build_all as build_wheels
 from tests.helpers import ROOT, wait_http
 from tests.tts.conftest import TTS
 

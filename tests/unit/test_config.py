@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from basefactory.cli import main
-from basefactory.config import FactoryConfig, load_factory, load_toml
+from basefactory.config.factory import load_factory
+from basefactory.config.loader import load_toml
+from basefactory.config.models import FactoryConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 

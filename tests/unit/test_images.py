@@ -9,7 +9,7 @@ import pytest
 
 from basefactory.images.definition import chain, load_images
 from basefactory.images.lock import blocks, parse, python_platform
-from basefactory.images.service import needed
+from basefactory.images.publish import needed
 from basefactory.plumbing.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,7 +107,7 @@ def test_the_lock_label_keeps_versions_not_hashes() -> None:
 
 
 def test_a_template_may_include_the_shared_one_and_add_steps() -> None:
-    from basefactory.images.service import render
+    from basefactory.images.publish import render
 
     image = load_images(ROOT / "images", recipes=RECIPES)["indextts-deps"]
     text = render(image, "reg/base:p", has_lock=True, has_wheels=True)

@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from basefactory.audit.allow import Audit
-from basefactory.config import FactoryConfig, Platform
+from basefactory.config.models import FactoryConfig, Platform
 from basefactory.images.definition import ImageDef
 from basefactory.wheels.recipe import Recipe
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import bcrypt
 
-from basefactory.services.registry_server import BCRYPT_COST, _write_htpasswd
+from basefactory.daemons.registry_server import BCRYPT_COST, _write_htpasswd
 
 
 def _hash(path: Path) -> str:

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
-from basefactory.config import Model
+from basefactory.config.models import Model
 
 Globs = tuple[Annotated[str, Field(min_length=1)], ...]
 

@@ -26,6 +26,7 @@ from basefactory import __version__
 from basefactory.catalog import views
 from basefactory.catalog.snapshot import Snapshot
 from basefactory.catalog.state import Catalog
+from basefactory.images.diff import diff
 from basefactory.plumbing.output import human_size
 
 TEMPLATES = jinja2.Environment(
@@ -213,7 +214,6 @@ def create_app(catalog: Catalog) -> FastAPI:
                     image=lambda: views.image(snapshot(), name))
 
     def comparison(name: str, a: str, b: str) -> dict[str, Any]:
-        from basefactory.images.diff import diff
 
         s = snapshot()
         platform = views.tag_platform(s, name, a, b)

@@ -10,9 +10,9 @@ import httpx
 from basefactory.catalog.app import create_app
 from basefactory.catalog.snapshot import Reader
 from basefactory.catalog.state import Catalog
-from basefactory.config import Factory
+from basefactory.config.factory import Factory
+from basefactory.daemons.process import ManagedProcess, wait_until
 from basefactory.plumbing import log
-from basefactory.services.process import ManagedProcess, wait_until
 
 
 def make_catalog(factory: Factory) -> Catalog:

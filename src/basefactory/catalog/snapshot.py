@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from basefactory.config import Factory
+from basefactory.adapters.devpi_api import DevpiClient
+from basefactory.config.factory import Factory
+from basefactory.daemons import registry_server
 from basefactory.images import referrers
 from basefactory.images.referrers import SBOM_TYPE
-from basefactory.index.client import DevpiClient
 from basefactory.index.layout import common_index, platform_index
 from basefactory.proofs import Proof
 from basefactory.proofs.read import ProofReader
 from basefactory.refs import Labels, parse_immutable_tag, zstd_ref, zstd_repository
-from basefactory.services import registry_server
 
 
 def image_url(image: str, platform: str) -> str:

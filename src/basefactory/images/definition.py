@@ -34,16 +34,11 @@ from packaging.utils import canonicalize_name
 from pydantic import Field, field_validator
 
 from basefactory.audit.allow import Audit
-from basefactory.config import (
-    AptPackages,
-    EnvTable,
-    Factory,
-    Model,
-    Name,
-    read_toml,
-    validate,
-)
+from basefactory.config.factory import Factory
+from basefactory.config.loader import read_toml, validate
+from basefactory.config.models import AptPackages, EnvTable, Model, Name
 from basefactory.plumbing.errors import ConfigError
+from basefactory.wheels.recipe import load_recipes
 
 ROOT_PARENTS = ("platform", "slim")
 
@@ -134,7 +129,6 @@ def load_image(folder: Path) -> ImageDef:
 
 def load_factory_images(factory: Factory) -> dict[str, ImageDef]:
     """The factory's image definitions, checked against its recipes."""
-    from basefactory.wheels.recipe import load_recipes
 
     return load_images(factory.images_dir, recipes=set(load_recipes(
         factory.recipes_dir, exclude=factory.config.wheels.exclude)))

@@ -30,16 +30,16 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from basefactory.adapters.devpi_api import ReleaseFile
 from basefactory.audit.abi import SCRIPT as ABI_SCRIPT
 from basefactory.audit.abi import AbiReport
 from basefactory.audit.allow import AllowedModule
-from basefactory.index.client import ReleaseFile
 from basefactory.index.layout import common_index, platform_index
 from basefactory.plumbing import digest, log, network
 from basefactory.plumbing.errors import ServiceError
 from basefactory.proofs import Kind, Proof, Subject, store_devpi
 from basefactory.proofs.read import first, proven
-from basefactory.refs import Labels
+from basefactory.refs import Labels, repository
 from basefactory.session import Session
 from basefactory.wheels.recipe import Recipe
 from basefactory.wheels.relabel import pip_order
@@ -351,7 +351,6 @@ def targets(session: Session, platform: str, images: list[tuple[str, str]],
     """The images to fit wheels into on one platform, each by its registry digest:
     `images` as (name, tag), and with `platform_images` the platform's base and slim image
     (the catalog lists them too). What an image includes is read from its labels."""
-    from basefactory.refs import repository
 
     factory = session.factory
     rows = [(n, platform) for n in ("base", "slim") if platform_images] + list(images)

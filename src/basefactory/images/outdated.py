@@ -23,6 +23,7 @@ from packaging.version import InvalidVersion, Version
 from basefactory.adapters import cmd
 from basefactory.adapters.tools import beside_python
 from basefactory.images.lock import parse, python_platform
+from basefactory.images.publish import build_all
 from basefactory.index.layout import common_index, platform_index
 from basefactory.platforms import store
 from basefactory.plumbing import log
@@ -85,7 +86,6 @@ def probe(session: Session, platform: str, package: str, version: str) -> str:
 
 def image_rows(session: Session, images: list[str] | None, platforms: list[str] | None
                ) -> list[Row]:
-    from basefactory.images.service import build_all
 
     with log.step("images as locked"):
         locked = build_all(session, images, platforms, dry_run=True)

@@ -8,7 +8,7 @@ what is read back before the next step, where a run may be killed.
 so that a moving tag never points at an image without an immutable tag or SBOM, and the
 zstd moving tag never gets ahead of the gzip one (DESIGN.md's in-between states). The
 steps themselves (the engine's push, the registry's reads, the SBOM, the copy) are given
-by the caller (`images/service.py`), which keeps the order testable without a registry.
+by the caller (`images/publish.py`), which keeps the order testable without a registry.
 """
 
 from __future__ import annotations

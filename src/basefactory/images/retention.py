@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from basefactory.adapters.registry_api import Registry
-from basefactory.config import Factory
+from basefactory.config.factory import Factory
+from basefactory.daemons import registry_server
 from basefactory.images import referrers
 from basefactory.index.layout import common_index, platform_index
 from basefactory.refs import parse_immutable_tag, zstd_repository
@@ -185,7 +186,6 @@ def prune(factory: Factory, registry: Registry, *, keep: int, keep_days: float, 
           images: list[str] | None = None) -> dict[str, Any]:
     """The plan; with `act`, its deletions and the registry's garbage collection, and
     the bytes the registry's folder shrank by (the embedded registry only)."""
-    from basefactory.services import registry_server
 
     decided = plan(factory, registry, keep=keep, keep_days=keep_days, images=images)
     summary: dict[str, Any] = {**decided.as_dict(), "acted": act, "deleted_manifests": 0,

@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from basefactory.index.client import DevpiClient
+from basefactory.adapters.devpi_api import DevpiClient
 from basefactory.plumbing import log
 from basefactory.plumbing.digest import file_sha256, memo
 from basefactory.plumbing.errors import ConfigError

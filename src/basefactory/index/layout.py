@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from basefactory.config import Factory
-from basefactory.index.client import DevpiClient
-from basefactory.services.credentials import index_password, root_password
+from basefactory.adapters.devpi_api import DevpiClient
+from basefactory.config.factory import Factory
+from basefactory.daemons.credentials import index_password, root_password
 
 
 def common_index(factory: Factory) -> str:

@@ -13,9 +13,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from basefactory.adapters.devpi_api import DevpiClient
 from basefactory.adapters.docker import Docker
-from basefactory.config import Bootstrap, Factory
-from basefactory.index.client import DevpiClient
+from basefactory.config.factory import Factory
+from basefactory.config.models import Bootstrap
 from basefactory.index.importer import import_wheels
 from basefactory.index.layout import platform_index
 from basefactory.platforms.rootfs import ROOTFS_VERSION, ensure_rootfs, host_apt_mirror

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from packaging.version import InvalidVersion, Version
 
+from basefactory.adapters.devpi_api import DevpiClient
 from basefactory.adapters.docker import Docker
-from basefactory.index.client import DevpiClient
 from basefactory.platforms.fingerprint import DISTRIBUTIONS_SCRIPT, PROBE_SCRIPT, Fingerprint
 from basefactory.plumbing.errors import BuildError
 

@@ -7,8 +7,8 @@ import functools
 import json
 from typing import Any
 
-from basefactory.config import Factory
-from basefactory.index.client import DevpiClient
+from basefactory.adapters.devpi_api import DevpiClient
+from basefactory.config.factory import Factory
 from basefactory.index.layout import platform_index
 from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.plumbing.errors import ConfigError

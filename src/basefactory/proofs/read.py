@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
-from basefactory.index.client import DevpiClient, ReleaseFile
+from basefactory.adapters.devpi_api import DevpiClient, ReleaseFile
 from basefactory.proofs import store_devpi, store_labels
 from basefactory.proofs.model import Kind, Proof
 

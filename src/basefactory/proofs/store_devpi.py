@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from basefactory.index.client import DevpiClient
+from basefactory.adapters.devpi_api import DevpiClient
 from basefactory.proofs.model import Proof
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from basefactory.adapters.docker import Docker
-from basefactory.config import Factory
+from basefactory.config.factory import Factory
 from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.plumbing import digest, log, templates
 from basefactory.plumbing.errors import BuildError, ToolError

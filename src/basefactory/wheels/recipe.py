@@ -38,7 +38,7 @@ import fnmatch
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
@@ -46,11 +46,10 @@ from packaging.version import InvalidVersion
 from pydantic import Field, field_validator, model_validator
 
 from basefactory.audit.allow import Audit
-from basefactory.config import AptPackages, EnvTable, Model, Name
+from basefactory.config.factory import Factory
+from basefactory.config.loader import read_toml, validate
+from basefactory.config.models import AptPackages, EnvTable, Model, Name
 from basefactory.plumbing.errors import ConfigError
-
-if TYPE_CHECKING:
-    from basefactory.config import Factory
 
 # What a wheel built against torch must link to, never carry: torch's own libraries, the
 # CUDA runtime and NVIDIA's wheels' libraries. The platform provides them.
@@ -300,7 +299,6 @@ class Recipe(Model):
 
 
 def load_recipe(path: Path) -> Recipe:
-    from basefactory.config import read_toml, validate
 
     data, text = read_toml(path)
     if "name" in data and data["name"] != path.stem:

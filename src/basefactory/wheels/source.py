@@ -23,7 +23,7 @@ import httpx
 from packaging.utils import canonicalize_name
 
 from basefactory.adapters import cmd
-from basefactory.index.client import DevpiClient
+from basefactory.adapters.devpi_api import DevpiClient
 from basefactory.platforms.rootfs import cache_dir
 from basefactory.plumbing import log, network
 from basefactory.plumbing.digest import file_sha256, tree_sha256

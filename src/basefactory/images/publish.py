@@ -44,9 +44,9 @@ from basefactory.proofs import Kind, Proof, Subject, store_labels
 from basefactory.proofs.read import proven
 from basefactory.refs import Labels, base_ref, image_ref, immutable_tag, repository, slim_ref
 from basefactory.session import Session
+from basefactory.wheels.publish import input_digest as wheel_input_digest
+from basefactory.wheels.publish import published, source_digest
 from basefactory.wheels.recipe import Recipe, load_recipes
-from basefactory.wheels.service import input_digest as wheel_input_digest
-from basefactory.wheels.service import published, source_digest
 
 
 @dataclass(frozen=True)

@@ -1,24 +1,25 @@
-"""The factory's services: a Docker engine, devpi and an OCI registry.
+"""The factory's house: its daemons (a Docker engine, devpi, an OCI registry), the index
+layout on devpi, and the catalog server, brought up and down together.
 
 `up` starts what is missing and is idempotent (a second `up` only checks health);
-`down` stops only what `up` started (each has a pid file under the state folder);
-`status` reports all three.
+`down` stops only what `up` (or `catalog serve --background`) started, each by its pid
+file under the state folder; `status` reports the three daemons. Above `daemons/`,
+`index/` and `catalog/`, so none of them needs to import another upward.
 """
 
 from __future__ import annotations
 
-from basefactory.config import Factory
+from basefactory.catalog import server as catalog
+from basefactory.config.factory import Factory
+from basefactory.daemons import devpi_server as devpi
+from basefactory.daemons import engine
+from basefactory.daemons import registry_server as registry
+from basefactory.daemons.status import ServiceStatus
+from basefactory.index.layout import ensure_layout
 from basefactory.plumbing import log
-from basefactory.services import devpi_server as devpi
-from basefactory.services import engine
-from basefactory.services import registry_server as registry
-from basefactory.services.status import ServiceStatus
 
 
 def up(factory: Factory) -> list[ServiceStatus]:
-    # here, not at the top: the index's layout reads its secrets from this package
-    from basefactory.index.layout import ensure_layout
-
     factory.state_dir.mkdir(parents=True, exist_ok=True)
     engine.ensure(factory)
     if factory.config.index.embedded:
@@ -35,8 +36,6 @@ def up(factory: Factory) -> list[ServiceStatus]:
 
 
 def down(factory: Factory) -> list[str]:
-    from basefactory.catalog import server as catalog
-
     stopped = []
     for name, stop in (("catalog", catalog.stop), ("registry", registry.stop),
                        ("devpi", devpi.stop), ("engine", engine.stop)):

@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 
 from basefactory.adapters import cmd
+from basefactory.adapters.devpi_api import DevpiClient
 from basefactory.adapters.tools import beside_python
-from basefactory.config import Factory
-from basefactory.index.client import DevpiClient
+from basefactory.config.factory import Factory
+from basefactory.daemons.credentials import root_password
+from basefactory.daemons.process import ManagedProcess, wait_until
+from basefactory.daemons.status import ServiceStatus, service_status
 from basefactory.plumbing import log
-from basefactory.services.credentials import root_password
-from basefactory.services.process import ManagedProcess, wait_until
-from basefactory.services.status import ServiceStatus, service_status
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 
 from basefactory.adapters.docker import Docker, detect_client, which_dockerd
-from basefactory.config import Factory
+from basefactory.config.factory import Factory
+from basefactory.daemons.credentials import registry_auth
+from basefactory.daemons.process import ManagedProcess, wait_until
+from basefactory.daemons.status import ServiceStatus
 from basefactory.plumbing import log
 from basefactory.plumbing.errors import ServiceError
-from basefactory.services.credentials import registry_auth
-from basefactory.services.process import ManagedProcess, wait_until
-from basefactory.services.status import ServiceStatus
 
 
 def process(factory: Factory) -> ManagedProcess:

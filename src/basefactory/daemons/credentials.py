@@ -11,7 +11,7 @@ import os
 import secrets
 from pathlib import Path
 
-from basefactory.config import Factory
+from basefactory.config.factory import Factory
 from basefactory.plumbing.errors import ConfigError
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from basefactory.adapters import cmd
 from basefactory.adapters.registry_api import Registry
-from basefactory.config import Factory
+from basefactory.config.factory import Factory
+from basefactory.daemons.credentials import registry_auth
+from basefactory.daemons.process import ManagedProcess, wait_until
+from basefactory.daemons.status import ServiceStatus, service_status
 from basefactory.plumbing import log
 from basefactory.plumbing.errors import ServiceError
-from basefactory.services.credentials import registry_auth
-from basefactory.services.process import ManagedProcess, wait_until
-from basefactory.services.status import ServiceStatus, service_status
 
 BINARIES = ("docker-registry", "registry")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from packaging.utils import parse_wheel_filename
 
-from basefactory.index.client import ReleaseFile
+from basefactory.adapters.devpi_api import ReleaseFile
 from basefactory.index.layout import common_index, platform_index, staging_index
 from basefactory.platforms import store
 from basefactory.platforms.fingerprint import Fingerprint

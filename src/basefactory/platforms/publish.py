@@ -10,7 +10,7 @@ from basefactory.platforms.build import BaseImage, build_platform, push_base
 from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.platforms.probe import probe, unindexed
 from basefactory.plumbing import log
-from basefactory.refs import Labels, repository
+from basefactory.refs import Labels, base_ref, repository, slim_ref
 from basefactory.session import Session
 
 
@@ -44,7 +44,6 @@ def ensure_platform(session: Session, name: str) -> PlatformResult:
 
 
 def probe_platform(session: Session, name: str) -> Fingerprint:
-    from basefactory.refs import base_ref, slim_ref
 
     ref = base_ref(session.factory, name)
     if session.docker.image_id(ref) is None:
