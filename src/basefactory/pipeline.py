@@ -20,7 +20,7 @@ from typing import Any
 from basefactory.adapters import cmd
 from basefactory.images import fit
 from basefactory.images import publish as images
-from basefactory.images.definition import ImageDef, root_of
+from basefactory.images.definition import ImageDef
 from basefactory.platforms import store
 from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.platforms.publish import ensure_platform
@@ -132,11 +132,8 @@ def _submit_images(session: Session, names: list[str], image_names: list[str] | 
     for platform in names:
         fp = store.require(session.factory, session.devpi, platform)
         results: dict[str, Future[images.ImageResult]] = by_platform.setdefault(platform, {})
-        for name in images.needed(definitions, image_names or None):
-            image = definitions[name]
-            if not image.applies_to(platform) or (
-                    image.parent in definitions and image.parent not in results):
-                continue
+        for image in images.walk(definitions, image_names or None, platform):
+            name = image.name
             parent_future = results.get(image.parent)
             result_future: Future[images.ImageResult] = Future()
             results[name] = result_future
@@ -145,13 +142,9 @@ def _submit_images(session: Session, names: list[str], image_names: list[str] | 
                      result_future: Future[images.ImageResult] = result_future,
                      platform: str = platform, fp: Fingerprint = fp) -> Step:
                 try:
-                    if parent_future is not None:
-                        p = parent_future.result()  # submitted earlier: never a deadlock
-                        root = root_of(definitions, image.name)
-                        parent = images.Parent(p.ref, p.input_digest, p.installed,
-                                               fp.torch_installed if root == "platform" else None)
-                    else:
-                        parent = images.root_parent(s, image.parent, platform, fp)
+                    # a parent image was submitted earlier: its result never deadlocks
+                    built = parent_future.result() if parent_future is not None else None
+                    parent = images.parent_of(s, definitions, image, platform, fp, built)
                     result = images.ensure_image(s, image, platform, parent)
                 except BaseException as exc:
                     result_future.set_exception(exc)

@@ -97,12 +97,12 @@ def test_what_fits_installs_and_passes_when_checked_independently(
     from basefactory.audit.abi import SCRIPT, parse
     from basefactory.images.definition import load_factory_images
     from basefactory.wheels.recipe import factory_recipes
-    from basefactory.wheels.test import TORCH_STATE
+    from basefactory.wheels.test import TORCH_STATE_SCRIPT
 
     index = session.devpi.simple_url(f"{session.factory.config.index.user}/{PLATFORM}")
     recipes = {r.distribution: r for r in factory_recipes(session.factory).values()}
     images = load_factory_images(session.factory)
-    (tmp_path / "torch_state.py").write_text(TORCH_STATE)
+    shutil.copy2(TORCH_STATE_SCRIPT, tmp_path / "torch_state.py")
     shutil.copy2(SCRIPT, tmp_path / "abi.py")
     pairs = [(image, wheel, cell) for image, row in matrix(session).items()
              for wheel, cell in row.items() if cell["fits"] is True]

@@ -6,6 +6,7 @@ regression test: pip and uv installing what requires torch leave NVIDIA's torch 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ from basefactory.refs import repository
 from basefactory.session import Session
 from basefactory.wheels.publish import WheelResult
 from basefactory.wheels.publish import build_all as build_wheels
-from basefactory.wheels.test import TORCH_STATE
+from basefactory.wheels.test import TORCH_STATE_SCRIPT
 from tests.helpers import NGC, NGC_REPOSITORY, ROOT, wheelhouse
 
 
@@ -110,7 +111,7 @@ def test_pip_and_uv_leave_nvidias_torch_alone(session: Session, ngc: Fingerprint
     (torch>=2.0.0), uv installs the factory's torchsort wheel into the system Python, as the
     catalog's snippets say; torch's files are the same before and after. Another torch is
     then refused by NGC's constraint file, and forced past it, seen by the same check."""
-    (tmp_path / "torch_state.py").write_text(TORCH_STATE)
+    shutil.copy2(TORCH_STATE_SCRIPT, tmp_path / "torch_state.py")
     index = session.devpi.simple_url(platform_index(session.factory, NGC))
     house = wheelhouse()
     script = f"""set -e

@@ -9,7 +9,7 @@ import pytest
 
 from basefactory.images.definition import chain, load_images
 from basefactory.images.lock import blocks, parse, python_platform
-from basefactory.images.publish import needed
+from basefactory.images.publish import needed, walk
 from basefactory.plumbing.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +48,25 @@ def test_shipped_images_in_parent_order() -> None:
     llm = images["llm-deps"]
     assert llm.wheels == ("vllm",) and llm.parent == "platform" and llm.platforms == ("cu130-py311-torch2.14",)
     assert llm.env["VLLM_WORKER_MULTIPROC_METHOD"] == "spawn"
+
+
+def test_the_walk_goes_parents_first_and_drops_what_a_platform_lacks(tmp_path: Path) -> None:
+    """The one parent walk of `images build` and `publish`: an image that does not apply
+    to a platform is left out there with everything built on it."""
+    make(tmp_path, "a", 'parent = "platform"\nsize_budget_mb = 1\n')
+    make(tmp_path, "b", 'parent = "a"\nsize_budget_mb = 1\nplatforms = ["cu*"]\n')
+    make(tmp_path, "c", 'parent = "b"\nsize_budget_mb = 1\n')
+    make(tmp_path, "d", 'parent = "slim"\nsize_budget_mb = 1\n')
+    images = load_images(tmp_path, recipes=set())
+
+    def names(found: list) -> list[str]:  # type: ignore[type-arg]
+        return [i.name for i in found]
+
+    assert names(walk(images, None, "cu130")) == ["a", "b", "c", "d"]
+    assert names(walk(images, None, "cpu-x")) == ["a", "d"]
+    assert names(walk(images, ["c"], "cu130")) == ["a", "b", "c"]
+    assert names(walk(images, ["c"], "cpu-x")) == ["a"]
+    assert names(walk(images, ["d"], "cpu-x")) == ["d"]
 
 
 BAD = [

@@ -315,6 +315,32 @@ class Docker:
         return self._run(args, log_file=log_file, check=check, hint=hint,
                          echo=echo and log_file is None)
 
+    def run_script(
+        self,
+        image: str,
+        argv: Sequence[str],
+        *,
+        files: Mapping[str, Path | str],
+        folder: Path,
+        mount: str = "/bf",
+        env: Mapping[str, str] | None = None,
+        network: str = "host",
+        log_file: Path | None = None,
+    ) -> cmd.Result:
+        """How every in-container script runs (audit, SBOM, smoke test, fit, wheel test):
+        `files` (name -> a file to copy, or the text to write) in a fresh `folder`, mounted
+        read-only at `mount`, then `run` without raising (the caller reads the exit code
+        and the output)."""
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for name, content in files.items():
+            if isinstance(content, Path):
+                shutil.copy2(content, folder / name)
+            else:
+                (folder / name).write_text(content)
+        return self.run(image, argv, env=env, volumes=[(folder, mount, "ro")], network=network,
+                        log_file=log_file, check=False)
+
 def owner() -> str:
     """This process, as the label of the containers it runs: host and pid."""
     return f"{socket.gethostname()}:{os.getpid()}"

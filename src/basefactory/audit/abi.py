@@ -6,7 +6,6 @@ the module and the symbol or library, and what to do."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -77,15 +76,11 @@ def parse(output: str) -> AbiReport | None:
 def audit_image(docker: Docker, ref: str, *, work: Path, log_file: Path | None = None,
                 dists: tuple[str, ...] = ()) -> AbiReport:
     """Run the audit in a fresh container of `ref` (no network: loading needs none)."""
-    folder = work / "abi"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    shutil.copy2(SCRIPT, folder / SCRIPT.name)
     argv = ["python3", f"/abi/{SCRIPT.name}"]
     for d in dists:
         argv += ["--dist", d]
-    result = docker.run(ref, argv, volumes=[(folder, "/abi", "ro")], log_file=log_file,
-                        check=False, network="none")
+    result = docker.run_script(ref, argv, files={SCRIPT.name: SCRIPT}, folder=work / "abi",
+                               mount="/abi", log_file=log_file, network="none")
     report = parse(result.output)
     if report is None or result.returncode != 0:
         raise TestFailed(f"the ABI audit could not run in {ref} (exit {result.returncode}):"

@@ -43,7 +43,7 @@ from basefactory.refs import Labels, repository
 from basefactory.session import Session
 from basefactory.wheels.recipe import Recipe
 from basefactory.wheels.relabel import pip_order
-from basefactory.wheels.test import TORCH_STATE
+from basefactory.wheels.test import TORCH_STATE_SCRIPT
 
 SCRIPT = Path(__file__).with_name("fit_script.py")
 MARK = "BASEFACTORY-FIT "
@@ -147,13 +147,10 @@ def run_fit(session: Session, pair: Pair, *, work: Path, log_file: Path,
     target, wheel = pair.target, pair.wheel
     index_url = session.devpi.simple_url(platform_index(session.factory, target.platform))
     spec = f"{wheel.file.project}=={wheel.file.version}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    shutil.copy2(SCRIPT, work / "fit.py")
-    shutil.copy2(ABI_SCRIPT, work / "abi.py")
-    (work / "torch_state.py").write_text(TORCH_STATE)
-    (work / "test.sh").write_text(wheel.recipe.test.command if wheel.recipe else
-                                  f"python -c 'import {_module_guess(wheel.file.project)}'")
+    test = (wheel.recipe.test.command if wheel.recipe else
+            f"python -c 'import {_module_guess(wheel.file.project)}'")
+    files: dict[str, Path | str] = {"fit.py": SCRIPT, "abi.py": ABI_SCRIPT,
+                                    "torch_state.py": TORCH_STATE_SCRIPT, "test.sh": test}
     argv = ["python", "/bf/fit.py", "--index-url", index_url, "--spec", spec,
             "--test-file", "/bf/test.sh", "--torch-state", "/bf/torch_state.py",
             "--abi", "/bf/abi.py", "--refuse-added", TORCH_STACK.pattern]
@@ -162,10 +159,10 @@ def run_fit(session: Session, pair: Pair, *, work: Path, log_file: Path,
     started = time.monotonic()
 
     def once() -> dict[str, Any]:
-        result = session.docker.run(target.ref, argv, volumes=[(work, "/bf", "ro")],
-                                    env={"PIP_DEFAULT_TIMEOUT": "120",
-                                         "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-                                    log_file=log_file, check=False)
+        result = session.docker.run_script(target.ref, argv, files=files, folder=work,
+                                           env={"PIP_DEFAULT_TIMEOUT": "120",
+                                                "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+                                           log_file=log_file)
         parsed = parse(result.output)
         if parsed is None:
             raise ServiceError(f"the fit test of {spec} in {target.ref} printed no record"

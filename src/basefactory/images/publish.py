@@ -408,35 +408,47 @@ def needed(images: dict[str, ImageDef], names: list[str] | None) -> list[str]:
     return [n for n in images if n in wanted]
 
 
+def walk(images: dict[str, ImageDef], names: list[str] | None, platform: str) -> list[ImageDef]:
+    """The images to ensure on `platform`, parents first: the named ones and their
+    ancestors (all by default). An image that does not apply to the platform is left out,
+    and so is every image built on it."""
+    wanted, kept = set(needed(images, names)), set()
+    for name, image in images.items():
+        if name in wanted and image.applies_to(platform) and (
+                image.parent not in images or image.parent in kept):
+            kept.add(name)
+    return [image for name, image in images.items() if name in kept]
+
+
+def parent_of(session: Session, images: dict[str, ImageDef], image: ImageDef, platform: str,
+              fp: Fingerprint, built: ImageResult | None) -> Parent:
+    """What `image` is built on: `built`, the result of its parent image on this platform,
+    or (None) the platform's base or slim image."""
+    if built is None:
+        return root_parent(session, image.parent, platform, fp)
+    torch = fp.torch_installed if root_of(images, image.name) == "platform" else None
+    return Parent(built.ref, built.input_digest, built.installed, torch)
+
+
 def build_all(session: Session, names: list[str] | None = None,
               platforms: list[str] | None = None, *, upgrade: bool = False,
               dry_run: bool = False) -> list[ImageResult]:
     """Ensure the images (and their ancestors), parents first; with `dry_run`, only plan:
     states are `current` or `build` and `reason` says which input changed."""
     images = load_definitions(session, names)
-    wanted = set(needed(images, names))
     selected = set(names or images)  # reported; their ancestors are only ensured
     results: list[ImageResult] = []
     for platform in session.factory.platforms(platforms):
         fp = store.require(session.factory, session.devpi, platform)
         done: dict[str, ImageResult] = {}
-        for name, image in images.items():
-            if name not in wanted or not image.applies_to(platform):
-                continue
-            if image.parent in images and image.parent not in done:
-                continue  # its parent does not apply to this platform
-            if image.parent in done:
-                p = done[image.parent]
-                parent = Parent(p.ref, p.input_digest, p.installed,
-                                fp.torch_installed if root_of(images, name) == "platform" else None)
-            else:
-                parent = root_parent(session, image.parent, platform, fp)
+        for image in walk(images, names, platform):
+            parent = parent_of(session, images, image, platform, fp, done.get(image.parent))
             if dry_run:
                 result = _planned(session, image, platform, parent, upgrade)
             else:
                 result = ensure_image(session, image, platform, parent, upgrade=upgrade)
-            done[name] = result
-            if name in selected:
+            done[image.name] = result
+            if image.name in selected:
                 results.append(result)
     return results
 

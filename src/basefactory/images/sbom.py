@@ -13,7 +13,6 @@ It is stored as an artifact that refers to the image (`referrers.py`).
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -63,13 +62,9 @@ class Inventory:
 def inventory(docker: Docker, ref: str, *, work: Path, log_file: Path | None = None
               ) -> Inventory:
     """What a fresh container of `ref` holds (no network: reading needs none)."""
-    folder = work / "sbom"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    shutil.copy2(SCRIPT, folder / SCRIPT.name)
-    result = docker.run(ref, ["python3", f"/sbom/{SCRIPT.name}"],
-                        volumes=[(folder, "/sbom", "ro")], log_file=log_file, check=False,
-                        network="none")
+    result = docker.run_script(ref, ["python3", f"/sbom/{SCRIPT.name}"],
+                               files={SCRIPT.name: SCRIPT}, folder=work / "sbom", mount="/sbom",
+                               log_file=log_file, network="none")
     last = result.output.strip().splitlines()[-1:] if result.output else []
     try:
         data = json.loads(last[0]) if last and result.returncode == 0 else None

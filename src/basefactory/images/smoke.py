@@ -6,7 +6,6 @@ distribution with its version and size, which the catalog shows."""
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,17 +81,14 @@ def smoke_test(
     docker: Docker, ref: str, *, image: str, platform: str, promised: list[str],
     torch: str | None, budget_mb: int, command: str | None, work: Path, log_file: Path,
 ) -> SmokeResult:
-    folder = work / "smoke"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    (folder / "smoke.py").write_text(SMOKE)
     script = ["set -e", f"python /smoke/smoke.py '{json.dumps(sorted(promised))}'",
               "python -m pip check"]
     if command:
         script += [f"echo {COMMAND_MARK}", step(command)]
-    (folder / "smoke.sh").write_text("\n".join(script) + "\n")
-    result = docker.run(ref, ["sh", "/smoke/smoke.sh"], volumes=[(folder, "/smoke", "ro")],
-                        log_file=log_file, check=False, network="none")
+    result = docker.run_script(ref, ["sh", "/smoke/smoke.sh"],
+                               files={"smoke.py": SMOKE, "smoke.sh": "\n".join(script) + "\n"},
+                               folder=work / "smoke", mount="/smoke", log_file=log_file,
+                               network="none")
     where = f"image {image} on {platform}"
     line = next((x for x in result.output.splitlines() if x.startswith("BASEFACTORY-SMOKE ")), None)
     if line is None:

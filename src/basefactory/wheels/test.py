@@ -5,7 +5,6 @@ recipe's test command, and proves torch's version and files were not touched."""
 from __future__ import annotations
 
 import shlex
-import shutil
 import time
 from pathlib import Path
 
@@ -21,7 +20,6 @@ from basefactory.wheels.recipe import Recipe
 from basefactory.wheels.torch_state import CHANGED as TORCH_CHANGED
 
 TORCH_STATE_SCRIPT = Path(__file__).with_name("torch_state.py")
-TORCH_STATE = TORCH_STATE_SCRIPT.read_text()
 
 
 
@@ -29,19 +27,15 @@ def run_test(
     docker: Docker, recipe: Recipe, wheel: Path, *, platform: str, base_ref: str,
     base_digest: str, constraints: str, index_url: str, work: Path, log_file: Path,
 ) -> Proof:
-    bf = work / "test"
-    shutil.rmtree(bf, ignore_errors=True)
-    bf.mkdir(parents=True)
-    shutil.copy2(wheel, bf / wheel.name)
-    (bf / "constraints.txt").write_text(constraints)
-    (bf / "torch_state.py").write_text(TORCH_STATE)
-    shutil.copy2(ABI_SCRIPT, bf / "abi.py")
-    (bf / "test.sh").write_text(script(recipe, wheel.name, index_url))
+    files: dict[str, Path | str] = {wheel.name: wheel, "constraints.txt": constraints,
+             "torch_state.py": TORCH_STATE_SCRIPT, "abi.py": ABI_SCRIPT,
+             "test.sh": script(recipe, wheel.name, index_url)}
     started = time.monotonic()
     result = network.retrying(
-        lambda: docker.run(base_ref, ["sh", "/bf/test.sh"], volumes=[(bf, "/bf", "ro")],
-                           env={"PIP_DEFAULT_TIMEOUT": "120", "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
-                           log_file=log_file, check=False),
+        lambda: docker.run_script(base_ref, ["sh", "/bf/test.sh"], files=files,
+                                  folder=work / "test", log_file=log_file,
+                                  env={"PIP_DEFAULT_TIMEOUT": "120",
+                                       "PIP_DISABLE_PIP_VERSION_CHECK": "1"}),
         what=f"the test of {wheel.name}", index=index_url,
         unanswered=lambda r: r.output if r.returncode != 0 and network.unreachable(r.output)
         else None)
