@@ -25,10 +25,14 @@ from tests.helpers import PLATFORM, docker_answers, forget_images, port, require
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # tests under integration/, reliability/ and cuda/ need real services: mark them so
     # that `pytest -m "not integration"` runs the fast tier alone
+    # and those that build a platform (every image and fit stands on one) `slow`, so that
+    # `pytest -m "integration and not slow"` checks the services in seconds
     for item in items:
         path = str(item.fspath)
-        if any(f"/{tier}/" in path for tier in ("integration", "reliability", "cuda")):
+        if any(f"/{tier}/" in path for tier in ("integration", "reliability", "cuda", "tts", "llm")):
             item.add_marker(pytest.mark.integration)
+            if "platform" in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

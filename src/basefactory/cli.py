@@ -138,7 +138,7 @@ def cmd_wheels_build(args: argparse.Namespace) -> int:
 
 
 def cmd_wheels_ls(args: argparse.Namespace) -> int:
-    from basefactory.wheels.publish import list_wheels
+    from basefactory.catalog.listing import list_wheels
 
     with Session(_factory(args)) as session:
         rows = list_wheels(session)
@@ -159,7 +159,7 @@ def cmd_images_build(args: argparse.Namespace) -> int:
 
 
 def cmd_images_ls(args: argparse.Namespace) -> int:
-    from basefactory.images.publish import list_images
+    from basefactory.catalog.listing import list_images
 
     with Session(_factory(args)) as session:
         rows = list_images(session)
@@ -381,9 +381,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from basefactory.images.publish import list_images
+    from basefactory.catalog.listing import list_images, list_wheels
     from basefactory.platforms import store
-    from basefactory.wheels.publish import list_wheels
 
     factory = _factory(args)
     with Session(factory) as session:

@@ -12,6 +12,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -100,13 +101,25 @@ def run(
         )
     except OSError as exc:
         raise ToolError(f"could not start `{shown}`: {exc}", hint=hint) from exc
+    # a timer, not wait(timeout): a command that hangs without a word never ends the loop
+    # that reads its output, so the timeout must kill it from the side
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, expire) if timeout is not None else None
     try:
+        RUNNING.add(proc)
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
         if stdin is not None:
             assert proc.stdin is not None
             proc.stdin.write(stdin)
             proc.stdin.close()
         assert proc.stdout is not None
-        RUNNING.add(proc)
         for line in proc.stdout:
             masked = _mask(line, secrets)
             tail.append(masked)
@@ -115,17 +128,19 @@ def run(
             if on_line is not None:
                 on_line(masked.rstrip("\n"))
             log.output_line(masked.rstrip("\n"))
-        returncode = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        proc.kill()
-        proc.wait()
-        raise ToolError(f"`{shown}` did not finish within {timeout:.0f}s", hint=hint) from exc
+        returncode = proc.wait()
+        if expired.is_set():
+            raise ToolError(f"`{shown}` did not finish within {timeout:.0f}s", hint=hint)
+    except ToolError:
+        raise
     except BaseException:
         # Ctrl-C or an error in a callback: never leave the child running behind us.
         proc.kill()
         proc.wait()
         raise
     finally:
+        if timer is not None:
+            timer.cancel()
         RUNNING.discard(proc)
         if log_handle is not None:
             log_handle.close()

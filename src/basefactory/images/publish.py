@@ -460,26 +460,3 @@ def _planned(session: Session, image: ImageDef, platform: str, parent: Parent,
     return ImageResult(image.name, platform, plan_.action, tag,
                        image_ref(session.factory, image.name, tag), plan_.inputs, None, 0.0,
                        plan_.installed, plan_.reason)
-
-
-def list_images(session: Session) -> list[dict[str, Any]]:
-    factory = session.factory
-    prefix = f"{factory.config.registry.namespace}/"
-    rows = []
-    for repo in session.registry.repositories():
-        if not repo.startswith(prefix):
-            continue
-        name = repo.removeprefix(prefix)
-        tags = session.registry.tags(repo)
-        for platform in factory.config.platforms:
-            if platform not in tags:
-                continue
-            immutable = [t for t in tags if t.startswith(f"{platform}-")]
-            manifest = session.registry.manifest(repo, platform)
-            current = next((t for t in immutable if manifest is not None and
-                            session.registry.digest(repo, t) == manifest.digest), None)
-            rows.append({"image": name, "platform": platform,
-                         "tag": f"{factory.config.registry.address}/{repo}:{platform}",
-                         "immutable": current, "builds": len(immutable),
-                         "compressed_size": manifest.size if manifest else None})
-    return rows

@@ -26,7 +26,7 @@ from basefactory.plumbing import digest, log, templates
 from basefactory.plumbing.errors import ConfigError
 from basefactory.plumbing.faults import checkpoint
 from basefactory.proofs import Kind, Proof, store_devpi
-from basefactory.proofs.read import first, proven
+from basefactory.proofs.read import first
 from basefactory.refs import base_ref
 from basefactory.session import Session
 from basefactory.wheels import source as sources
@@ -260,18 +260,3 @@ def build_all(session: Session, recipe_names: list[str] | None = None,
     fresh record, e.g. after the mirror's dependencies moved."""
     return [ensure_wheel(session, recipe, platform, retest=retest)
             for recipe, platform in plan(session, recipe_names, platforms)]
-
-
-def list_wheels(session: Session) -> list[dict[str, Any]]:
-    factory, devpi = session.factory, session.devpi
-    rows: list[dict[str, Any]] = []
-    indexes = [common_index(factory)] + [platform_index(factory, p)
-                                         for p in factory.config.platforms]
-    for index in indexes:
-        for project in devpi.projects(index):
-            for f in devpi.release_files(index, project):
-                if f.filename.endswith(".whl") and not f.filename.startswith("torch-"):
-                    rows.append({"index": index, "project": f.project, "version": f.version,
-                                 "file": f.filename,
-                                 "tested": proven(session.proofs.wheel(f), Kind.WHEEL_TEST)})
-    return rows
