@@ -72,7 +72,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_platforms_build(args: argparse.Namespace) -> int:
     from basefactory.platforms.publish import ensure_platform
-    from basefactory.plumbing.lock import factory_lock
+    from basefactory.plumbing.writer import factory_lock
 
     factory = _factory(args)
     with factory_lock(factory.state_dir, "platforms build", wait=args.wait), Session(factory) as session:
@@ -126,7 +126,7 @@ def layout_client(session: Session) -> DevpiClient:
 
 
 def cmd_wheels_build(args: argparse.Namespace) -> int:
-    from basefactory.plumbing.lock import factory_lock
+    from basefactory.plumbing.writer import factory_lock
     from basefactory.wheels.publish import build_all
 
     factory = _factory(args)
@@ -148,7 +148,7 @@ def cmd_wheels_ls(args: argparse.Namespace) -> int:
 
 def cmd_images_build(args: argparse.Namespace) -> int:
     from basefactory.images.publish import build_all
-    from basefactory.plumbing.lock import factory_lock
+    from basefactory.plumbing.writer import factory_lock
 
     factory = _factory(args)
     with factory_lock(factory.state_dir, "images build", wait=args.wait), Session(factory) as session:
@@ -211,7 +211,7 @@ def cmd_images_sbom(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from basefactory.images.retention import prune
-    from basefactory.plumbing.lock import factory_lock
+    from basefactory.plumbing.writer import factory_lock
 
     factory = _factory(args)
     keep = args.keep or factory.config.retention.keep
@@ -321,8 +321,8 @@ def _steps_table(title: str, steps: list[Any]) -> None:
 def cmd_images_fit(args: argparse.Namespace) -> int:
     from basefactory import house
     from basefactory.pipeline import fit_published
-    from basefactory.plumbing.lock import factory_lock
     from basefactory.plumbing.progress import Progress
+    from basefactory.plumbing.writer import factory_lock
 
     factory = _factory(args)
     with factory_lock(factory.state_dir, "images fit", wait=args.wait):
@@ -344,8 +344,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
     from basefactory import house
     from basefactory.pipeline import Interrupted, publish, summary_line
-    from basefactory.plumbing.lock import factory_lock
     from basefactory.plumbing.progress import Progress
+    from basefactory.plumbing.writer import factory_lock
 
     factory = _factory(args)
     started = time.monotonic()

@@ -17,7 +17,7 @@ import pytest
 
 from basefactory.images.publish import ImageResult
 from basefactory.index.layout import platform_index
-from basefactory.plumbing.lock import factory_lock
+from basefactory.plumbing.writer import factory_lock
 from basefactory.session import Session
 from tests.helpers import PLATFORM, require
 from tests.integration.test_wheels import make_c_project
@@ -39,7 +39,7 @@ def test_a_killed_holder_frees_the_lock(session: Session, tally: Counter[str]) -
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
         from basefactory.config.factory import load_factory
-        from basefactory.plumbing.lock import factory_lock
+        from basefactory.plumbing.writer import factory_lock
         with factory_lock(load_factory(__import__("pathlib").Path({str(session.factory.path)!r})).state_dir, "holder"):
             print("held", flush=True)
             time.sleep(600)

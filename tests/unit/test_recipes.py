@@ -127,9 +127,9 @@ def test_a_failing_test_command_fails_its_script(command: str) -> None:
     `a && b` unless wrapped (found when `vllm --version && ...` failed and passed)."""
     import subprocess
 
-    from basefactory.wheels.test import step
+    from basefactory.wheels.test import subshell
 
-    script = f"set -e\n{step(command)}\necho passed\n"
+    script = f"set -e\n{subshell(command)}\necho passed\n"
     result = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
     assert result.returncode != 0 and "passed" not in result.stdout
     # unwrapped, the first case is the bug: the script goes on and passes

@@ -38,7 +38,7 @@ class TagRow:
 
 
 @dataclass
-class Plan:
+class Pruning:
     rows: list[TagRow] = field(default_factory=list)
 
     @property
@@ -59,14 +59,14 @@ def _created(registry: Registry, repo: str, digest: str) -> tuple[str, int]:
 
 
 def plan(factory: Factory, registry: Registry, *, keep: int, keep_days: float,
-         images: list[str] | None = None, now: datetime | None = None) -> Plan:
+         images: list[str] | None = None, now: datetime | None = None) -> Pruning:
     """What prune would keep and delete (of `images`, default all), with the reason for
     each tag."""
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=keep_days)
     namespace = f"{factory.config.registry.namespace}/"
     platforms = set(factory.config.platforms)
-    result = Plan()
+    result = Pruning()
     for repo in registry.repositories():
         name = repo[len(namespace):]
         if not repo.startswith(namespace) or name in UNDATED_REPOS or \

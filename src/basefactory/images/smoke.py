@@ -13,7 +13,7 @@ from typing import Any
 from basefactory.adapters.docker import Docker
 from basefactory.plumbing.errors import TestFailed
 from basefactory.proofs import Kind, Proof, Subject
-from basefactory.wheels.test import step
+from basefactory.wheels.test import subshell
 
 SMOKE = r"""
 import importlib, importlib.metadata as md, json, os, re, sys
@@ -84,7 +84,7 @@ def smoke_test(
     script = ["set -e", f"python /smoke/smoke.py '{json.dumps(sorted(promised))}'",
               "python -m pip check"]
     if command:
-        script += [f"echo {COMMAND_MARK}", step(command)]
+        script += [f"echo {COMMAND_MARK}", subshell(command)]
     result = docker.run_script(ref, ["sh", "/smoke/smoke.sh"],
                                files={"smoke.py": SMOKE, "smoke.sh": "\n".join(script) + "\n"},
                                folder=work / "smoke", mount="/smoke", log_file=log_file,

@@ -78,7 +78,7 @@ def run_test(
     )
 
 
-def step(command: str) -> str:
+def subshell(command: str) -> str:
     """A user's command as one step of a `set -e` script: in a subshell, so that any
     failure fails the script. `sh -e` ignores a failure inside `a && b` when it is not
     the last command: a test written `check && run` that failed at `check` passed."""
@@ -92,7 +92,7 @@ python /bf/torch_state.py > /tmp/torch-before
 pip install --index-url {shlex.quote(index_url)} -c /bf/constraints.txt /bf/{shlex.quote(wheel_name)} {extra}
 python /bf/torch_state.py check /tmp/torch-before
 cd /tmp
-{step(recipe.test.command)}
+{subshell(recipe.test.command)}
 echo "basefactory: test passed"
 python /bf/abi.py --dist {shlex.quote(recipe.distribution)}
 """
