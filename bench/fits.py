@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from basefactory.images import fit
-from basefactory.images.publish import load_definitions
+from basefactory.images.plan import load_definitions
 from basefactory.pipeline import _fit_pairs
 from bench.common import PLATFORM, Figure, Report, session
 

@@ -11,7 +11,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from basefactory.images.publish import load_definitions
+from basefactory.images.plan import load_definitions
 from basefactory.refs import base_ref, image_ref, repository
 from basefactory.session import Session
 from bench.common import PLATFORM, ROOT, WORK, Figure, Report, run, session, timed

@@ -13,7 +13,7 @@ import pytest
 
 from basefactory import house
 from basefactory.config.factory import Factory, load_factory
-from basefactory.images.publish import ImageResult
+from basefactory.images.plan import ImageResult
 from basefactory.images.publish import build_all as build_images
 from basefactory.pipeline import Step, fit_published
 from basefactory.platforms.publish import PlatformResult, ensure_platform

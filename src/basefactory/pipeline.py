@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any
 
 from basefactory.adapters import cmd
-from basefactory.images import fit
+from basefactory.images import fit, plan
 from basefactory.images import publish as images
 from basefactory.images.definition import ImageDef
 from basefactory.platforms import store
@@ -121,30 +121,30 @@ class _Runner:
         return self.pool.submit(ctx.run, run)
 
 
-Results = dict[str, dict[str, "Future[images.ImageResult]"]]  # platform -> image -> result
+Results = dict[str, dict[str, "Future[plan.ImageResult]"]]  # platform -> image -> result
 
 
 def _submit_images(session: Session, names: list[str], image_names: list[str] | None,
                    submit: Callable[..., Future[Step]]) -> tuple[list[Future[Step]], Results]:
-    definitions = images.load_definitions(session)
+    definitions = plan.load_definitions(session)
     futures: list[Future[Step]] = []
     by_platform: Results = {}
     for platform in names:
         fp = store.require(session.factory, session.devpi, platform)
-        results: dict[str, Future[images.ImageResult]] = by_platform.setdefault(platform, {})
-        for image in images.walk(definitions, image_names or None, platform):
+        results: dict[str, Future[plan.ImageResult]] = by_platform.setdefault(platform, {})
+        for image in plan.walk(definitions, image_names or None, platform):
             name = image.name
             parent_future = results.get(image.parent)
-            result_future: Future[images.ImageResult] = Future()
+            result_future: Future[plan.ImageResult] = Future()
             results[name] = result_future
 
             def step(s: Session, image: ImageDef = image, parent_future: Any = parent_future,
-                     result_future: Future[images.ImageResult] = result_future,
+                     result_future: Future[plan.ImageResult] = result_future,
                      platform: str = platform, fp: Fingerprint = fp) -> Step:
                 try:
                     # a parent image was submitted earlier: its result never deadlocks
                     built = parent_future.result() if parent_future is not None else None
-                    parent = images.parent_of(s, definitions, image, platform, fp, built)
+                    parent = plan.parent_of(s, definitions, image, platform, fp, built)
                     result = images.ensure_image(s, image, platform, parent)
                 except BaseException as exc:
                     result_future.set_exception(exc)
@@ -171,7 +171,7 @@ def _fit_pairs(session: Session, images_by_platform: dict[str, list[tuple[str, s
                every: bool) -> list[fit.Pair]:
     """Each image given as (name, tag) per platform (and with `every` the platforms'
     base and slim) with each wheel of its platform that it does not include."""
-    definitions = images.load_definitions(session)
+    definitions = plan.load_definitions(session)
     recipes = factory_recipes(session.factory)
     found: list[fit.Pair] = []
     for platform, published in images_by_platform.items():
@@ -186,7 +186,7 @@ def fit_published(session: Session, *, platforms: list[str] | None = None,
     """`basefactory images fit`: the fit tests of what the registry holds now (each
     image's moving tag; with no names also the platforms' base and slim), e.g. after
     `wheels build` published a wheel that no image has been tried with."""
-    definitions = images.load_definitions(session, image_names)
+    definitions = plan.load_definitions(session, image_names)
     names = session.factory.platforms(platforms)
     published = {p: [(n, p) for n in (image_names or definitions)
                      if definitions[n].applies_to(p)] for p in names}
@@ -261,7 +261,7 @@ def _plan(session: Session, names: list[str], recipes: list[str] | None,
     return steps
 
 
-def _plan_fits(session: Session, planned: list[images.ImageResult], *, every: bool
+def _plan_fits(session: Session, planned: list[plan.ImageResult], *, every: bool
                ) -> list[Step]:
     """The fits of the images that are current (those to be built get theirs after)."""
     current = {p: [(r.image, r.tag) for r in planned if r.platform == p and r.state == "current"]
@@ -277,7 +277,7 @@ def _split_only(session: Session, only: list[str] | None
 
     recipe_names = set(load_recipes(session.factory.recipes_dir,
                                     exclude=session.factory.config.wheels.exclude))
-    image_names = set(images.load_definitions(session))
+    image_names = set(plan.load_definitions(session))
     unknown = [n for n in only if n not in recipe_names | image_names]
     if unknown:
         raise ConfigError(f"--only: no recipe or image {', '.join(unknown)}",

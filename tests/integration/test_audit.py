@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from basefactory.images.publish import ImageResult, build_all
+from basefactory.images.plan import ImageResult
+from basefactory.images.publish import build_all
 from basefactory.plumbing.errors import TestFailed
 from basefactory.proofs import Kind, store_labels
 from basefactory.proofs.read import first

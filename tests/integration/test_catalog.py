@@ -21,7 +21,7 @@ from basefactory.adapters.registry_api import Registry
 from basefactory.catalog.app import create_app
 from basefactory.catalog.server import make_catalog
 from basefactory.catalog.state import Catalog
-from basefactory.images.publish import ImageResult
+from basefactory.images.plan import ImageResult
 from basefactory.pipeline import Step
 from basefactory.session import Session
 from tests.helpers import PLATFORM, ROOT, require

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from basefactory.images.publish import ImageResult
+from basefactory.images.plan import ImageResult
 from basefactory.refs import image_ref
 from basefactory.session import Session
 from tests.helpers import PLATFORM, ROOT, port, require, wait_http

@@ -15,7 +15,7 @@ from typing import Any
 
 from basefactory.catalog import views
 from basefactory.catalog.snapshot import Reader
-from basefactory.images.publish import ImageResult
+from basefactory.images.plan import ImageResult
 from basefactory.images.publish import build_all as build_images
 from basefactory.pipeline import Step, fit_published
 from basefactory.session import Session

@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from basefactory.images.publish import ImageResult, build_all
+from basefactory.images.plan import ImageResult
+from basefactory.images.publish import build_all
 from basefactory.plumbing.errors import BuildError, TestFailed
 from basefactory.proofs import SCHEMA
 from basefactory.refs import image_ref, repository

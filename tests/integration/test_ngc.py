@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from basefactory.adapters.tools import beside_python
-from basefactory.images.publish import ImageResult
+from basefactory.images.plan import ImageResult
 from basefactory.images.publish import build_all as build_images
 from basefactory.index.layout import platform_index
 from basefactory.platforms.fingerprint import Fingerprint

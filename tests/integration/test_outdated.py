@@ -13,7 +13,7 @@ import sys
 from packaging.version import Version
 
 from basefactory.images.outdated import probe
-from basefactory.images.publish import ImageResult
+from basefactory.images.plan import ImageResult
 from basefactory.session import Session
 from tests.helpers import PLATFORM
 

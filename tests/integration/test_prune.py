@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from basefactory.catalog.app import create_app
 from basefactory.catalog.server import make_catalog
-from basefactory.images.publish import ImageResult
+from basefactory.images.plan import ImageResult
 from basefactory.images.publish import build_all as build_images
 from basefactory.images.referrers import tag as referrers_tag
 from basefactory.images.retention import folder_size

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from basefactory.catalog.app import create_app
 from basefactory.catalog.server import make_catalog
-from basefactory.images.publish import ImageResult
+from basefactory.images.plan import ImageResult
 from basefactory.images.referrers import tag as referrers_tag
 from basefactory.images.sbom import ARTIFACT_TYPE, fetch
 from basefactory.index.layout import common_index, platform_index

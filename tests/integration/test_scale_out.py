@@ -18,7 +18,7 @@ import pytest
 from basefactory.catalog.snapshot import Reader
 from basefactory.config.factory import load_factory
 from basefactory.daemons import devpi_server as devpi_service
-from basefactory.images.publish import ImageResult
+from basefactory.images.plan import ImageResult
 from basefactory.index.layout import platform_index
 from basefactory.platforms.publish import PlatformResult
 from basefactory.proofs import Kind

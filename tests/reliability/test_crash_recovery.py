@@ -18,7 +18,7 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from basefactory.images import fit, referrers
-from basefactory.images.publish import ImageResult, load_definitions
+from basefactory.images.plan import ImageResult, load_definitions
 from basefactory.images.referrers import SBOM_TYPE
 from basefactory.index.layout import common_index, platform_index
 from basefactory.platforms.publish import PlatformResult

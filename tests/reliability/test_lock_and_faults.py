@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from basefactory.images.publish import ImageResult
+from basefactory.images.plan import ImageResult
 from basefactory.index.layout import platform_index
 from basefactory.plumbing.writer import factory_lock
 from basefactory.session import Session

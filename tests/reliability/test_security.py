@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from basefactory.catalog.app import create_app
 from basefactory.catalog.server import make_catalog
 from basefactory.daemons.credentials import index_password, registry_auth, root_password
-from basefactory.images.publish import ImageResult
+from basefactory.images.plan import ImageResult
 from basefactory.images.publish import build_all as build_images
 from basefactory.index.layout import common_index, platform_index
 from basefactory.platforms.publish import PlatformResult

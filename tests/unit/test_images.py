@@ -9,7 +9,7 @@ import pytest
 
 from basefactory.images.definition import chain, load_images
 from basefactory.images.lock import blocks, parse, python_platform
-from basefactory.images.publish import needed, walk
+from basefactory.images.plan import needed, walk
 from basefactory.plumbing.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,7 +126,7 @@ def test_the_lock_label_keeps_versions_not_hashes() -> None:
 
 
 def test_a_template_may_include_the_shared_one_and_add_steps() -> None:
-    from basefactory.images.publish import render
+    from basefactory.images.plan import render
 
     image = load_images(ROOT / "images", recipes=RECIPES)["indextts-deps"]
     text = render(image, "reg/base:p", has_lock=True, has_wheels=True)

@@ -1,13 +1,15 @@
-"""The image step of the pipeline, parents first, for each platform:
+"""The image step of the pipeline, parents first, for each platform (`plan.py` decides
+what to build; this module builds it):
 
-    lock -> render -> build -> smoke test -> label -> push immutable tag -> read its digest
-    back -> move the platform's tag
+    build context -> locked versions listed -> build -> ABI audit -> smoke test ->
+    labels and SBOM -> push the immutable tag, read its digest back -> move the
+    platform's tag (`push.py`)
 
 An image's input digest (its parent's digest, lock, recipe wheels, rendered Dockerfile,
 apt and env) names its immutable tag `<platform>-<YYYYMMDD>-<digest12>`; an image whose
 digest is already tagged in the registry is not rebuilt. Nothing is pushed before the
-smoke test passed, and the moving tag `<platform>` moves only after the immutable tag is
-pushed and its digest read back from the registry.
+audit and the smoke test passed, and the moving tag `<platform>` moves only after the
+immutable tag is pushed and its digest read back from the registry.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 import shutil
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,199 +29,131 @@ from basefactory.audit.abi import audit_image, require_clean
 from basefactory.images import compression, push, sbom
 from basefactory.images.definition import (
     ImageDef,
-    chain,
-    load_factory_images,
-    root_of,
 )
 from basefactory.images.diff import compare, packages, summary
-from basefactory.images.lock import lock_image, lock_versions, parse, python_platform
+from basefactory.images.lock import lock_versions, parse
+from basefactory.images.plan import (
+    ImagePlan,
+    ImageResult,
+    Parent,
+    load_definitions,
+    parent_of,
+    plan_image,
+    walk,
+)
 from basefactory.images.smoke import smoke_test
-from basefactory.index.layout import common_index, platform_index
+from basefactory.index.layout import platform_index
 from basefactory.platforms import store
 from basefactory.platforms.fingerprint import Fingerprint
-from basefactory.plumbing import digest, log, templates
-from basefactory.plumbing.errors import BuildError, ConfigError
+from basefactory.plumbing import log
+from basefactory.plumbing.errors import BuildError
 from basefactory.plumbing.faults import checkpoint
-from basefactory.proofs import Kind, Proof, Subject, store_labels
-from basefactory.proofs.read import proven
-from basefactory.refs import Labels, base_ref, image_ref, immutable_tag, repository, slim_ref
+from basefactory.proofs import Proof, Subject, store_labels
+from basefactory.refs import Labels, image_ref, immutable_tag, repository
 from basefactory.session import Session
-from basefactory.wheels.publish import input_digest as wheel_input_digest
-from basefactory.wheels.publish import published, source_digest
-from basefactory.wheels.recipe import Recipe, load_recipes
-
-
-@dataclass(frozen=True)
-class ImageResult:
-    image: str
-    platform: str
-    state: str  # built | current
-    tag: str  # the immutable tag
-    ref: str  # REGISTRY/factory/<image>:<immutable tag>
-    input_digest: str
-    size: int | None
-    duration_s: float
-    installed: dict[str, str] = field(repr=False, default_factory=dict)
-    reason: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("installed")
-        return data
-
-
-@dataclass(frozen=True)
-class Parent:
-    ref: str
-    input_digest: str
-    installed: dict[str, str]
-    torch: str | None
-
-
-def load_definitions(session: Session, names: list[str] | None = None
-                     ) -> dict[str, ImageDef]:
-    """Every image definition; with `names`, a ConfigError for any that is not one."""
-    factory = session.factory
-    images = load_factory_images(factory)
-    unknown = [n for n in names or [] if n not in images]
-    if unknown:
-        raise ConfigError(f"no image {', '.join(unknown)} in {factory.images_dir}",
-                          hint=f"images: {', '.join(images)}")
-    return images
-
-
-def recipe_pins(session: Session, image: ImageDef, platform: str, fp: Fingerprint
-                ) -> tuple[dict[str, str], list[str]]:
-    """(name -> exact version, hashed requirement lines) of the image's recipe wheels."""
-    factory = session.factory
-    recipes = load_recipes(factory.recipes_dir, list(image.wheels)) if image.wheels else {}
-    pins: dict[str, str] = {}
-    lines: list[str] = []
-    for recipe in recipes.values():
-        if not recipe.applies_to(platform, has_cuda=fp.cuda is not None,
-                                 distributions=fp.distributions):
-            log.detail(f"{image.name} on {platform}: recipe {recipe.name} does not apply here"
-                       " (see its requires_cuda, base_requires, platforms)")
-            continue
-        found = _published_wheel(session, recipe, platform, fp)
-        pins[recipe.distribution] = found.version
-        lines.append(f"{recipe.distribution}=={found.version} --hash=sha256:{found.sha256}")
-    return pins, lines
-
-
-def _published_wheel(session: Session, recipe: Recipe, platform: str, fp: Fingerprint) -> Any:
-    factory = session.factory
-    index = common_index(factory) if recipe.pure else platform_index(factory, platform)
-    wanted = wheel_input_digest(recipe, fp, source_digest(session, recipe))
-    found = published(session.devpi.release_files(index, recipe.distribution), wanted)
-    if found is None or not proven(session.proofs.wheel(found), Kind.WHEEL_TEST):
-        raise ConfigError(
-            f"the image needs recipe wheel {recipe.name} on {platform}, which is not published"
-            " (or not tested) for its current inputs",
-            hint=f"run `basefactory wheels build {recipe.name} --platform {platform}` first",
-        )
-    return found
-
-
-def root_parent(session: Session, root: str, platform: str, fp: Fingerprint) -> Parent:
-    factory = session.factory
-    labels = session.registry.labels(repository(factory, "base"), platform)
-    base_digest = labels.get(Labels.INPUT_DIGEST, fp.base_digest)
-    if root == "platform":
-        return Parent(base_ref(factory, platform), base_digest, dict(fp.distributions),
-                      fp.torch_installed)
-    if fp.slim_image is None:
-        raise ConfigError(f"platform {platform} has no slim (torch-free) image",
-                          hint="give the platform `slim_image`, or use parent = \"platform\"")
-    return Parent(slim_ref(factory, platform), "slim:" + base_digest,
-                  dict(fp.slim_distributions), None)
-
-
-def render(image: ImageDef, parent: str, *, has_lock: bool, has_wheels: bool) -> str:
-    context = {"parent": parent, "apt": image.apt, "env": image.env, "has_lock": has_lock,
-               "has_wheels": has_wheels}
-    if image.template is not None:
-        return templates.render_file(image.template, **context)
-    return templates.render("image.Dockerfile.j2", **context)
-
-
-@dataclass(frozen=True)
-class ImagePlan:
-    inputs: str
-    dockerfile: str
-    lock_text: str
-    pins: dict[str, str]
-    wheel_lines: list[str]
-    installed: dict[str, str]
-    existing: str | None  # the immutable tag already pushed for these inputs
-    action: str  # current | build
-    reason: str
-
-
-def plan_image(session: Session, image: ImageDef, platform: str, parent: Parent,
-               *, upgrade: bool = False, write_lock: bool = True) -> ImagePlan:
-    factory = session.factory
-    fp = store.require(factory, session.devpi, platform)
-    pins, wheel_lines = recipe_pins(session, image, platform, fp)
-    index_url = session.devpi.simple_url(platform_index(factory, platform))
-    lock = lock_image(image, platform=platform, images_dir=factory.images_dir,
-                      parent=parent.installed, pins=pins, index_url=index_url,
-                      python=".".join(fp.python.split(".")[:2]),
-                      target=python_platform(fp.arch, fp.glibc), upgrade=upgrade,
-                      write=write_lock, installed_only=frozenset(fp.unindexed))
-    dockerfile = render(image, parent.ref, has_lock=bool(lock.entries),
-                        has_wheels=bool(wheel_lines))
-    files = [] if image.files is None else [digest.tree_sha256(image.files)]
-    inputs = digest.of(parent.input_digest, lock.text, sorted(wheel_lines), dockerfile,
-                       image.model_dump(mode="json", exclude={"description", "template", "files"}),
-                       *files)
-    installed = {**parent.installed, **lock.entries, **pins}
-    tags = session.registry.tags(repository(factory, image.name))
-    existing = sorted(t for t in tags
-                      if t.startswith(f"{platform}-") and t.endswith(f"-{inputs[:12]}"))
-    if existing:
-        return ImagePlan(inputs, dockerfile, lock.text, pins, wheel_lines,
-                         installed, existing[-1], "current", "inputs unchanged")
-    if not any(t.startswith(f"{platform}-") for t in tags):
-        reason = "first build"
-    elif not lock.reused:
-        reason = "requirements or parent changed (new lock)"
-    else:
-        reason = "parent, recipe wheels, Dockerfile, apt or env changed"
-    return ImagePlan(inputs, dockerfile, lock.text, pins, wheel_lines,
-                     installed, None, "build", reason)
 
 
 def ensure_image(session: Session, image: ImageDef, platform: str, parent: Parent,
                  *, upgrade: bool = False) -> ImageResult:
+    """Plan the image; if its inputs are published, only finish a moving tag a killed run
+    left behind. Else: build context -> locked versions listed on the index -> build ->
+    ABI audit -> smoke test -> labels and SBOM -> push (`push.py` orders it). Nothing is
+    pushed unless every step before passed."""
     started = time.monotonic()
     factory = session.factory
-    fp = store.require(factory, session.devpi, platform)
     plan_ = plan_image(session, image, platform, parent, upgrade=upgrade)
-    inputs, dockerfile, installed = plan_.inputs, plan_.dockerfile, plan_.installed
-    wheel_lines, pins = plan_.wheel_lines, plan_.pins
-    index_url = session.devpi.simple_url(platform_index(factory, platform))
     repo = repository(factory, image.name)
     moving = image_ref(factory, image.name, platform)
     if plan_.existing is not None:
         tag = plan_.existing
         ref = image_ref(factory, image.name, tag)
         _move_tag_if_behind(session, repo, tag, platform, ref, moving)
-        return ImageResult(image.name, platform, "current", tag, ref, inputs, None,
-                           round(time.monotonic() - started, 2), installed, plan_.reason)
+        return ImageResult(image.name, platform, "current", tag, ref, plan_.inputs, None,
+                           round(time.monotonic() - started, 2), plan_.installed, plan_.reason)
 
-    tag = immutable_tag(platform, inputs)
+    tag = immutable_tag(platform, plan_.inputs)
     ref = image_ref(factory, image.name, tag)
-    work = factory.state_dir / "build" / "images" / f"{image.name}-{platform}"
+    work = _build_context(factory.state_dir / "build" / "images" / f"{image.name}-{platform}",
+                          image, plan_)
+    _require_locked_versions(session, image, platform, plan_)
+    logs = Logs(factory.logs_dir / "images", f"{image.name}-{platform}")
+    local = _build(session, image, platform, work, logs)
+    # The audit before the smoke test: a module built for another torch fails both, and the
+    # audit names the distribution, module and symbol where the smoke test has only an
+    # import error.
+    with log.step(f"{image.name} on {platform}: ABI audit"):
+        report = audit_image(session.docker, local, work=work, log_file=logs.audit
+                             ).allowing(image.audit.allow)
+        require_clean(report, f"image {image.name} on {platform}", refused="nothing was pushed")
+    with log.step(f"{image.name} on {platform}: smoke test"):
+        result = smoke_test(session.docker, local, image=image.name, platform=platform,
+                            promised=sorted(set(image.requirement_names) | set(plan_.pins)),
+                            torch=parent.torch, budget_mb=image.budget_for(platform),
+                            command=image.smoke.command, work=work, log_file=logs.smoke)
+    subject = Subject(platform=platform, image=image.name, image_digest=plan_.inputs)
+    proofs = [result.proof(image=image.name, platform=platform, inputs=plan_.inputs),
+              report.proof(subject, inputs=plan_.inputs)]
+    fp = store.require(factory, session.devpi, platform)
+    labels = _labels(session, image, platform, parent, fp, tag, plan_.inputs, plan_.lock_text,
+                     plan_.pins, result.manifest, proofs, plan_.wheel_lines)
+    with log.step(f"{image.name} on {platform}: SBOM"):
+        bom = _sbom(session, image.name, platform, tag, local, labels, work)
+    _label(session, local, work / "label", tags=[ref, moving], labels=labels,
+           log_file=logs.build)
+    if upgrade:
+        _show_upgrade(session, repo, platform, labels)
+    with log.step(f"{image.name} on {platform}: push {ref}"):
+        push.publish(_push_steps(session, image.name, platform, tag, bom=bom,
+                                 log_file=logs.push))
+    session.docker.remove_image(local)
+    shutil.rmtree(work, ignore_errors=True)
+    return ImageResult(image.name, platform, "built", tag, ref, plan_.inputs, result.size,
+                       round(time.monotonic() - started, 2), plan_.installed, plan_.reason)
+
+
+@dataclass(frozen=True)
+class Logs:
+    """The log files of one image build, under .factory/logs/images/."""
+
+    folder: Path
+    stem: str  # <image>-<platform>
+
+    @property
+    def build(self) -> Path:
+        return self.folder / f"{self.stem}-build.log"
+
+    @property
+    def audit(self) -> Path:
+        return self.folder / f"{self.stem}-audit.log"
+
+    @property
+    def smoke(self) -> Path:
+        return self.folder / f"{self.stem}-smoke.log"
+
+    @property
+    def push(self) -> Path:
+        return self.folder / f"{self.stem}-push.log"
+
+
+def _build_context(work: Path, image: ImageDef, plan_: ImagePlan) -> Path:
+    """A fresh build context: the rendered Dockerfile, the lock, the recipe wheels' hashed
+    lines, uv, and the image's own files."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    (work / "Dockerfile").write_text(dockerfile)
+    (work / "Dockerfile").write_text(plan_.dockerfile)
     (work / "lock.txt").write_text(plan_.lock_text)
-    (work / "wheels.txt").write_text("".join(f"{line}\n" for line in wheel_lines))
+    (work / "wheels.txt").write_text("".join(f"{line}\n" for line in plan_.wheel_lines))
     shutil.copy2(beside_python("uv"), work / "uv")
     if image.files is not None:
         shutil.copytree(image.files, work / "files", symlinks=True)
-    index = platform_index(factory, platform)
+    return work
+
+
+def _require_locked_versions(session: Session, image: ImageDef, platform: str,
+                             plan_: ImagePlan) -> None:
+    """Wait until the platform's index lists every version the lock pins (its mirror
+    fetches them on first ask); refuse to build when one never shows."""
+    index = platform_index(session.factory, platform)
     locked = parse(plan_.lock_text)
     with log.step(f"{image.name} on {platform}: {len(locked)} locked versions on {index}"):
         missing = session.devpi.wait_listed(index, locked)
@@ -230,55 +164,34 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
             hint="its mirror could not fetch them (see .factory/logs/devpi.log): check the"
             " mirror's network, or relock with `basefactory images build --upgrade`",
         )
-    logs = factory.logs_dir / "images"
-    build_log = logs / f"{image.name}-{platform}-build.log"
-    build_log.unlink(missing_ok=True)
+
+
+def _build(session: Session, image: ImageDef, platform: str, work: Path, logs: Logs) -> str:
+    """Build the image under a local name of its own; that name."""
+    index_url = session.devpi.simple_url(platform_index(session.factory, platform))
+    logs.build.unlink(missing_ok=True)
     local = f"basefactory/image-build:{image.name}-{platform}"
-    with log.step(f"{image.name} on {platform}: build (log: {build_log})"):
+    with log.step(f"{image.name} on {platform}: build (log: {logs.build})"):
         try:
             session.docker.build(work, dockerfile=work / "Dockerfile", tags=[local],
-                                 build_args={"INDEX_URL": index_url}, log_file=build_log,
+                                 build_args={"INDEX_URL": index_url}, log_file=logs.build,
                                  on_line=lambda _: checkpoint("image:during-build"))
         except Exception as exc:
             if isinstance(exc, BuildError):
                 raise
             raise BuildError(f"image {image.name} failed to build on {platform}; nothing was"
                              f" pushed.\n{exc}", hint="read the build log") from None
-    # The audit before the smoke test: a module built for another torch fails both, and the
-    # audit names the distribution, module and symbol where the smoke test has only an
-    # import error.
-    with log.step(f"{image.name} on {platform}: ABI audit"):
-        report = audit_image(session.docker, local, work=work,
-                             log_file=logs / f"{image.name}-{platform}-audit.log"
-                             ).allowing(image.audit.allow)
-        require_clean(report, f"image {image.name} on {platform}", refused="nothing was pushed")
-    promised = sorted(set(image.requirement_names) | set(pins))
-    with log.step(f"{image.name} on {platform}: smoke test"):
-        result = smoke_test(session.docker, local, image=image.name, platform=platform,
-                            promised=promised, torch=parent.torch,
-                            budget_mb=image.budget_for(platform), command=image.smoke.command,
-                            work=work, log_file=logs / f"{image.name}-{platform}-smoke.log")
-    subject = Subject(platform=platform, image=image.name, image_digest=inputs)
-    proofs = [result.proof(image=image.name, platform=platform, inputs=inputs),
-              report.proof(subject, inputs=inputs)]
-    labels = _labels(session, image, platform, parent, fp, tag, inputs, plan_.lock_text, pins,
-                     result.manifest, proofs, plan_.wheel_lines)
-    with log.step(f"{image.name} on {platform}: SBOM"):
-        bom = _sbom(session, image.name, platform, tag, local, labels, work)
-    final = work / "label"
-    final.mkdir()
-    (final / "Dockerfile").write_text(f"FROM {local}\n")
-    session.docker.build(final, dockerfile=final / "Dockerfile", tags=[ref, moving],
-                         labels=labels, log_file=build_log)
-    if upgrade:
-        _show_upgrade(session, repo, platform, labels)
-    with log.step(f"{image.name} on {platform}: push {ref}"):
-        push.publish(_push_steps(session, image.name, platform, tag, bom=bom,
-                                 log_file=logs / f"{image.name}-{platform}-push.log"))
-    session.docker.remove_image(local)
-    shutil.rmtree(work, ignore_errors=True)
-    return ImageResult(image.name, platform, "built", tag, ref, inputs, result.size,
-                       round(time.monotonic() - started, 2), installed, plan_.reason)
+    return local
+
+
+def _label(session: Session, local: str, folder: Path, *, tags: list[str],
+           labels: dict[str, str], log_file: Path) -> None:
+    """The tested image with the factory's labels (proofs, lock, manifest) on it: a
+    one-line `FROM` build, so its layers are the tested ones."""
+    folder.mkdir()
+    (folder / "Dockerfile").write_text(f"FROM {local}\n")
+    session.docker.build(folder, dockerfile=folder / "Dockerfile", tags=tags, labels=labels,
+                         log_file=log_file)
 
 
 def _show_upgrade(session: Session, repo: str, platform: str, labels: dict[str, str]) -> None:
@@ -397,37 +310,6 @@ def _revision(root: Path) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return out.stdout.strip() if out.returncode == 0 else "unknown"
-
-
-def needed(images: dict[str, ImageDef], names: list[str] | None) -> list[str]:
-    """The images to ensure, parents first: the named ones and their ancestors (which they
-    are built on); all by default. Children of a rebuilt image are not rebuilt with it:
-    they show as not current until they are named or a full publish runs, as `docker
-    build` of a parent leaves its children alone."""
-    wanted = {a for n in (names or images) for a in chain(images, n)}
-    return [n for n in images if n in wanted]
-
-
-def walk(images: dict[str, ImageDef], names: list[str] | None, platform: str) -> list[ImageDef]:
-    """The images to ensure on `platform`, parents first: the named ones and their
-    ancestors (all by default). An image that does not apply to the platform is left out,
-    and so is every image built on it."""
-    wanted, kept = set(needed(images, names)), set()
-    for name, image in images.items():
-        if name in wanted and image.applies_to(platform) and (
-                image.parent not in images or image.parent in kept):
-            kept.add(name)
-    return [image for name, image in images.items() if name in kept]
-
-
-def parent_of(session: Session, images: dict[str, ImageDef], image: ImageDef, platform: str,
-              fp: Fingerprint, built: ImageResult | None) -> Parent:
-    """What `image` is built on: `built`, the result of its parent image on this platform,
-    or (None) the platform's base or slim image."""
-    if built is None:
-        return root_parent(session, image.parent, platform, fp)
-    torch = fp.torch_installed if root_of(images, image.name) == "platform" else None
-    return Parent(built.ref, built.input_digest, built.installed, torch)
 
 
 def build_all(session: Session, names: list[str] | None = None,
