@@ -82,14 +82,14 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
     # audit names the distribution, module and symbol where the smoke test has only an
     # import error.
     with log.step(f"{image.name} on {platform}: ABI audit"):
-        report = audit_image(session.docker, local, work=work, log_file=logs.audit
+        report = audit_image(session.docker, local, work=work, log_file=logs.of("audit")
                              ).allowing(image.audit.allow)
         require_clean(report, f"image {image.name} on {platform}", refused="nothing was pushed")
     with log.step(f"{image.name} on {platform}: smoke test"):
         result = smoke_test(session.docker, local, image=image.name, platform=platform,
                             promised=sorted(set(image.requirement_names) | set(plan_.pins)),
                             torch=parent.torch, budget_mb=image.budget_for(platform),
-                            command=image.smoke.command, work=work, log_file=logs.smoke)
+                            command=image.smoke.command, work=work, log_file=logs.of("smoke"))
     subject = Subject(platform=platform, image=image.name, image_digest=plan_.inputs)
     proofs = [result.proof(image=image.name, platform=platform, inputs=plan_.inputs),
               report.proof(subject, inputs=plan_.inputs)]
@@ -99,12 +99,12 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
     with log.step(f"{image.name} on {platform}: SBOM"):
         bom = _sbom(session, image.name, platform, tag, local, labels, work)
     _label(session, local, work / "label", tags=[ref, moving], labels=labels,
-           log_file=logs.build)
+           log_file=logs.of("build"))
     if upgrade:
         _show_upgrade(session, repo, platform, labels)
     with log.step(f"{image.name} on {platform}: push {ref}"):
         push.publish(_push_steps(session, image.name, platform, tag, bom=bom,
-                                 log_file=logs.push))
+                                 log_file=logs.of("push")))
     session.docker.remove_image(local)
     shutil.rmtree(work, ignore_errors=True)
     return ImageResult(image.name, platform, "built", tag, ref, plan_.inputs, result.size,
@@ -118,21 +118,8 @@ class Logs:
     folder: Path
     stem: str  # <image>-<platform>
 
-    @property
-    def build(self) -> Path:
-        return self.folder / f"{self.stem}-build.log"
-
-    @property
-    def audit(self) -> Path:
-        return self.folder / f"{self.stem}-audit.log"
-
-    @property
-    def smoke(self) -> Path:
-        return self.folder / f"{self.stem}-smoke.log"
-
-    @property
-    def push(self) -> Path:
-        return self.folder / f"{self.stem}-push.log"
+    def of(self, step: str) -> Path:  # build, audit, smoke, push
+        return self.folder / f"{self.stem}-{step}.log"
 
 
 def _build_context(work: Path, image: ImageDef, plan_: ImagePlan) -> Path:
@@ -169,12 +156,13 @@ def _require_locked_versions(session: Session, image: ImageDef, platform: str,
 def _build(session: Session, image: ImageDef, platform: str, work: Path, logs: Logs) -> str:
     """Build the image under a local name of its own; that name."""
     index_url = session.devpi.simple_url(platform_index(session.factory, platform))
-    logs.build.unlink(missing_ok=True)
+    build_log = logs.of("build")
+    build_log.unlink(missing_ok=True)
     local = f"basefactory/image-build:{image.name}-{platform}"
-    with log.step(f"{image.name} on {platform}: build (log: {logs.build})"):
+    with log.step(f"{image.name} on {platform}: build (log: {build_log})"):
         try:
             session.docker.build(work, dockerfile=work / "Dockerfile", tags=[local],
-                                 build_args={"INDEX_URL": index_url}, log_file=logs.build,
+                                 build_args={"INDEX_URL": index_url}, log_file=build_log,
                                  on_line=lambda _: checkpoint("image:during-build"))
         except Exception as exc:
             if isinstance(exc, BuildError):
