@@ -380,6 +380,46 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from basefactory.schedule import dag, export
+
+    factory = _factory(args)
+    with Session(factory) as session:
+        nodes = dag.build(session, platforms=args.platform or None, only=args.only or None)
+    config = str(factory.path) if args.config else None
+    if args.format in ("gitlab-ci", "github-actions"):
+        import yaml
+
+        document = (export.gitlab_ci(nodes, config=config) if args.format == "gitlab-ci"
+                    else export.github_actions(nodes, config=config))
+        print(yaml.safe_dump(document, sort_keys=False, width=100), end="")
+        return 0
+    if args.json or args.format == "json":
+        output.emit_json({"steps": [n.as_dict() for n in nodes]})
+        return 0
+    output.table("steps", ["id", "current", "needs", "why"],
+                 [[n.id, "yes" if n.current else "no", ", ".join(n.needs), n.reason]
+                  for n in nodes])
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from basefactory import house
+    from basefactory.plumbing.writer import factory_lock
+    from basefactory.schedule.run import run_step
+
+    factory = _factory(args)
+    with factory_lock(factory.state_dir, f"run {args.step}", wait=args.wait):
+        house.up(factory)
+        with Session(factory) as session:
+            steps = run_step(session, args.step)
+    if args.json:
+        output.emit_json({"step": args.step, "results": [s.as_dict() for s in steps]})
+    else:
+        _steps_table(args.step, steps)
+    return 0
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     from basefactory.catalog.listing import list_images, list_wheels
     from basefactory.platforms import store
@@ -588,6 +628,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="wait this long for another run's lock (default: fail at once)")
 
+    p = add("plan", cmd_plan, "the steps of a publish as a DAG: ids, dependencies, inputs,"
+            " what is current (--json), or a GitLab CI or GitHub Actions pipeline of them")
+    p.add_argument("--platform", action="append", metavar="P", help="only this platform")
+    p.add_argument("--only", action="append", metavar="NAME",
+                   help="only this recipe or image (repeatable; an image brings its ancestors)")
+    p.add_argument("--format", choices=("table", "json", "gitlab-ci", "github-actions"),
+                   default="table", help="table (default), json, or a CI pipeline in YAML")
+    p = add("run", cmd_run, "run one step of the plan (`basefactory plan` lists the ids);"
+            " a current step does nothing")
+    p.add_argument("step", metavar="STEP_ID", help="platform:P, wheel:RECIPE:P, image:IMAGE:P"
+                   " or fit:IMAGE:P")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long for another run's lock (default: fail at once)")
     add("ls", cmd_ls, "what is published: platforms, images with tags, wheels")
     add("up", cmd_up, "start the engine, index and registry if they are not running")
     add("down", cmd_down, "stop what `up` started")

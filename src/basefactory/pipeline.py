@@ -73,11 +73,11 @@ def publish(session: Session, *, platforms: list[str] | None = None,
     submit = runner.submit
     try:
         # platforms on the local engine: builders pull the published base from the registry
-        wait_all([submit(f"platform:{p}", f"platform {p}", partial(_on_platform, p))
+        wait_all([submit(f"platform:{p}", f"platform {p}", partial(run_platform, platform=p))
                   for p in names])
         if recipes is None or recipes:
             wait_all([submit(f"wheel:{r.name}:{p}", f"wheel {r.name} ({p})",
-                             partial(_on_wheel, r, p))
+                             partial(run_wheel, recipe=r, platform=p))
                       for r, p in wheels.plan(session, recipes or None, names)])
         if image_names is None or image_names:
             futures, results = _submit_images(session, names, image_names, submit)
@@ -163,7 +163,7 @@ def _submit_fits(pairs: list[fit.Pair], submit: Callable[..., Future[Step]]
     them."""
     return [submit(f"fit:{pair.wheel.file.project}:{pair.target.image}:{pair.target.platform}",
                    f"fit {pair.wheel.file.project} -> {pair.target.image}"
-                   f" ({pair.target.platform})", partial(_on_fit, pair))
+                   f" ({pair.target.platform})", partial(run_fit, pair=pair))
             for pair in pairs]
 
 
@@ -199,15 +199,15 @@ def fit_published(session: Session, *, platforms: list[str] | None = None,
     return sorted(runner.done, key=_order)
 
 
-def _on_platform(platform: str, session: Session) -> Step:
+def run_platform(session: Session, platform: str) -> Step:
     return _platform_step(session, platform)
 
 
-def _on_wheel(recipe: Any, platform: str, session: Session) -> Step:
+def run_wheel(session: Session, recipe: Any, platform: str) -> Step:
     return _wheel_step(session, recipe, platform)
 
 
-def _on_fit(pair: fit.Pair, session: Session) -> Step:
+def run_fit(session: Session, pair: fit.Pair) -> Step:
     started = time.monotonic()
     proof, tested = fit.ensure_fit(session, pair)
     return _fit_step(pair, proof, tested, round(time.monotonic() - started, 2))

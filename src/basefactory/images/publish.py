@@ -326,6 +326,12 @@ def build_all(session: Session, names: list[str] | None = None,
 def _planned(session: Session, image: ImageDef, platform: str, parent: Parent,
              upgrade: bool) -> ImageResult:
     plan_ = plan_image(session, image, platform, parent, upgrade=upgrade, write_lock=False)
+    return planned_result(session, image, platform, plan_)
+
+
+def planned_result(session: Session, image: ImageDef, platform: str, plan_: ImagePlan
+                   ) -> ImageResult:
+    """What a dry run reports for a plan: the tag it has (or would get), nothing built."""
     tag = plan_.existing or immutable_tag(platform, plan_.inputs)
     return ImageResult(image.name, platform, plan_.action, tag,
                        image_ref(session.factory, image.name, tag), plan_.inputs, None, 0.0,
