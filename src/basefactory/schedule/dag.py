@@ -9,9 +9,9 @@
 
 An image needs its platform, its parent image and the recipe wheels it includes; a fit
 needs its image and every wheel of its platform. `current` and `input_digest` come from
-the same planning `publish --dry-run` does: a step planned on what is published now (an
-image whose parent is about to be rebuilt shows the digest of the published parent's
-build, and becomes current only after both ran).
+the same planning `publish --dry-run` does, on what is published now: an image whose
+parent is to be rebuilt is planned on the parent's planned build (its digest is final
+only if the parent's lock resolves the same when it runs).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 from basefactory.images import fit
 from basefactory.images import publish as images
-from basefactory.images.plan import ImageResult, load_definitions, walk
+from basefactory.images.plan import ImageResult, load_definitions, parent_of, plan_image, walk
 from basefactory.platforms import store
 from basefactory.plumbing.errors import ConfigError
 from basefactory.refs import base_ref
@@ -103,12 +103,17 @@ def build(session: Session, *, platforms: list[str] | None = None,
     if image_names is not None and not image_names:
         return nodes
     definitions = load_definitions(session, image_names or None)
-    planned_images = {(r.image, r.platform): r for r in
-                      images.build_all(session, image_names or None, names, dry_run=True)}
+    planned_images: dict[tuple[str, str], ImageResult] = {}
     for platform in names:
         platform_wheels = {n.name: n for n in by_platform[platform]}
+        fp_ = store.require(factory, session.devpi, platform)
         for image in walk(definitions, image_names or None, platform):
-            result = planned_images[(image.name, platform)]
+            # planned on the published parent, as `publish --dry-run` plans (ancestors too)
+            parent = parent_of(session, definitions, image, platform, fp_,
+                               planned_images.get((image.parent, platform)))
+            result = images.planned_result(session, image, platform, plan_image(
+                session, image, platform, parent, write_lock=False))
+            planned_images[(image.name, platform)] = result
             needs = [node_id("platform", platform)]
             if image.parent in definitions:
                 needs.append(node_id("image", image.parent, platform))
