@@ -22,7 +22,7 @@ import zipfile
 from pathlib import Path
 
 from basefactory.adapters.docker import Docker, detect_client
-from basefactory.config import load_factory
+from basefactory.config.factory import load_factory
 from basefactory.platforms.rootfs import ensure_rootfs, host_apt_mirror
 from basefactory.plumbing.errors import BasefactoryError
 
