@@ -66,7 +66,7 @@ def publish(session: Session, *, platforms: list[str] | None = None,
     waits for its parent. A dry run only plans (sequentially: it is quick)."""
     factory = session.factory
     names = factory.platforms(platforms)
-    recipes, image_names = _split_only(session, only)
+    recipes, image_names = split_only(session, only)
     if dry_run:
         return _plan(session, names, recipes, image_names, fits)
     runner = _Runner(session, jobs, progress or Progress(live=False))
@@ -269,7 +269,7 @@ def _plan_fits(session: Session, planned: list[plan.ImageResult], *, every: bool
     return [_fit_step(pair, pair.proof, False, 0.0) for pair in _fit_pairs(session, current, every)]
 
 
-def _split_only(session: Session, only: list[str] | None
+def split_only(session: Session, only: list[str] | None
                 ) -> tuple[list[str] | None, list[str] | None]:
     """--only NAME...: recipes and images by name (None: all of that kind)."""
     if not only:

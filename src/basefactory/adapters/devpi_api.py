@@ -83,16 +83,9 @@ class DevpiClient:
         if method != "GET":
             self._authenticate()
         response = self._request(method, path, **kwargs)
-        if response.status_code in (401, 403):
-            raise ServiceError(
-                f"devpi refused {method} {path} ({response.status_code}): {_message(response)}",
-                hint="check the index credentials (BASEFACTORY_INDEX_PASSWORD or the secret file)",
-            )
-        if response.status_code >= 400:
-            raise ServiceError(
-                f"devpi {method} {self.base_url}{path} answered {response.status_code}:"
-                f" {_message(response)}"
-            )
+        _raise_for_status(response, refused=f"devpi refused {method} {path}",
+                          hint="check the index credentials (BASEFACTORY_INDEX_PASSWORD or the"
+                          " secret file)", failed=f"devpi {method} {self.base_url}{path}")
         return response.json().get("result") if response.content else None
 
     def ping(self) -> bool:
@@ -196,16 +189,9 @@ class DevpiClient:
                 " overwritten",
                 hint="change the recipe's inputs so that the build gets a new build tag",
             )
-        if response.status_code in (401, 403):
-            raise ServiceError(
-                f"devpi refused the upload of {path.name} to {index} ({response.status_code})",
-                hint="uploads need the factory user's credentials",
-            )
-        if response.status_code >= 400:
-            raise ServiceError(
-                f"upload of {path.name} to {index} answered {response.status_code}:"
-                f" {_message(response)}"
-            )
+        _raise_for_status(response, refused=f"devpi refused the upload of {path.name} to {index}",
+                          hint="uploads need the factory user's credentials",
+                          failed=f"upload of {path.name} to {index}")
         return "identical" if "identical" in response.text else "uploaded"
 
     def push(self, index: str, *, name: str, version: str, target: str) -> None:
@@ -353,3 +339,11 @@ def _message(response: httpx.Response) -> str:
         return str(response.json().get("message", ""))[:300]
     except (ValueError, AttributeError):
         return response.text[:300]
+
+
+def _raise_for_status(response: httpx.Response, *, refused: str, hint: str, failed: str) -> None:
+    """A ServiceError for a refused (401/403) or failed (other 4xx/5xx) answer."""
+    if response.status_code in (401, 403):
+        raise ServiceError(f"{refused} ({response.status_code}): {_message(response)}", hint=hint)
+    if response.status_code >= 400:
+        raise ServiceError(f"{failed} answered {response.status_code}: {_message(response)}")

@@ -22,12 +22,13 @@ from typing import Any
 from basefactory.images import fit
 from basefactory.images import publish as images
 from basefactory.images.plan import ImageResult, load_definitions, parent_of, plan_image, walk
+from basefactory.pipeline import split_only
 from basefactory.platforms import store
 from basefactory.plumbing.errors import ConfigError
 from basefactory.refs import base_ref
 from basefactory.session import Session
 from basefactory.wheels import publish as wheels
-from basefactory.wheels.recipe import Recipe, factory_recipes, load_recipes
+from basefactory.wheels.recipe import Recipe, factory_recipes
 
 PLATFORM_IMAGES = ("base", "slim")  # fit targets every platform has, not image definitions
 
@@ -73,7 +74,7 @@ def build(session: Session, *, platforms: list[str] | None = None,
     name, an image with its ancestors; all by default), dependencies first."""
     factory = session.factory
     names = factory.platforms(platforms)
-    recipe_names, image_names = _split(session, only)
+    recipe_names, image_names = split_only(session, only)
     nodes: list[Node] = []
     for platform in names:
         fp = store.load(factory, session.devpi, platform)
@@ -154,21 +155,6 @@ def _fits(session: Session, platform: str, targets: list[str],
                           (image_need, *(n.id for n in wheel_nodes)), current,
                           target.digest if target is not None else None, reason))
     return found
-
-
-def _split(session: Session, only: list[str] | None
-           ) -> tuple[list[str] | None, list[str] | None]:
-    if not only:
-        return None, None
-    recipe_names = set(load_recipes(session.factory.recipes_dir,
-                                    exclude=session.factory.config.wheels.exclude))
-    image_names = set(load_definitions(session))
-    unknown = [n for n in only if n not in recipe_names | image_names]
-    if unknown:
-        raise ConfigError(f"--only: no recipe or image {', '.join(unknown)}",
-                          hint=f"recipes: {', '.join(sorted(recipe_names))}; images:"
-                          f" {', '.join(sorted(image_names))}")
-    return [n for n in only if n in recipe_names], [n for n in only if n in image_names]
 
 
 def _wheel_resources(recipe: Recipe) -> dict[str, int]:
