@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from basefactory import house
-from basefactory.catalog import server, views
+from basefactory.catalog import process, views
 from basefactory.catalog.app import TEMPLATES
 from basefactory.catalog.snapshot import Reader
 from basefactory.config.factory import Factory, load_factory
@@ -63,8 +63,8 @@ def bench(report: Report) -> None:
 
         cold = first_load(factory, keep_snapshot=False)
         warm = first_load(factory, keep_snapshot=True)
-        proc = server.process(factory)
-        url = server.start(factory)
+        proc = process.process(factory)
+        url = process.start(factory)
         try:
             wait_refreshed(url)  # steady state: the first full read of the sources is done
             probe = wheel_with_combos(url)
@@ -271,11 +271,11 @@ def _wheel(folder: Path, name: str, version: str) -> Path:
 
 def first_load(factory: Factory, *, keep_snapshot: bool) -> float:
     """Seconds from spawning the catalog to its first page that shows the published data."""
-    server.stop(factory)
+    process.stop(factory)
     if not keep_snapshot:
         (factory.state_dir / "catalog" / "snapshot.json").unlink(missing_ok=True)
     url = factory.config.catalog.url
-    proc = server.process(factory)
+    proc = process.process(factory)
     started = time.perf_counter()
     proc.start()
     try:

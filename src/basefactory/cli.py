@@ -452,7 +452,7 @@ def cmd_catalog_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog_start(args: argparse.Namespace) -> int:
-    from basefactory.catalog.server import start
+    from basefactory.catalog.process import start
 
     url = start(_factory(args))
     if args.json:
@@ -463,7 +463,7 @@ def cmd_catalog_start(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog_stop(args: argparse.Namespace) -> int:
-    from basefactory.catalog.server import stop
+    from basefactory.catalog.process import stop
 
     stopped = stop(_factory(args))
     log.info("catalog stopped" if stopped else "no catalog that `catalog start` started runs")

@@ -9,7 +9,7 @@ file under the state folder; `status` reports the three daemons. Above `daemons/
 
 from __future__ import annotations
 
-from basefactory.catalog import server as catalog
+from basefactory.catalog import process as catalog
 from basefactory.config.factory import Factory
 from basefactory.daemons import devpi_server as devpi
 from basefactory.daemons import engine

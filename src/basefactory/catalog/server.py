@@ -1,17 +1,12 @@
-"""Run the catalog: in the foreground (`catalog serve`) or as a managed background process
-(`catalog start`, stopped by `catalog stop` and `down`)."""
+"""Run the catalog in the foreground (`catalog serve`): the snapshot reader and the
+FastAPI app under uvicorn. `process.py` starts and stops it in the background."""
 
 from __future__ import annotations
-
-import sys
-
-import httpx
 
 from basefactory.catalog.app import create_app
 from basefactory.catalog.snapshot import Reader
 from basefactory.catalog.state import Catalog
 from basefactory.config.factory import Factory
-from basefactory.daemons.process import ManagedProcess, wait_until
 from basefactory.plumbing import log
 
 
@@ -31,32 +26,3 @@ def serve(factory: Factory, host: str, port: int) -> None:
                     access_log=False)
     finally:
         catalog.stop()
-
-
-def process(factory: Factory) -> ManagedProcess:
-    cfg = factory.config.catalog
-    return ManagedProcess("catalog", [sys.executable, "-m", "basefactory", "--config",
-                                      str(factory.path), "catalog", "serve", "--host", cfg.host,
-                                      "--port", str(cfg.port)], factory.state_dir)
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def start(factory: Factory) -> str:
-    url = factory.config.catalog.url
-    if answers(url):
-        return url
-    proc = process(factory)
-    if proc.pid() is None:
-        proc.start()
-    wait_until(lambda: answers(url), timeout=60, what="the catalog", process=proc)
-    return url
-
-
-def stop(factory: Factory) -> bool:
-    return process(factory).stop()
