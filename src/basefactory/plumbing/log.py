@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar, Token
 
 from rich.console import Console
 from rich.markup import escape
@@ -24,7 +25,9 @@ def _console(stderr: bool = False) -> Console:
 
 _out = _console()
 _err = _console(stderr=True)
-_quiet = False
+# context, not module state: a thread `publish` starts copies its context, so a progress
+# display's quiet flag and line hook reach its steps and nothing else
+_quiet: ContextVar[bool] = ContextVar("basefactory_log_quiet", default=False)
 
 
 def set_json_mode(enabled: bool) -> None:
@@ -33,18 +36,22 @@ def set_json_mode(enabled: bool) -> None:
     _out = _err if enabled else _console()
 
 
-def set_quiet(enabled: bool) -> None:
-    global _quiet
-    _quiet = enabled
+def set_quiet(enabled: bool) -> Token[bool]:
+    """Quiet (or not) from here on in this context; the token undoes it (`reset_quiet`)."""
+    return _quiet.set(enabled)
+
+
+def reset_quiet(token: Token[bool]) -> None:
+    _quiet.reset(token)
 
 
 def info(message: str) -> None:
-    if not _quiet:
+    if not _quiet.get():
         _out.print(escape(message))
 
 
 def detail(message: str) -> None:
-    if not _quiet:
+    if not _quiet.get():
         _out.print(f"[dim]{escape(message)}[/dim]")
 
 
@@ -64,15 +71,15 @@ def console() -> Console:
 def step(name: str) -> Iterator[None]:
     """Mark a named step with its duration and a ✓ or ✕."""
     start = time.monotonic()
-    if not _quiet:
+    if not _quiet.get():
         _out.print(f"[bold]▸ {escape(name)}[/bold]")
     try:
         yield
     except BaseException:
-        if not _quiet:
+        if not _quiet.get():
             _out.print(f"[red]✕ {escape(name)}[/red] [dim]({time.monotonic() - start:.1f}s)[/dim]")
         raise
-    if not _quiet:
+    if not _quiet.get():
         _out.print(f"[green]✓ {escape(name)}[/green] [dim]({time.monotonic() - start:.1f}s)[/dim]")
 
 
@@ -82,14 +89,19 @@ def is_tty() -> bool:
 
 # Every output line of an external command goes here, so that a live progress display
 # (plumbing/progress.py) can show the last one without the command runner knowing of it.
-_line_hook: Callable[[str], None] | None = None
+_line_hook: ContextVar[Callable[[str], None] | None] = ContextVar("basefactory_log_line_hook",
+                                                                 default=None)
 
 
-def set_line_hook(hook: Callable[[str], None] | None) -> None:
-    global _line_hook
-    _line_hook = hook
+def set_line_hook(hook: Callable[[str], None] | None) -> Token[Callable[[str], None] | None]:
+    return _line_hook.set(hook)
+
+
+def reset_line_hook(token: Token[Callable[[str], None] | None]) -> None:
+    _line_hook.reset(token)
 
 
 def output_line(line: str) -> None:
-    if _line_hook is not None:
-        _line_hook(line)
+    hook = _line_hook.get()
+    if hook is not None:
+        hook(line)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import Token
 from dataclasses import dataclass, field
 
 from rich.live import Live
@@ -43,6 +44,8 @@ class Progress:
     steps: dict[str, StepView] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _live: Live | None = None
+    _hook_token: Token[Callable[[str], None] | None] | None = None
+    _quiet_token: Token[bool] | None = None
 
     def add(self, key: str, label: str) -> None:
         with self._lock:
@@ -88,16 +91,19 @@ class Progress:
         return t
 
     def __enter__(self) -> Progress:
-        log.set_line_hook(self.note)
+        self._hook_token = log.set_line_hook(self.note)
         if self.live:
             self._live = Live(self.table(), console=log.console(), refresh_per_second=4,
                               get_renderable=self.table, transient=False)
             self._live.__enter__()
-            log.set_quiet(True)  # the table shows the steps; logs go to files
+            # the table shows the steps; logs go to files
+            self._quiet_token = log.set_quiet(True)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        log.set_line_hook(None)
+        if self._hook_token is not None:
+            log.reset_line_hook(self._hook_token)
         if self._live is not None:
             self._live.__exit__(None, None, None)
-            log.set_quiet(False)
+        if self._quiet_token is not None:
+            log.reset_quiet(self._quiet_token)
