@@ -23,7 +23,7 @@ from basefactory.plumbing import digest, log, templates
 from basefactory.plumbing.errors import ConfigError
 from basefactory.proofs import Kind
 from basefactory.proofs.read import proven
-from basefactory.refs import Labels, base_ref, repository, slim_ref
+from basefactory.refs import Labels, base_ref, parse_immutable_tag, repository, slim_ref
 from basefactory.session import Session
 from basefactory.wheels.publish import input_digest as wheel_input_digest
 from basefactory.wheels.publish import published, source_digest
@@ -156,19 +156,26 @@ def plan_image(session: Session, image: ImageDef, platform: str, parent: Parent,
                        *files)
     installed = {**parent.installed, **lock.entries, **pins}
     tags = session.registry.tags(repository(factory, image.name))
-    existing = sorted(t for t in tags
-                      if t.startswith(f"{platform}-") and t.endswith(f"-{inputs[:12]}"))
-    if existing:
-        return ImagePlan(inputs, dockerfile, lock.text, pins, wheel_lines,
-                         installed, existing[-1], "current", "inputs unchanged")
-    if not any(t.startswith(f"{platform}-") for t in tags):
-        reason = "first build"
-    elif not lock.reused:
-        reason = "requirements or parent changed (new lock)"
-    else:
-        reason = "parent, recipe wheels, Dockerfile, apt or env changed"
-    return ImagePlan(inputs, dockerfile, lock.text, pins, wheel_lines,
-                     installed, None, "build", reason)
+    existing, action, reason = decide(tags, platform, inputs, lock_reused=lock.reused)
+    return ImagePlan(inputs, dockerfile, lock.text, pins, wheel_lines, installed, existing,
+                     action, reason)
+
+
+def decide(tags: list[str], platform: str, inputs: str, *, lock_reused: bool
+           ) -> tuple[str | None, str, str]:
+    """(the immutable tag already pushed for these inputs, current | build, why), from the
+    image's tags in the registry. An immutable tag is `<platform>-<day>-<digest12>`; of
+    several builds of the same inputs (days apart) the newest day is the one."""
+    same = sorted(t for t in tags if (parsed := parse_immutable_tag(t)) is not None
+                  and parsed.platform == platform and parsed.digest == inputs[:12])
+    if same:
+        return same[-1], "current", "inputs unchanged"
+    if not any((parsed := parse_immutable_tag(t)) is not None and parsed.platform == platform
+               for t in tags):
+        return None, "build", "first build"
+    if not lock_reused:
+        return None, "build", "requirements or parent changed (new lock)"
+    return None, "build", "parent, recipe wheels, Dockerfile, apt or env changed"
 
 
 def needed(images: dict[str, ImageDef], names: list[str] | None) -> list[str]:

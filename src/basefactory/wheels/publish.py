@@ -143,17 +143,26 @@ def plan_wheel(session: Session, recipe: Recipe, platform: str, *,
     files = devpi.release_files(target, recipe.distribution)
     done = published(files, wheel_digest)
     record = first(session.proofs.wheel(done), Kind.WHEEL_TEST) if done is not None else None
-    if done is not None and not retest and test_current(record, recipe):
-        return WheelPlan(target, wheel_digest, done, "current", "inputs unchanged")
-    if done is not None:
-        reason = ("--retest" if retest and test_current(record, recipe) else
-                  "published without a passed test record (an interrupted run)"
-                  if record is None or not record.passed else
-                  "the recipe's test changed since its record: re-proving the published file")
-        return WheelPlan(target, wheel_digest, done, "retest", reason)
-    reason = ("first build" if not files else
-              "inputs changed (recipe, source, platform or build template)")
-    return WheelPlan(target, wheel_digest, None, "build", reason)
+    action, reason = decide(published_file=done is not None, any_file=bool(files),
+                            record=record, recipe=recipe, retest=retest)
+    return WheelPlan(target, wheel_digest, done, action, reason)
+
+
+def decide(*, published_file: bool, any_file: bool, record: Proof | None, recipe: Recipe,
+           retest: bool) -> tuple[str, str]:
+    """(current | retest | build, why): a file published for these inputs with a passed
+    record of the recipe's test as it is now is current; one without is re-proven, not
+    rebuilt; no file for these inputs is built."""
+    if published_file and not retest and test_current(record, recipe):
+        return "current", "inputs unchanged"
+    if published_file:
+        return "retest", ("--retest" if retest and test_current(record, recipe) else
+                          "published without a passed test record (an interrupted run)"
+                          if record is None or not record.passed else
+                          "the recipe's test changed since its record: re-proving the"
+                          " published file")
+    return "build", ("inputs changed (recipe, source, platform or build template)"
+                     if any_file else "first build")
 
 
 def ensure_wheel(session: Session, recipe: Recipe, platform: str, *,
