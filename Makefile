@@ -132,7 +132,7 @@ ngc: setup
 # equivalent. Not part of CI (minutes per module on 2 cores). PYTHONPATH puts mutmut's
 # copy of the sources (mutants/src) before the editable install's.
 MUTATION_JOBS ?= 2
-MUTANTS ?= basefactory.images.fit.x_verdict* basefactory.images.fit.x__broken_rule* basefactory.images.fit.x__refused_by_resolution* basefactory.audit.allow.* basefactory.audit.abi.xǁAbiReportǁ* basefactory.audit.abi.x_require_clean* basefactory.proofs.read.x_proven* basefactory.proofs.read.x_first* basefactory.audit.abi_script.x_static_check* basefactory.audit.abi_script.x_search_paths* basefactory.audit.abi_script.x_verdict* basefactory.audit.abi_script.x_classify* basefactory.audit.abi_script.x_relative* basefactory.audit.abi_script.x_top_package* basefactory.audit.abi_script.x_vendored_sibling* basefactory.wheels.torch_state.* basefactory.images.push.*
+MUTANTS ?= basefactory.images.fit.x_verdict* basefactory.images.fit.x__broken_rule* basefactory.images.fit.x__refused_by_resolution* basefactory.audit.allow.* basefactory.audit.abi.xǁAbiReportǁ* basefactory.audit.abi.x_require_clean* basefactory.proofs.read.x_proven* basefactory.proofs.read.x_first* basefactory.audit.abi_script.x_static_check* basefactory.audit.abi_script.x_search_paths* basefactory.audit.abi_script.x_verdict* basefactory.audit.abi_script.x_classify* basefactory.audit.abi_script.x_relative* basefactory.audit.abi_script.x_top_package* basefactory.audit.abi_script.x_vendored_sibling* basefactory.wheels.torch_state.* basefactory.images.push.* basefactory.images.plan.x_decide* basefactory.wheels.publish.x_decide*
 mutation: $(VENV)/.installed
 	$(VENV)/bin/python -m pip install -q "mutmut==3.8.1"
 	rm -rf mutants

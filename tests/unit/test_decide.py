@@ -38,6 +38,10 @@ def test_a_published_wheel_with_a_passed_record_of_its_test_is_current(recipe: R
                         recipe=recipe, retest=False) == ("current", "inputs unchanged")
     assert decide_wheel(published_file=True, any_file=True, record=record(recipe),
                         recipe=recipe, retest=True) == ("retest", "--retest")
+    # --retest of a file with no passed record says why it needed one anyway
+    assert decide_wheel(published_file=True, any_file=True, record=None, recipe=recipe,
+                        retest=True) == (
+        "retest", "published without a passed test record (an interrupted run)")
 
 
 @pytest.mark.parametrize(("proof", "why"), [
@@ -64,8 +68,8 @@ def test_no_file_for_these_inputs_is_built(recipe: Recipe) -> None:
 
 
 def test_an_image_whose_inputs_are_tagged_is_current_on_its_newest_day() -> None:
-    tags = [P, f"{P}-20261124-{DIGEST[:12]}", f"{P}-20261130-{DIGEST[:12]}",
-            f"{P}-20261201-ffffffffffff"]
+    tags = [P, f"{P}-20261130-{DIGEST[:12]}", f"{P}-20261124-{DIGEST[:12]}",
+            f"{P}-20261127-{DIGEST[:12]}", f"{P}-20261201-ffffffffffff"]
     assert decide_image(tags, P, DIGEST, lock_reused=True) == (
         f"{P}-20261130-{DIGEST[:12]}", "current", "inputs unchanged")
 
