@@ -290,17 +290,25 @@ def _platform_step(session: Session, platform: str, dry_run: bool = False) -> St
     started = time.monotonic()
     ref = base_ref(session.factory, platform)
     if dry_run:
-        probed = store.load(session.factory, session.devpi, platform) is not None
-        local = session.docker.image_id(ref) is not None
-        action = "current" if probed and local else "build"
-        reason = "base built and probed" if action == "current" else (
-            "no base image on this engine" if not local else "not probed yet")
-        return Step("platform", platform, platform, action, reason, 0.0, None, ref)
+        current, reason = platform_state(session, platform,
+                                         store.load(session.factory, session.devpi, platform))
+        return Step("platform", platform, platform, "current" if current else "build", reason,
+                    0.0, None, ref)
     result = ensure_platform(session, platform)
     state = "built" if result.base.built else "current"
     reason = "inputs changed" if result.base.built else "inputs unchanged"
     return Step("platform", platform, platform, state, reason,
                 round(time.monotonic() - started, 2), None, ref)
+
+
+def platform_state(session: Session, platform: str, fp: Fingerprint | None
+                   ) -> tuple[bool, str]:
+    """(current, why) of a platform: its base is on this engine and its fingerprint (`fp`,
+    None when not probed) is stored."""
+    local = session.docker.image_id(base_ref(session.factory, platform)) is not None
+    if fp is not None and local:
+        return True, "base built and probed"
+    return False, "no base image on this engine" if not local else "not probed yet"
 
 
 def _wheel_step(session: Session, recipe: Any, platform: str, dry_run: bool = False) -> Step:

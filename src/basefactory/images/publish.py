@@ -67,7 +67,7 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
     if plan_.existing is not None:
         tag = plan_.existing
         ref = image_ref(factory, image.name, tag)
-        _move_tag_if_behind(session, repo, tag, platform, ref, moving)
+        _move_tag_if_behind(session, image.name, tag, platform)
         return ImageResult(image.name, platform, "current", tag, ref, plan_.inputs, None,
                            round(time.monotonic() - started, 2), plan_.installed, plan_.reason)
 
@@ -192,13 +192,12 @@ def _show_upgrade(session: Session, repo: str, platform: str, labels: dict[str, 
         log.info(f"{repo}:{platform} upgrade: {line}")
 
 
-def _move_tag_if_behind(session: Session, repo: str, tag: str, platform: str, ref: str,
-                        moving: str) -> None:
+def _move_tag_if_behind(session: Session, image: str, tag: str, platform: str) -> None:
     """A run that died between the two pushes left the moving tag behind: finish it (and
     the zstd copy's, which is made before either moving tag moves)."""
-    image = repo.rpartition("/")[2]
-    if push.finish(_push_steps(session, image, platform, tag, bom=None, log_file=None)):
-        log.info(f"moved {moving} to {tag} (a previous run stopped before it did)")
+    steps = _push_steps(session, image, platform, tag, bom=None, log_file=None)
+    if push.finish(steps):
+        log.info(f"moved {steps.moving} to {tag} (a previous run stopped before it did)")
 
 
 def _push_steps(session: Session, image: str, platform: str, tag: str, *,

@@ -22,10 +22,9 @@ from typing import Any
 from basefactory.images import fit
 from basefactory.images import publish as images
 from basefactory.images.plan import ImageResult, load_definitions, parent_of, plan_image, walk
-from basefactory.pipeline import split_only
+from basefactory.pipeline import platform_state, split_only
 from basefactory.platforms import store
 from basefactory.plumbing.errors import ConfigError
-from basefactory.refs import base_ref
 from basefactory.session import Session
 from basefactory.wheels import publish as wheels
 from basefactory.wheels.recipe import Recipe, factory_recipes
@@ -78,13 +77,10 @@ def build(session: Session, *, platforms: list[str] | None = None,
     nodes: list[Node] = []
     for platform in names:
         fp = store.load(factory, session.devpi, platform)
-        local = session.docker.image_id(base_ref(factory, platform)) is not None
-        current = fp is not None and local
+        current, reason = platform_state(session, platform, fp)
         nodes.append(Node(
             node_id("platform", platform), "platform", platform, platform, (), current,
-            fp.base_digest if fp is not None else None,
-            "base built and probed" if current else
-            "not probed yet" if fp is None else "no base image on this engine",
+            fp.base_digest if fp is not None else None, reason,
             {"docker": 1, **({"cuda_toolkit": 1} if fp is not None and fp.cuda else {})}))
     if any(not n.current for n in nodes):
         # wheels and images are planned against a probed platform: stop at what is known
