@@ -354,6 +354,21 @@ def cmd_publish(args: argparse.Namespace) -> int:
         with Session(factory) as session:
             steps = publish(session, platforms=args.platform or None, only=args.only or None,
                             dry_run=True, fits=not args.no_fits)
+    elif args.executor:
+        from basefactory.schedule.executor import publish_on_dask, raise_failures
+
+        # the workers' `run`s hold the lock shared, each step's own exclusively
+        with factory_lock(factory.state_dir, "publish --executor", wait=args.wait,
+                          shared=True):
+            house.up(factory)
+            with Session(factory) as session:
+                outcome = publish_on_dask(session, args.executor,
+                                          platforms=args.platform or None,
+                                          only=args.only or None, fits=not args.no_fits)
+        steps = outcome.steps
+        if outcome.failed:
+            _steps_table("published", steps)
+            raise_failures(outcome)
     else:
         with factory_lock(factory.state_dir, "publish", wait=args.wait):
             house.up(factory)
@@ -405,11 +420,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from basefactory import house
-    from basefactory.plumbing.writer import factory_lock
+    from basefactory.plumbing.writer import step_lock
     from basefactory.schedule.run import run_step
 
     factory = _factory(args)
-    with factory_lock(factory.state_dir, f"run {args.step}", wait=args.wait):
+    with step_lock(factory.state_dir, args.step, wait=args.wait):
         house.up(factory)
         with Session(factory) as session:
             steps = run_step(session, args.step)
@@ -625,6 +640,9 @@ def build_parser() -> argparse.ArgumentParser:
                    " \"not tested\" for the pairs of images built by this run)")
     p.add_argument("--jobs", "-j", type=int, default=2, metavar="N",
                    help="independent steps to run at once, over all builders (default 2)")
+    p.add_argument("--executor", metavar="dask://HOST:PORT",
+                   help="run the steps on a Dask distributed scheduler's workers (each with"
+                   " its own Docker engine) instead of this host's builders")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="wait this long for another run's lock (default: fail at once)")
 

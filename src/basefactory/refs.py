@@ -106,8 +106,18 @@ def rootfs_ref(suite: str) -> str:
 
 
 def builder_ref(platform: str) -> str:
-    """The base plus compilers: local only, never pushed."""
+    """The base plus compilers, as each engine names it locally."""
     return f"basefactory/builder:{platform}"
+
+
+def cache_repository(factory: Factory, name: str) -> str:
+    """What engines share that is no image users are offered (the builders):
+    factory-cache/<name>, outside factory/ so that no catalog, fit or prune reads it."""
+    return f"{factory.config.registry.namespace}-cache/{name}"
+
+
+def builder_cache_tag(platform: str, input_digest: str) -> str:
+    return f"{platform}-{input_digest[:12]}"
 
 
 def platform_of_tag(factory: Factory, tag: str) -> str:

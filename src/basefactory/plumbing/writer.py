@@ -3,6 +3,11 @@
 The lock is an flock(2) on `<state>/publish.lock`, so the kernel releases it when its
 holder dies, even by `kill -9`: a lock is never stale, only held. The file also records
 the holder's pid, command and start time, for the message a second run prints.
+
+`basefactory run STEP_ID` (one step of the DAG, as Dask workers and CI jobs run them)
+holds the factory lock shared and the step's own lock exclusively: steps of one publish
+run side by side on workers that share the state folder, never beside a whole publish
+or build command, and never twice at once.
 """
 
 from __future__ import annotations
@@ -22,8 +27,23 @@ from basefactory.plumbing.errors import LockHeld
 
 
 @contextmanager
-def factory_lock(state_dir: Path, command: str, *, wait: float = 0.0) -> Iterator[None]:
-    path = state_dir / "publish.lock"
+def factory_lock(state_dir: Path, command: str, *, wait: float = 0.0,
+                 shared: bool = False) -> Iterator[None]:
+    with _flock(state_dir / "publish.lock", command, wait=wait, shared=shared):
+        yield
+
+
+@contextmanager
+def step_lock(state_dir: Path, step_id: str, *, wait: float = 0.0) -> Iterator[None]:
+    """The factory lock shared, and `step_id`'s exclusively."""
+    with factory_lock(state_dir, f"run {step_id}", wait=wait, shared=True), \
+            _flock(state_dir / "steps" / f"{step_id.replace(':', '_')}.lock",
+                   f"run {step_id}", wait=wait, shared=False):
+        yield
+
+
+@contextmanager
+def _flock(path: Path, command: str, *, wait: float, shared: bool) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -31,7 +51,7 @@ def factory_lock(state_dir: Path, command: str, *, wait: float = 0.0) -> Iterato
         announced = False
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 holder = _holder(fd)

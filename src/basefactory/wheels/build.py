@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from basefactory.adapters.docker import Docker
+from basefactory.adapters.registry_api import Registry
 from basefactory.config.factory import Factory
 from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.plumbing import digest, log, templates
 from basefactory.plumbing.errors import BuildError, ToolError
 from basefactory.plumbing.faults import checkpoint
-from basefactory.refs import Labels, builder_ref
+from basefactory.refs import Labels, builder_cache_tag, builder_ref, cache_repository
 from basefactory.wheels.recipe import Recipe
 
 # Install tools, not runtime: builds may need newer ones than the base ships.
@@ -44,23 +45,38 @@ def python_dev_package(factory: Factory, platform: str) -> str:
     return f"python{boot.python}-dev" if boot is not None else "python3-dev"
 
 
-def ensure_builder(factory: Factory, docker: Docker, platform: str, base_ref: str,
-                   index_url: str) -> str:
-    """base + build-essential, ccache, git, Python headers, auditwheel, patchelf."""
+def ensure_builder(factory: Factory, docker: Docker, registry: Registry, platform: str,
+                   base_ref: str, index_url: str) -> str:
+    """base + build-essential, ccache, git, Python headers, auditwheel, patchelf; built by
+    the first engine of the factory that needs it, pushed to the registry and pulled by
+    the others (builders, Dask workers), which may not reach an apt mirror at all."""
     ref = builder_ref(platform)
     dockerfile = templates.render("builder.Dockerfile.j2", base=base_ref,
                                   python_dev=python_dev_package(factory, platform))
-    inputs = digest.of(dockerfile, docker.image_id(base_ref))
-    if docker.image_id(ref) is not None and docker.image_labels(ref).get(Labels.INPUT_DIGEST) == inputs:
-        return ref
-    work = factory.state_dir / "build" / "builders" / platform
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    (work / "Dockerfile").write_text(dockerfile)
-    with log.step(f"build the builder for {platform}"):
-        docker.build(work, dockerfile=work / "Dockerfile", tags=[ref],
-                     labels={Labels.INPUT_DIGEST: inputs}, build_args={"INDEX_URL": index_url},
-                     log_file=factory.logs_dir / f"builder-{platform}.log")
+    base_id = docker.image_id(base_ref)
+    if base_id is None:  # an engine that has not built it: it is in the registry
+        docker.pull_required(base_ref, hint="publish the platform first (`basefactory"
+                             f" publish --platform {platform}`)")
+        base_id = docker.image_id(base_ref)
+    inputs = digest.of(dockerfile, base_id)
+    repository, tag = cache_repository(factory, "builder"), builder_cache_tag(platform, inputs)
+    shared = f"{factory.config.registry.address}/{repository}:{tag}"
+    if docker.image_id(ref) is None or docker.image_labels(ref).get(Labels.INPUT_DIGEST) != inputs:
+        if docker.pull(shared) and docker.image_labels(shared).get(Labels.INPUT_DIGEST) == inputs:
+            docker.tag(shared, ref)
+            return ref
+        work = factory.state_dir / "build" / "builders" / platform
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        (work / "Dockerfile").write_text(dockerfile)
+        with log.step(f"build the builder for {platform}"):
+            docker.build(work, dockerfile=work / "Dockerfile", tags=[ref],
+                         labels={Labels.INPUT_DIGEST: inputs}, build_args={"INDEX_URL": index_url},
+                         log_file=factory.logs_dir / f"builder-{platform}.log")
+    if registry.digest(repository, tag) is None:
+        docker.tag(ref, shared)
+        with log.step(f"push the builder for {platform}"):
+            docker.push(shared, log_file=factory.logs_dir / f"builder-{platform}.log")
     return ref
 
 

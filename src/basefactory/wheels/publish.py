@@ -165,6 +165,15 @@ def decide(*, published_file: bool, any_file: bool, record: Proof | None, recipe
                      if any_file else "first build")
 
 
+def prepare_builder(session: Session, platform: str) -> str:
+    """The platform's builder on this session's engine: built here, or pulled from the
+    registry where another engine of the factory pushed it."""
+    factory = session.factory
+    return ensure_builder(factory, session.docker, session.registry, platform,
+                          base_ref(factory, platform),
+                          session.devpi.simple_url(platform_index(factory, platform)))
+
+
 def ensure_wheel(session: Session, recipe: Recipe, platform: str, *,
                  retest: bool = False) -> WheelResult:
     started = time.monotonic()
@@ -206,7 +215,7 @@ def ensure_wheel(session: Session, recipe: Recipe, platform: str, *,
             fetched = sources.fetch(
                 recipe, devpi=devpi, root=factory.root, work=work,
                 indexes=[platform_index(factory, platform), factory.config.index.mirror])
-        builder = ensure_builder(factory, session.docker, platform, ref, index_url)
+        builder = prepare_builder(session, platform)
         build_log = logs / f"{recipe.name}-{platform}-build.log"
         build_log.unlink(missing_ok=True)
         with log.step(f"{recipe.name} on {platform}: build (log: {build_log})"):
