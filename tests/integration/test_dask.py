@@ -129,7 +129,6 @@ def test_dask_spreads_steps_over_two_hosts_and_reruns_a_killed_workers_step(
         done = bf(session.factory.path, "publish", "--executor", cluster.address, "--json",
                   "--only", names[0], "--only", names[1])
         assert done.returncode == 0, done.stderr[-3000:] + cluster.tail()
-        print(done.stderr[-4000:])
         steps = {s["name"]: s for s in json.loads(done.stdout)["steps"] if s["kind"] == "wheel"}
         assert {steps[n]["result"] for n in names[:2]} == {"built"}
         assert {steps[n]["builder"] for n in names[:2]} == {"w1", "w2"}
@@ -142,7 +141,6 @@ def test_dask_spreads_steps_over_two_hosts_and_reruns_a_killed_workers_step(
         killed = _kill_the_host_building(cluster, names[2])
         out, err = publish.communicate(timeout=600)
         assert publish.returncode == 0, err[-3000:] + cluster.tail()
-        print(err[-4000:])
         steps = {s["name"]: s for s in json.loads(out)["steps"]}
         survivor = ({"w1", "w2"} - {killed}).pop()
         assert (steps[names[2]]["result"], steps[names[2]]["builder"]) == ("built", survivor)

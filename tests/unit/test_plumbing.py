@@ -8,6 +8,8 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
+
 from basefactory.plumbing import digest, log
 
 
@@ -87,3 +89,24 @@ def test_the_quiet_flag_and_line_hook_reach_the_threads_that_copy_the_context() 
     assert seen == ["from a step"] and found["quiet"] is True
     assert found["bare"] is False and found["hook"] is None
     assert log._quiet.get() is False and log._line_hook.get() is None
+
+
+def test_step_locks_let_different_steps_run_together_and_nothing_beside_a_publish(
+        tmp_path: Path) -> None:
+    """`run STEP_ID` (Dask workers, CI jobs) holds the factory lock shared and its step's
+    exclusively; publish and the build commands hold the factory lock exclusively."""
+    from basefactory.plumbing.errors import LockHeld
+    from basefactory.plumbing.writer import factory_lock, step_lock
+
+    with step_lock(tmp_path, "wheel:a:p"), step_lock(tmp_path, "wheel:b:p"):
+        with pytest.raises(LockHeld, match="wheel_a_p.lock"), step_lock(tmp_path, "wheel:a:p"):
+            pass
+        with pytest.raises(LockHeld, match="publish.lock"), factory_lock(tmp_path, "publish"):
+            pass
+        with factory_lock(tmp_path, "publish --executor", shared=True):
+            pass
+    with factory_lock(tmp_path, "publish"), pytest.raises(LockHeld, match="publish.lock"), \
+            step_lock(tmp_path, "wheel:a:p"):
+        pass
+    with step_lock(tmp_path, "wheel:a:p"):  # every lock above was released
+        pass

@@ -148,7 +148,7 @@ def _run_round(client: Any, session: Session, todo: list[Node], steps: list[Step
         if isinstance(exc, StepFailed) and exc.step_id == step_id:
             failed.append(f"{step_id}: failed on worker {exc.worker}:\n{exc.tail.strip()}")
         elif isinstance(exc, StepFailed):
-            failed.append(f"{step_id}: not run, it needs {exc.step_id}, which failed")
+            failed.append(f"{step_id}: not run: {exc.step_id}, which it needs, failed")
         else:  # the scheduler gave up on it (e.g. its workers kept dying)
             failed.append(f"{step_id}: {type(exc).__name__}: {exc}")
     return failed

@@ -8,6 +8,7 @@ mtime), so equal states before and after an install prove torch was left alone.
                                        "basefactory: torch unchanged: STATE", or exit 97
 """
 
+import csv
 import hashlib
 import importlib.metadata as md
 import os
@@ -22,11 +23,14 @@ def state(path=None):
     if not found:
         return "torch absent"
     dist = found[0]
-    files = sorted(dist.files or [], key=str)
+    # RECORD read here, not `dist.files`: importlib_metadata (the backport, which e.g.
+    # dask imports and which then answers for the stdlib) leaves missing files out of it
+    files = sorted(row[0] for row in csv.reader((dist.read_text("RECORD") or "").splitlines())
+                   if row)
     digest = hashlib.sha256()
     for f in files:
         try:
-            st = os.stat(f.locate())
+            st = os.stat(dist.locate_file(f))
             digest.update(f"{f}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}\n".encode())
         except FileNotFoundError:
             digest.update(f"{f}|missing\n".encode())
