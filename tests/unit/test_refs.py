@@ -7,7 +7,17 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from basefactory.refs import ImmutableTag, Labels, immutable_tag, parse_immutable_tag
+from basefactory.config.factory import load_factory
+from basefactory.refs import (
+    ImmutableTag,
+    Labels,
+    builder_cache_tag,
+    cache_repository,
+    immutable_tag,
+    parse_immutable_tag,
+    repository,
+)
+from tests.helpers import write_factory
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "basefactory"
 
@@ -34,3 +44,14 @@ def test_label_keys_and_the_tag_format_are_spelled_only_in_refs() -> None:
                  and not (p.name == "docker.py" and line.startswith("OWNER_LABEL = "))]
     assert not offenders, offenders
     assert Labels.INPUT_DIGEST == "org.basefactory.input-digest"  # what published images carry
+
+
+def test_the_shared_builder_lives_outside_the_namespace_readers_list(tmp_path: Path) -> None:
+    """The catalog, fits, `ls` and prune list repositories under `<namespace>/`: the
+    builder engines share must never be one of them, and its tag names its inputs."""
+    factory = load_factory(write_factory(tmp_path, index_port=3199, registry_port=5099))
+    cache = cache_repository(factory, "builder")
+    assert cache == "factory-cache/builder"
+    assert not cache.startswith(repository(factory, ""))
+    assert builder_cache_tag("cpu-py311-torch2.13", "ab" * 32) == "cpu-py311-torch2.13-" + "ab" * 6
+    assert parse_immutable_tag(builder_cache_tag("cpu-py311-torch2.13", "ab" * 32)) is None
