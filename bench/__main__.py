@@ -14,12 +14,23 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import catalog, coldstart, fits, images, indextts, noop, registry_auth, wheel_install
+from bench import (
+    catalog,
+    coldstart,
+    dask,
+    fits,
+    images,
+    indextts,
+    noop,
+    registry_auth,
+    wheel_install,
+)
 from bench.common import Figure, Report, machine
 
 BENCHES = {"registry_auth": registry_auth.bench, "noop": noop.bench,
            "fits": fits.bench, "wheel_install": wheel_install.bench, "images": images.bench,
-           "catalog": catalog.bench, "coldstart": coldstart.bench, "indextts": indextts.bench}
+           "catalog": catalog.bench, "coldstart": coldstart.bench, "indextts": indextts.bench,
+           "dask": dask.bench}
 # run only when named (`python -m bench indextts`): they need a heavy tier published first
 # (`make indextts`)
 HEAVY = {"indextts"}

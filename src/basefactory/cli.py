@@ -350,6 +350,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     factory = _factory(args)
     started = time.monotonic()
     interrupted = False
+    runs: dict[str, float] = {}
     if args.dry_run:
         with Session(factory) as session:
             steps = publish(session, platforms=args.platform or None, only=args.only or None,
@@ -365,7 +366,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
                 outcome = publish_on_dask(session, args.executor,
                                           platforms=args.platform or None,
                                           only=args.only or None, fits=not args.no_fits)
-        steps = outcome.steps
+        steps, runs = outcome.steps, outcome.runs
         if outcome.failed:
             _steps_table("published", steps)
             raise_failures(outcome)
@@ -384,7 +385,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
     if args.json:
         output.emit_json({"steps": [s.as_dict() for s in steps], "elapsed_s": round(elapsed, 2),
                           "dry_run": args.dry_run, "interrupted": interrupted,
-                          "logs": str(factory.logs_dir)})
+                          "logs": str(factory.logs_dir),
+                          **({"worker_runs_s": runs} if args.executor else {})})
     else:
         _steps_table("plan" if args.dry_run else "published", steps)
         log.info(summary_line(steps, elapsed) + f"; logs in {factory.logs_dir}")

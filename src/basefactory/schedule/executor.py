@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from basefactory.pipeline import Step
@@ -72,6 +72,9 @@ def run_remote(config: str, step_id: str, *needs: object) -> dict[str, Any]:
 class Outcome:
     steps: list[Step]
     failed: list[str]  # "<step id>: <why>" of each step that failed or could not run
+    # step id -> seconds its `basefactory run` took on the worker (the step's own work
+    # plus the process: interpreter, config, locks, daemons' health, session)
+    runs: dict[str, float] = field(default_factory=dict)
 
 
 def scheduler_address(executor: str) -> str:
@@ -97,6 +100,7 @@ def publish_on_dask(session: Session, executor: str, *, platforms: list[str] | N
         raise ServiceError(f"no Dask scheduler answers at {address}: {exc}",
                            hint=START_HINT) from None
     steps: list[Step] = []
+    runs: dict[str, float] = {}
     try:
         known: set[str] = set()
         while True:  # a round per platform probe: see the module's docstring
@@ -106,16 +110,17 @@ def publish_on_dask(session: Session, executor: str, *, platforms: list[str] | N
             known |= {n.id for n in nodes}
             todo = [n for n in order(nodes) if not n.current]
             if not todo:
-                return Outcome(steps, [])
-            failed = _run_round(client, session, todo, steps, on_done)
+                return Outcome(steps, [], runs)
+            failed = _run_round(client, session, todo, steps, on_done, runs)
             if failed or not any(n.kind == "platform" for n in todo):
-                return Outcome(steps, failed)
+                return Outcome(steps, failed, runs)
     finally:
         client.close()
 
 
 def _run_round(client: Any, session: Session, todo: list[Node], steps: list[Step],
-               on_done: Callable[[Step], None] | None) -> list[str]:
+               on_done: Callable[[Step], None] | None,
+               runs: dict[str, float] | None = None) -> list[str]:
     from distributed import as_completed
 
     _check_resources(client, todo)
@@ -143,6 +148,8 @@ def _run_round(client: Any, session: Session, todo: list[Node], steps: list[Step
                 if on_done is not None:
                     on_done(step)
             log.info(f"{step_id}: done on {done['worker']} in {done['duration_s']}s")
+            if runs is not None:
+                runs[step_id] = done["duration_s"]
             continue
         exc = future.exception()
         if isinstance(exc, StepFailed) and exc.step_id == step_id:
