@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -24,7 +25,7 @@ from typing import Any
 from tests.helpers import port, write_factory
 from tests.integration.test_wheels import make_c_project
 
-from bench.common import ROOT, Figure, Report
+from bench.common import ROOT, Figure, Report, run
 
 WORK = ROOT / "bench" / "work" / "dask"
 RECIPES = [f"benchdask{i}" for i in range(1, 5)]
@@ -32,11 +33,7 @@ DASK = str(Path(sys.executable).with_name("dask"))
 
 
 def bf(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "basefactory", "--config", str(config), *args],
-                          capture_output=True, text=True)
-    if done.returncode:
-        raise RuntimeError(f"basefactory {' '.join(args)}: {done.stderr[-3000:]}")
-    return done
+    return run([sys.executable, "-m", "basefactory", "--config", str(config), *args])
 
 
 def recipes(config: Path, side: str) -> None:
@@ -65,8 +62,6 @@ def publish(config: Path, *extra: str) -> tuple[float, dict[str, Any]]:
 
 
 def bench(report: Report) -> None:
-    import shutil
-
     shutil.rmtree(WORK, ignore_errors=True)
     root = WORK / "factory"
     for folder in ("recipes", "images"):
