@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -82,6 +83,23 @@ def test_platform_base_has_its_torch(platform: PlatformResult) -> None:
     assert fp.python_tag == "cp311" and fp.local_label == "pt213cpu"
     assert fp.distributions["torch"] == "2.13.0+cpu"
     assert fp.base_digest == platform.base.image_id
+
+
+def test_engine_queries_through_its_socket_answer_as_the_client_does(
+        session: Session, platform: PlatformResult) -> None:
+    """Inspects and the version go to the engine's socket (~1 ms, not a ~25 ms client
+    process): the answers must be the client's own, and a missing image None."""
+    docker = session.docker
+    assert docker.api_socket() is not None  # this engine is on its default socket
+    cli = subprocess.run([docker.client.path, "image", "inspect", platform.base.ref],
+                         check=True, capture_output=True, text=True).stdout
+    assert docker.image_inspect(platform.base.ref) == json.loads(cli)[0]
+    assert docker.image_id(platform.base.ref) == platform.base.image_id
+    assert docker.image_id(f"{platform.base.ref}-not-there") is None
+    version = subprocess.run([docker.client.path, "version", "--format",
+                              "{{.Server.Version}}"], check=True, capture_output=True,
+                             text=True).stdout.strip()
+    assert docker.server_version() == version
 
 
 def test_push_and_read_tag_through_the_wrapper(session: Session, platform: PlatformResult) -> None:

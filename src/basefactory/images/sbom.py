@@ -17,16 +17,8 @@ import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cyclonedx.contrib.license.factories import LicenseFactory
-from cyclonedx.model import HashAlgorithm, HashType, Property
-from cyclonedx.model.bom import Bom, BomMetaData
-from cyclonedx.model.component import Component, ComponentType
-from cyclonedx.model.license import LicenseExpression
-from cyclonedx.output.json import JsonV1Dot6
-from cyclonedx.schema import SchemaVersion
-from packageurl import PackageURL
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from basefactory.adapters.docker import Docker
@@ -38,6 +30,9 @@ from basefactory.plumbing.errors import BuildError, ConfigError
 from basefactory.refs import Labels, image_ref, repository
 from basefactory.session import Session
 from basefactory.wheels.recipe import Recipe, factory_recipes
+
+if TYPE_CHECKING:
+    from cyclonedx.contrib.license.factories import LicenseFactory
 
 SCRIPT = Path(__file__).with_name("sbom_script.py")
 
@@ -117,6 +112,15 @@ def _pin(recipe: Recipe) -> str:
 def document(inv: Inventory, *, image: str, platform: str, tag: str, labels: dict[str, str],
              wheels: dict[str, FactoryWheel], created: datetime | None = None) -> str:
     """The CycloneDX 1.6 JSON of an image, validated against the schema."""
+    # cyclonedx is imported here: its ~55 ms of import were paid by every command,
+    # no-op publishes included, and only an image build writes an SBOM
+    from cyclonedx.contrib.license.factories import LicenseFactory
+    from cyclonedx.model import HashAlgorithm, HashType, Property
+    from cyclonedx.model.bom import Bom, BomMetaData
+    from cyclonedx.model.component import Component, ComponentType
+    from cyclonedx.output.json import JsonV1Dot6
+    from packageurl import PackageURL
+
     licenses = LicenseFactory()
     root = Component(
         name=image, version=tag, type=ComponentType.CONTAINER, bom_ref=f"image:{image}@{tag}",
@@ -168,6 +172,8 @@ def document(inv: Inventory, *, image: str, platform: str, tag: str, labels: dic
 def _licenses(factory: LicenseFactory, row: dict[str, Any]) -> list[Any] | None:
     """The license metadata as written: an SPDX expression (PEP 639) first, else the
     License field, else the trove classifiers' names. None when the metadata has none."""
+    from cyclonedx.model.license import LicenseExpression
+
     found = [row["license_expression"] or row["license"]] if \
         (row["license_expression"] or row["license"]) else list(row["license_classifiers"])
     made = []
@@ -184,6 +190,7 @@ def _licenses(factory: LicenseFactory, row: dict[str, Any]) -> list[Any] | None:
 def validate(text: str, *, where: str) -> None:
     # imported here: the validator pulls in jsonschema's format checkers, whose RFC 3987
     # grammar takes 1.4 s to build; a no-op publish, which validates nothing, paid it
+    from cyclonedx.schema import SchemaVersion
     from cyclonedx.validation.json import JsonStrictValidator
 
     error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)

@@ -17,9 +17,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
 from basefactory.plumbing.errors import TestFailed
 
 MAGIC = 0xBA55ED50
@@ -54,6 +51,11 @@ def fatbin_code(data: bytes) -> set[str]:
 
 def shared_object_code(data: bytes) -> set[str] | None:
     """The device code of one shared object, or None when it has no fat binary."""
+    # imported here: elftools' ~35 ms of import were paid by every command, and only
+    # the check of a CUDA wheel reads ELF files
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
     try:
         section = ELFFile(io.BytesIO(data)).get_section_by_name(".nv_fatbin")
     except ELFError:

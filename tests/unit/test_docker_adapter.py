@@ -1,0 +1,151 @@
+"""adapters/docker.py without an engine: which client is chosen (and how its answers are
+remembered), and where a query goes (the engine's socket, or the client)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socketserver
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import pytest
+
+from basefactory.adapters import docker as adapter
+from basefactory.adapters.docker import ClientInfo, Docker
+from basefactory.plumbing.errors import ToolError
+
+
+def fake_client(folder: Path, version: str, *, buildx: bool) -> tuple[Path, Path]:
+    """A `docker` that answers --version and `buildx version`, and counts its runs."""
+    calls = folder / "calls"
+    script = folder / "docker"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo run >> "{calls}"\n'
+        f'[ "$1" = "--version" ] && {{ echo "Docker version {version}, build abc"; exit 0; }}\n'
+        f'[ "$1" = "buildx" ] && exit {0 if buildx else 1}\n'
+        "exit 2\n")
+    script.chmod(0o755)
+    return script, calls
+
+
+def runs(calls: Path) -> int:
+    return len(calls.read_text().splitlines()) if calls.exists() else 0
+
+
+@pytest.fixture
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    adapter.detect_client.cache_clear()
+    yield tmp_path / "cache"
+    adapter.detect_client.cache_clear()
+
+
+def test_a_client_is_asked_once_and_again_when_its_binary_changes(
+        tmp_path: Path, cache_home: Path) -> None:
+    script, calls = fake_client(tmp_path, "20.10.24", buildx=False)
+    assert adapter._cached_client_info(str(script)) == ClientInfo(str(script), "20.10.24", False)
+    assert runs(calls) == 2  # --version, buildx version
+    assert adapter._cached_client_info(str(script)) == ClientInfo(str(script), "20.10.24", False)
+    assert runs(calls) == 2  # remembered
+    # an upgrade in place: same path, another binary
+    script.write_text(script.read_text().replace("20.10.24", "20.10.25") + "\n")
+    os.utime(script, ns=(1, 1))
+    upgraded = adapter._cached_client_info(str(script))
+    assert upgraded is not None and upgraded.version == "20.10.25"
+    assert runs(calls) == 4
+
+
+def test_a_broken_cache_is_asked_around_and_rewritten(tmp_path: Path, cache_home: Path) -> None:
+    script, calls = fake_client(tmp_path, "27.1.0", buildx=True)
+    (cache_home / "basefactory").mkdir(parents=True)
+    (cache_home / "basefactory" / "docker-clients.json").write_text("{not json")
+    assert adapter._cached_client_info(str(script)) == ClientInfo(str(script), "27.1.0", True)
+    assert json.loads((cache_home / "basefactory" / "docker-clients.json").read_text())
+
+
+def test_a_23_client_without_buildx_is_passed_over_and_named(
+        tmp_path: Path, cache_home: Path) -> None:
+    script, _ = fake_client(tmp_path, "28.2.2", buildx=False)
+    with pytest.raises(ToolError) as caught:
+        adapter.detect_client(str(script))
+    assert "28.2.2 (no buildx, and 23+ needs it for BuildKit)" in str(caught.value)
+    older = tmp_path / "older"
+    older.mkdir()
+    assert adapter.detect_client(str(fake_client(older, "20.10.24", buildx=False)[0])
+                                 ).builder == "DOCKER_BUILDKIT=1"
+
+
+CLIENT = ClientInfo("/nonexistent/docker", "20.10.24", False)
+
+
+@pytest.mark.parametrize(("host", "context", "expected"), [
+    (None, None, "/var/run/docker.sock"),
+    ("unix:///run/user/1000/docker.sock", None, "/run/user/1000/docker.sock"),
+    ("tcp://10.0.0.2:2375", None, None),  # a remote engine: the client knows TLS and all
+    ("ssh://builder", None, None),
+    (None, "rootless", None),  # a context may point anywhere: the client resolves it
+])
+def test_queries_go_to_the_socket_only_where_the_client_would_go(
+        host: str | None, context: str | None, expected: str | None, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    if context:
+        (tmp_path / "config.json").write_text(json.dumps({"currentContext": context}))
+    assert Docker(CLIENT, host=host).api_socket() == expected
+
+
+class _Engine(BaseHTTPRequestHandler):
+    images = {"/images/127.0.0.1:5000/factory/base:p1/json": {"Id": "sha256:ab", "Config": {
+        "Labels": {"org.example": "x"}}}}
+
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        body: object
+        if self.path == "/version":
+            body, status = {"Version": "20.10.24+dfsg1"}, 200
+        elif self.path in self.images:
+            body, status = self.images[self.path], 200
+        else:
+            body, status = {"message": "No such image"}, 404
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
+@pytest.fixture
+def engine_socket(tmp_path: Path) -> Iterator[str]:
+    path = str(tmp_path / "engine.sock")
+    server = _UnixServer(path, _Engine)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield path
+    server.shutdown()
+    server.server_close()
+
+
+def test_inspect_and_version_read_the_engine_api_on_its_socket(engine_socket: str) -> None:
+    # the client path does not exist: an answer can only have come through the socket
+    docker = Docker(CLIENT, host=f"unix://{engine_socket}")
+    assert docker.server_version() == "20.10.24+dfsg1"
+    assert docker.image_id("127.0.0.1:5000/factory/base:p1") == "sha256:ab"
+    assert docker.image_labels("127.0.0.1:5000/factory/base:p1") == {"org.example": "x"}
+    assert docker.image_id("127.0.0.1:5000/factory/base:gone") is None
+
+
+def test_an_engine_that_does_not_answer_has_no_version(tmp_path: Path) -> None:
+    docker = Docker(CLIENT, host=f"unix://{tmp_path / 'no-engine.sock'}")
+    assert docker.server_version() is None
