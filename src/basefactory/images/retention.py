@@ -83,27 +83,38 @@ def plan(factory: Factory, registry: Registry, *, keep: int, keep_days: float,
             created, size = _created(registry, repo, digest)
             by_platform.setdefault(parsed.platform, []).append((tag, digest, created, size))
         for platform, rows in by_platform.items():
-            rows.sort(key=lambda r: (r[2], r[0]), reverse=True)  # newest first
-            kept_digests = {moving.get(platform)}
-            decided = []
-            for n, (tag, digest, created, size) in enumerate(rows):
-                if digest == moving.get(platform):
-                    why = f"the moving tag {platform} points at it"
-                elif n < keep:
-                    why = f"one of the newest {keep}"
-                elif created and _parse(created) >= cutoff:
-                    why = f"younger than {keep_days:g} days"
-                else:
-                    why = ""
-                if why:
-                    kept_digests.add(digest)
-                decided.append((tag, digest, created, size, why))
-            for tag, digest, created, size, why in decided:
-                if not why and digest in kept_digests:
-                    why = "shares its digest with a kept tag"
-                result.rows.append(TagRow(repo, tag, platform, digest, created, size,
-                                          keep=bool(why), why=why or "older than what is kept"))
+            result.rows += decide(repo, platform, rows, moving.get(platform), keep=keep,
+                                  keep_days=keep_days, cutoff=cutoff)
     return result
+
+
+def decide(repo: str, platform: str, rows: list[tuple[str, str, str, int]],
+           moving: str | None, *, keep: int, keep_days: float, cutoff: datetime
+           ) -> list[TagRow]:
+    """Keep or delete each immutable tag (tag, digest, created, size) of one image on one
+    platform, newest first, with the reason."""
+    rows = sorted(rows, key=lambda r: (r[2], r[0]), reverse=True)  # newest first
+    kept_digests = {moving}
+    decided = []
+    for n, (tag, digest, created, size) in enumerate(rows):
+        if digest == moving:
+            why = f"the moving tag {platform} points at it"
+        elif n < keep:
+            why = f"one of the newest {keep}"
+        elif created and _parse(created) >= cutoff:
+            why = f"younger than {keep_days:g} days"
+        else:
+            why = ""
+        if why:
+            kept_digests.add(digest)
+        decided.append((tag, digest, created, size, why))
+    found = []
+    for tag, digest, created, size, why in decided:
+        if not why and digest in kept_digests:
+            why = "shares its digest with a kept tag"
+        found.append(TagRow(repo, tag, platform, digest, created, size, keep=bool(why),
+                            why=why or "older than what is kept"))
+    return found
 
 
 def _parse(created: str) -> datetime:

@@ -1,0 +1,79 @@
+"""images/retention.py's decision, without a registry: which immutable tags of one image
+on one platform prune keeps, and why."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from basefactory.images.retention import Pruning, TagRow, _parse, decide
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def day(n: int) -> str:
+    """A Go-style `created` n days before NOW (nanoseconds, Z)."""
+    return (NOW - timedelta(days=n)).strftime("%Y-%m-%dT%H:%M:%S.123456789Z")
+
+
+def rows(*spec: tuple[str, str, int]) -> list[tuple[str, str, str, int]]:
+    return [(tag, digest, day(age), 100) for tag, digest, age in spec]
+
+
+def verdicts(found: list[TagRow]) -> dict[str, str]:
+    return {r.tag: r.why for r in found}
+
+
+def test_moving_newest_young_and_shared_digests_are_kept_the_rest_deleted() -> None:
+    found = decide("factory/tts-deps", "p1", rows(
+        ("p1-20261130-a", "sha256:a", 1),
+        ("p1-20261120-b", "sha256:b", 11),
+        ("p1-20261110-c", "sha256:c", 21),  # the moving tag points here (a rollback)
+        ("p1-20261101-d", "sha256:d", 30),
+        ("p1-20261001-e", "sha256:b", 61),  # same digest as a kept tag
+        ("p1-20260901-f", "sha256:f", 91),
+    ), "sha256:c", keep=2, keep_days=14, cutoff=NOW - timedelta(days=14))
+    assert verdicts(found) == {
+        "p1-20261130-a": "one of the newest 2",
+        "p1-20261120-b": "one of the newest 2",
+        "p1-20261110-c": "the moving tag p1 points at it",
+        "p1-20261101-d": "older than what is kept",
+        "p1-20261001-e": "shares its digest with a kept tag",
+        "p1-20260901-f": "older than what is kept",
+    }
+    pruning = Pruning(found)
+    assert [r.tag for r in pruning.doomed] == ["p1-20261101-d", "p1-20260901-f"]
+    assert {r["tag"] for r in pruning.as_dict()["kept"]} == {
+        "p1-20261130-a", "p1-20261120-b", "p1-20261110-c", "p1-20261001-e"}
+
+
+def test_tags_younger_than_keep_days_are_kept_beyond_the_newest_n() -> None:
+    found = decide("factory/x", "p1", rows(("p1-3", "sha256:3", 1), ("p1-2", "sha256:2", 5),
+                                           ("p1-1", "sha256:1", 40)),
+                   None, keep=1, keep_days=7, cutoff=NOW - timedelta(days=7))
+    assert verdicts(found) == {"p1-3": "one of the newest 1", "p1-2": "younger than 7 days",
+                               "p1-1": "older than what is kept"}
+
+
+def test_order_is_by_created_not_by_the_order_the_registry_lists() -> None:
+    listed = rows(("p1-old", "sha256:o", 50), ("p1-new", "sha256:n", 2))
+    found = decide("factory/x", "p1", listed, None, keep=1, keep_days=0, cutoff=NOW)
+    assert verdicts(found) == {"p1-new": "one of the newest 1",
+                               "p1-old": "older than what is kept"}
+
+
+def test_keep_zero_and_no_moving_tag_deletes_everything_old() -> None:
+    found = decide("factory/x", "p1", rows(("p1-a", "sha256:a", 3)), None, keep=0,
+                   keep_days=1, cutoff=NOW - timedelta(days=1))
+    assert [r.keep for r in found] == [False]
+
+
+def test_a_tag_without_created_is_not_young() -> None:
+    found = decide("factory/x", "p1", [("p1-a", "sha256:a", "", 0)], None, keep=0,
+                   keep_days=30, cutoff=NOW - timedelta(days=30))
+    assert not found[0].keep
+
+
+def test_go_timestamps_with_nanoseconds_parse() -> None:
+    assert _parse("2026-11-24T10:00:00.123456789Z") == datetime(
+        2026, 11, 24, 10, 0, 0, 123456, tzinfo=UTC)
+    assert _parse("2026-11-24T10:00:00Z") == datetime(2026, 11, 24, 10, tzinfo=UTC)
