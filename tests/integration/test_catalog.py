@@ -3,6 +3,7 @@ the JSON API, a source going down, a real browser, and schema fuzzing."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -20,8 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from basefactory.adapters.registry_api import Registry
 from basefactory.catalog.app import create_app
 from basefactory.catalog.server import make_catalog
+from basefactory.catalog.snapshot import Reader, Wheel
 from basefactory.catalog.state import Catalog
 from basefactory.images.plan import ImageResult
+from basefactory.index.layout import platform_index
 from basefactory.pipeline import Step
 from basefactory.session import Session
 from tests.helpers import PLATFORM, ROOT, require
@@ -57,6 +60,35 @@ def test_api_shows_what_was_published(client: TestClient, published: dict[str, I
     assert tts["from"].startswith("FROM ") and tts["from_pinned"].endswith(published["tts-deps"].tag)
     wheels = client.get("/api/wheels", params={"platform": PLATFORM}).json()["data"]
     assert {"torchsort", "monotonic-alignment-search", "openai-whisper"} <= {w["project"] for w in wheels}
+
+
+def test_one_request_per_index_reads_what_the_file_by_file_read_does(
+        catalog: Catalog, session: Session) -> None:
+    """The embedded devpi loads the factory's plugin (its entry point): an index's wheels
+    and their test records in one request, the same files and proofs that one request
+    per project and per record reads from devpi's own JSON pages."""
+    index = platform_index(session.factory, PLATFORM)
+    answer = session.devpi.index_wheels(index)
+    assert answer is not None, "the embedded devpi did not load basefactory's plugin"
+    files, records = answer
+    by_project = sorted({f.project for f in files})
+    one_by_one = [f for p in by_project for f in session.devpi.release_files(index, p)]
+    assert sorted(files, key=lambda f: f.url) == sorted(one_by_one, key=lambda f: f.url)
+    assert any(f.toxresults for f in files)
+    for url in (u for f in files for u in f.toxresults):
+        assert json.loads(records[url]) == session.devpi.test_record(url)
+    # and the catalog's wheels carry the same proofs either way
+    def seen(wheels: list[Wheel]) -> set[tuple[str, str]]:
+        return {(w.url, json.dumps([(p.source, p.to_dict()) for p in w.proofs], sort_keys=True))
+                for w in wheels}
+
+    bulk = seen(catalog.reader._wheels())
+    reader = Reader(session.factory)
+    reader.devpi.index_wheels = lambda index: None  # type: ignore[method-assign]
+    try:
+        assert seen(reader._wheels()) == bulk
+    finally:
+        reader.close()
 
 
 def test_combos_link_to_the_tests_that_proved_them(client: TestClient) -> None:

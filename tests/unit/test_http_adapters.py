@@ -174,3 +174,32 @@ def test_refused_credentials_say_where_the_password_lives() -> None:
         registry(lambda r: httpx.Response(401)).repositories()
     assert "refused the factory's credentials (GET /v2/_catalog)" in str(caught.value)
     assert "secrets/registry-password" in caught.value.hint
+
+
+def test_an_index_read_in_one_request_where_devpi_has_the_plugin() -> None:
+    record = json.dumps({"kind": "wheel-test", "passed": True})
+    answer = {"result": {"files": [{
+        "project": "Ext", "version": "1.0", "href": OWN, "sha256": "ab",
+        "toxresults": [{"href": f"{OWN}.toxresult-1", "record": record}]}]}}
+    paths = []
+
+    def plugin(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        return httpx.Response(200, json=answer)
+
+    found = devpi(plugin).index_wheels("factory/p1")
+    assert paths == ["/factory/p1/+basefactory/wheels"]
+    assert found is not None
+    files, records = found
+    assert [(f.project, f.filename, f.toxresults) for f in files] == [
+        ("Ext", "ext-1.0+p1-cp311-cp311-linux_x86_64.whl", (f"{OWN}.toxresult-1",))]
+    assert records == {f"{OWN}.toxresult-1": record}
+
+
+@pytest.mark.parametrize("reply", [
+    httpx.Response(404, json={"message": "Not Found"}),  # a devpi without the plugin
+    httpx.Response(500, text="Internal Server Error"),  # a plugin broken by a devpi upgrade
+    httpx.Response(200, json={"result": {"type": "stage"}}),  # something else answered
+])
+def test_without_the_plugin_the_index_is_read_file_by_file(reply: httpx.Response) -> None:
+    assert devpi(lambda r: reply).index_wheels("factory/p1") is None

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from basefactory.adapters.devpi_api import ReleaseFile
 from basefactory.proofs import SCHEMA, Kind, Proof, Subject, store_labels
-from basefactory.proofs.read import first, proven
+from basefactory.proofs.read import ProofReader, first, proven
 
 P = "cpu-py311-torch2.13"
 
@@ -77,3 +78,16 @@ def test_the_newest_proof_of_a_kind_decides() -> None:
     old = Proof(Kind.WHEEL_TEST, s, "x", False, {}, "2026-11-01T00:00:00")
     new = Proof(Kind.WHEEL_TEST, s, "x", True, {}, "2026-11-02T00:00:00")
     assert proven([old, new], Kind.WHEEL_TEST) and not proven([old], Kind.WHEEL_TEST)
+
+
+def test_records_read_in_bulk_are_found_without_a_request() -> None:
+    proof = Proof.new(Kind.WHEEL_TEST, Subject(wheel="x.whl", wheel_sha256="ab", platform="p1"),
+                      inputs="ab", passed=True, evidence={})
+    file = ReleaseFile("x", "1.0", "x.whl", "http://d/x.whl", "ab",
+                       toxresults=("http://d/x.whl.toxresult-0", "http://d/x.whl.toxresult-1"))
+    reader = ProofReader(None)  # type: ignore[arg-type]  # a request would fail on None
+    reader.seed_records({"http://d/x.whl.toxresult-0": json.dumps(proof.to_dict()),
+                         "http://d/x.whl.toxresult-1": '{"a tox run": "not a proof"}'})
+    found = reader.wheel(file)
+    assert [(p.kind, p.passed, p.source) for p in found] == [
+        (Kind.WHEEL_TEST, True, "http://d/x.whl.toxresult-0")]

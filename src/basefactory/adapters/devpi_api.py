@@ -256,6 +256,29 @@ class DevpiClient:
                 )
         return files
 
+    def index_wheels(self, index: str) -> tuple[list[ReleaseFile], dict[str, str]] | None:
+        """Every release file of `index` itself and the text of each test record attached
+        to one (by the record's URL), in one request: what the factory's plugin of the
+        embedded devpi answers (index/devpi_plugin.py). None where the answer is not that
+        (a devpi without the plugin): then read file by file, with `release_files`."""
+        response = self._request("GET", f"/{index}/+basefactory/wheels")
+        if response.status_code != 200:
+            return None
+        try:
+            rows = response.json()["result"]["files"]
+            files: list[ReleaseFile] = []
+            records: dict[str, str] = {}
+            for row in rows:
+                files.append(ReleaseFile(
+                    project=row["project"], version=row["version"],
+                    filename=row["href"].rsplit("/", 1)[-1], url=row["href"],
+                    sha256=row["sha256"],
+                    toxresults=tuple(r["href"] for r in row["toxresults"])))
+                records.update((r["href"], r["record"]) for r in row["toxresults"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None  # not the plugin's answer: read it the long way
+        return files, records
+
     def attach_test_result(self, file_url: str, record_json: str) -> None:
         """Attach a JSON test record to a release file (devpi's toxresult mechanism)."""
         path = httpx.URL(file_url).path

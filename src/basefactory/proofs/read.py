@@ -27,6 +27,17 @@ class ProofReader:
                 if p.source:
                     self._records[p.source] = p
 
+    def seed_records(self, records: dict[str, str]) -> None:
+        """Records read in bulk (URL -> text): `wheel` then finds them without a request."""
+        parsed: dict[str, Proof | None] = {}
+        for url, text in records.items():
+            try:
+                parsed[url] = store_devpi.parse(url, text)
+            except ValueError:
+                parsed[url] = None  # not a proof: skipped, as `wheel` skips it
+        with self._lock:
+            self._records.update(parsed)
+
     def wheel(self, file: ReleaseFile) -> list[Proof]:
         """The proofs attached to a wheel file; a record that is not a proof is skipped."""
         proofs = []

@@ -16,3 +16,11 @@ def attach(devpi: DevpiClient, file_url: str, proof: Proof) -> None:
 def read(devpi: DevpiClient, url: str) -> Proof:
     """One attached record; ValueError when it is not a proof of any schema."""
     return Proof.from_dict(devpi.test_record(url), source=url)
+
+
+def parse(url: str, text: str) -> Proof:
+    """A record as read in bulk (`DevpiClient.index_wheels`); ValueError as `read`."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"the record at {url} is not a JSON object")
+    return Proof.from_dict(data, source=url)
