@@ -30,7 +30,9 @@ class ProofReader:
     def seed_records(self, records: dict[str, str]) -> None:
         """Records read in bulk (URL -> text): `wheel` then finds them without a request."""
         parsed: dict[str, Proof | None] = {}
-        for url, text in records.items():
+        with self._lock:  # a record never changes under its URL: parsed once per process
+            new = {url: text for url, text in records.items() if url not in self._records}
+        for url, text in new.items():
             try:
                 parsed[url] = store_devpi.parse(url, text)
             except ValueError:
