@@ -9,11 +9,13 @@ import socket
 import subprocess
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
+from basefactory.daemons.credentials import registry_auth
 from basefactory.images.plan import ImageResult
 from basefactory.images.publish import build_all
 from basefactory.plumbing.errors import BuildError, TestFailed
@@ -66,6 +68,40 @@ def test_every_image_is_built_tested_and_pushed_with_both_tags(
                                              images["tts-deps"].tag)["org.basefactory.wheels"])
     assert tts["monotonic-alignment-search"].endswith("+pt213cpu")
     assert "coqui-tts" not in tts  # needs torchaudio, which this platform's base lacks
+
+
+def test_a_push_mounts_the_parents_layers_and_keeps_the_engines_image(
+        session: Session, images: dict[str, ImageResult]) -> None:
+    """The factory's own push (pigz on every core, `images/upload.py`): the registry's
+    config is the engine's image, byte for byte (same image ID), a parent's layers are
+    the parent's blobs (mounted, never sent again), and a pull of it into an empty
+    containerd runs (containerd checks every blob's digest and every layer's diff_id)."""
+    docker, registry = session.docker, session.registry
+    tts = images["tts-deps"]
+    repo = repository(session.factory, "tts-deps")
+    pushed = registry.manifest(repo, tts.tag)
+    assert pushed is not None and pushed.config_digest == docker.image_id(tts.ref)
+    parent = registry.manifest(repository(session.factory, "cuda-deps"), images["cuda-deps"].tag)
+    assert parent is not None
+    parent_layers = [layer["digest"] for layer in parent.body["layers"]]
+    assert [layer["digest"] for layer in pushed.body["layers"]][:len(parent_layers)] == parent_layers
+    # containerd pulls it into a namespace of its own (nothing cached): every blob's
+    # digest and every layer's diff_id checked, then a container of it runs
+    ref = image_ref(session.factory, "api-lean", images["api-lean"].tag)
+    auth = registry_auth(session.factory)
+    assert auth is not None
+    ctr = ["ctr", "--address", "/var/run/docker/containerd/containerd.sock", "--namespace",
+           f"bf-push-{uuid.uuid4().hex[:8]}"]
+    try:
+        pulled = subprocess.run([*ctr, "image", "pull", "--plain-http", "--user",
+                                 f"{auth[0]}:{auth[1]}", ref], capture_output=True, text=True)
+        assert pulled.returncode == 0, pulled.stderr[-2000:]
+        ran = subprocess.run([*ctr, "run", "--rm", "--net-host", ref, f"t{uuid.uuid4().hex[:8]}",
+                              "python3", "-c", "import fastapi; print('ok')"],
+                             capture_output=True, text=True, timeout=120)
+        assert ran.returncode == 0 and ran.stdout.strip() == "ok", ran.stderr[-2000:]
+    finally:
+        subprocess.run([*ctr, "image", "rm", ref], capture_output=True)
 
 
 def test_lean_tier_fits_its_budget(images: dict[str, ImageResult]) -> None:

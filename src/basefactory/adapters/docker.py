@@ -13,6 +13,7 @@ first `docker` on PATH is never assumed to work.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import http.client
 import json
@@ -23,10 +24,10 @@ import socket
 import subprocess
 import urllib.parse
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from basefactory.adapters import cmd
 from basefactory.plumbing import log
@@ -384,6 +385,29 @@ class Docker:
              on_line: Callable[[str], None] | None = None) -> None:
         self._run(["push", ref], log_file=log_file, on_line=on_line,
                   hint="is the registry up? `basefactory status` shows it")
+
+    @contextlib.contextmanager
+    def save(self, ref: str) -> Iterator[IO[bytes]]:
+        """`docker save REF` as a stream to read once, front to back. Reading it to its end
+        and leaving the block is success; a client that failed is a ToolError then."""
+        argv = [self.client.path, "save", ref]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env={**os.environ, **self.env})
+        assert proc.stdout is not None and proc.stderr is not None
+        try:
+            yield proc.stdout
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            proc.stdout.close()
+            stderr = proc.stderr.read().decode(errors="replace")
+            proc.stderr.close()
+            proc.wait()
+        if proc.returncode != 0:
+            raise ToolError(f"`docker save {ref}` failed with exit code {proc.returncode}:"
+                            f" {stderr.strip()[-500:]}",
+                            hint="is the Docker engine running? `basefactory up` starts one")
 
     def remove_image(self, ref: str) -> None:
         self._run(["image", "rm", "--force", ref], check=False, echo=False)

@@ -6,6 +6,7 @@ that is down becomes one ServiceError naming the URL.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Iterable
@@ -191,6 +192,26 @@ class Registry:
         except httpx.HTTPError as exc:
             raise ServiceError(f"registry {self.base_url} is not answering: {exc}") from None
         return digest
+
+    def mount_blob(self, repository: str, digest: str, source: str) -> bool:
+        """Make a blob of `source` one of `repository`'s without sending it (the
+        distribution API's cross-repository mount); True when the repository has it."""
+        if self.has_blob(repository, digest):
+            return True
+        try:
+            response = self._http.post(f"/v2/{repository}/blobs/uploads/",
+                                       params={"mount": digest, "from": source})
+        except httpx.HTTPError as exc:
+            raise ServiceError(f"registry {self.base_url} is not answering: {exc}") from None
+        if response.status_code == 201:
+            return True
+        self._check(response)
+        location = response.headers.get("Location")
+        if response.status_code == 202 and location:  # an upload was opened instead
+            # an upload left open expires in the registry
+            with contextlib.suppress(httpx.HTTPError):
+                self._http.delete(location)
+        return False
 
     def has_blob(self, repository: str, digest: str) -> bool:
         try:

@@ -26,7 +26,7 @@ from typing import Any
 
 from basefactory.adapters.tools import beside_python
 from basefactory.audit.abi import audit_image, require_clean
-from basefactory.images import compression, push, sbom
+from basefactory.images import compression, push, sbom, upload
 from basefactory.images.definition import (
     ImageDef,
 )
@@ -209,11 +209,36 @@ def _push_steps(session: Session, image: str, platform: str, tag: str, *,
     repo, ref, moving = (repository(factory, image), image_ref(factory, image, tag),
                          image_ref(factory, image, platform))
 
+    def push_immutable() -> None:
+        # new layers gzipped on every core; the parent's and the previous build's mounted
+        labels = docker.image_labels(ref)
+        known = [(repo, platform)]
+        base = labels.get(Labels.OCI_BASE_NAME, "")
+        if base.startswith(f"{factory.config.registry.address}/") and ":" in base:
+            base_repo, _, base_tag = base.removeprefix(
+                f"{factory.config.registry.address}/").rpartition(":")
+            known.insert(0, (base_repo, base_tag))
+        started = time.monotonic()
+        pushed = upload.push(docker, registry, ref, repo, tag,
+                             reuse=upload.known_layers(registry, known),
+                             scratch=factory.state_dir / "build" / "push",
+                             on_layer=lambda _: checkpoint("image:during-push"))
+        line = f"pushed {ref} in {time.monotonic() - started:.1f}s: {pushed.summary()}"
+        log.detail(line)
+        if log_file is not None:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            with log_file.open("a") as fh:
+                fh.write(line + "\n")
+
     def push_moving() -> None:
-        if docker.image_id(ref) is None:
-            docker.pull(ref)
-        docker.tag(ref, moving)
-        docker.push(moving, log_file=log_file)
+        # the immutable tag's manifest, byte for byte: the same digest, no engine needed
+        pushed = registry.manifest(repo, tag)
+        if pushed is None:
+            raise BuildError(f"{ref} is gone from the registry before its moving tag moved",
+                             hint="run the publish again: it pushes the build again")
+        registry.push_manifest(repo, platform, pushed.raw, pushed.media_type)
+        if docker.image_id(ref) is not None:
+            docker.tag(ref, moving)
 
     def attach_sbom(target: str) -> None:
         if bom is not None:
@@ -230,8 +255,7 @@ def _push_steps(session: Session, image: str, platform: str, tag: str, *,
         ref=ref, moving=moving,
         immutable_digest=lambda: registry.digest(repo, tag),
         moving_digest=lambda: registry.digest(repo, platform),
-        push_immutable=lambda: docker.push(ref, log_file=log_file,
-                                           on_line=lambda _: checkpoint("image:during-push")),
+        push_immutable=push_immutable,
         push_moving=push_moving,
         has_sbom=lambda target: sbom.fetch(registry, repo, target) is not None,
         attach_sbom=attach_sbom,
