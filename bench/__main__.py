@@ -22,6 +22,7 @@ from bench import (
     images,
     indextts,
     noop,
+    push,
     registry_auth,
     wheel_install,
 )
@@ -30,7 +31,7 @@ from bench.common import Figure, Report, machine
 BENCHES = {"registry_auth": registry_auth.bench, "noop": noop.bench,
            "fits": fits.bench, "wheel_install": wheel_install.bench, "images": images.bench,
            "catalog": catalog.bench, "coldstart": coldstart.bench, "indextts": indextts.bench,
-           "dask": dask.bench}
+           "dask": dask.bench, "push": push.bench}
 # run only when named (`python -m bench indextts`): they need a heavy tier published first
 # (`make indextts`)
 HEAVY = {"indextts"}

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import textwrap
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 
 from basefactory.adapters.docker import detect_client
 from basefactory.config.factory import Factory
+from basefactory.daemons.credentials import registry_auth
 
 ROOT = Path(__file__).resolve().parents[1]
 PLATFORM = "cpu-py311-torch2.13"
@@ -142,3 +144,26 @@ def forget_images(factory: Factory) -> None:
     if mine:
         subprocess.run([docker, "image", "rm", "--force", *mine], capture_output=True)
     subprocess.run([docker, "image", "prune", "--force"], capture_output=True)
+
+
+# the containerd dockerd starts (installed with docker.io): it pulls zstd layers, and into a
+# namespace of its own it has nothing cached, so a pull checks every blob and diff_id
+CONTAINERD = "/var/run/docker/containerd/containerd.sock"
+
+
+def containerd_run(factory: Factory, ref: str, argv: Sequence[str]) -> str:
+    """Pull `ref` from the factory's registry into a fresh containerd namespace and run
+    `argv` in a container of it; its stdout. A failed pull or run fails the test."""
+    auth = registry_auth(factory)
+    assert auth is not None
+    ctr = ["ctr", "--address", CONTAINERD, "--namespace", f"bf-test-{uuid.uuid4().hex[:8]}"]
+    try:
+        pulled = subprocess.run([*ctr, "image", "pull", "--plain-http", "--user",
+                                 f"{auth[0]}:{auth[1]}", ref], capture_output=True, text=True)
+        assert pulled.returncode == 0, pulled.stderr[-2000:]
+        ran = subprocess.run([*ctr, "run", "--rm", "--net-host", ref, f"t{uuid.uuid4().hex[:8]}",
+                              *argv], capture_output=True, text=True, timeout=120)
+        assert ran.returncode == 0, ran.stderr[-2000:]
+        return ran.stdout
+    finally:
+        subprocess.run([*ctr, "image", "rm", ref], capture_output=True)

@@ -9,20 +9,18 @@ import socket
 import subprocess
 import textwrap
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
-from basefactory.daemons.credentials import registry_auth
 from basefactory.images.plan import ImageResult
 from basefactory.images.publish import build_all
 from basefactory.plumbing.errors import BuildError, TestFailed
 from basefactory.proofs import SCHEMA
 from basefactory.refs import image_ref, repository
 from basefactory.session import Session
-from tests.helpers import PLATFORM, ROOT, wait_http
+from tests.helpers import PLATFORM, ROOT, containerd_run, wait_http
 
 IMAGES = {"cuda-deps", "tts-deps", "stt-deps", "api-lean"}
 
@@ -88,20 +86,8 @@ def test_a_push_mounts_the_parents_layers_and_keeps_the_engines_image(
     # containerd pulls it into a namespace of its own (nothing cached): every blob's
     # digest and every layer's diff_id checked, then a container of it runs
     ref = image_ref(session.factory, "api-lean", images["api-lean"].tag)
-    auth = registry_auth(session.factory)
-    assert auth is not None
-    ctr = ["ctr", "--address", "/var/run/docker/containerd/containerd.sock", "--namespace",
-           f"bf-push-{uuid.uuid4().hex[:8]}"]
-    try:
-        pulled = subprocess.run([*ctr, "image", "pull", "--plain-http", "--user",
-                                 f"{auth[0]}:{auth[1]}", ref], capture_output=True, text=True)
-        assert pulled.returncode == 0, pulled.stderr[-2000:]
-        ran = subprocess.run([*ctr, "run", "--rm", "--net-host", ref, f"t{uuid.uuid4().hex[:8]}",
-                              "python3", "-c", "import fastapi; print('ok')"],
-                             capture_output=True, text=True, timeout=120)
-        assert ran.returncode == 0 and ran.stdout.strip() == "ok", ran.stderr[-2000:]
-    finally:
-        subprocess.run([*ctr, "image", "rm", ref], capture_output=True)
+    ran = containerd_run(session.factory, ref, ["python3", "-c", "import fastapi; print('ok')"])
+    assert ran.strip() == "ok"
 
 
 def test_lean_tier_fits_its_budget(images: dict[str, ImageResult]) -> None:

@@ -19,17 +19,15 @@ import pytest
 from basefactory.catalog import views
 from basefactory.catalog.snapshot import Reader
 from basefactory.config.factory import load_factory
-from basefactory.daemons.credentials import registry_auth
 from basefactory.images import retention, sbom
 from basefactory.platforms.publish import PlatformResult
 from basefactory.refs import repository, zstd_ref, zstd_repository
 from basefactory.session import Session
-from tests.helpers import PLATFORM
+from tests.helpers import PLATFORM, containerd_run
 from tests.reliability.helpers import bf
 
 IMAGE = "zstd-image"
 ZSTD_LAYER = "application/vnd.oci.image.layer.v1.tar+zstd"
-CONTAINERD = "/var/run/docker/containerd/containerd.sock"  # the one dockerd starts
 
 
 @pytest.fixture()
@@ -108,19 +106,9 @@ def test_a_killed_publish_finishes_the_zstd_copy_and_containerd_runs_it(
 
     # containerd (installed with docker.io; Docker 23+ likewise) pulls and runs the copy
     ref = zstd_ref(session.factory, IMAGE, PLATFORM)
-    auth = registry_auth(session.factory)
-    assert auth is not None
-    ctr = ["ctr", "--address", CONTAINERD, "--namespace", f"bf-test-{uuid.uuid4().hex[:8]}"]
-    try:
-        pulled = subprocess.run([*ctr, "image", "pull", "--plain-http", "--user",
-                                 f"{auth[0]}:{auth[1]}", ref], capture_output=True, text=True)
-        assert pulled.returncode == 0, pulled.stderr[-2000:]
-        ran = subprocess.run([*ctr, "run", "--rm", "--net-host", ref, f"t{uuid.uuid4().hex[:8]}",
-                              "python3", "-c", "import six; print(six.__version__)"],
-                             capture_output=True, text=True, timeout=120)
-        assert ran.returncode == 0 and ran.stdout.strip(), ran.stderr[-2000:]
-    finally:
-        subprocess.run([*ctr, "image", "rm", ref], capture_output=True)
+    ran = containerd_run(session.factory, ref,
+                         ["python3", "-c", "import six; print(six.__version__)"])
+    assert ran.strip()
     # and Docker 20.10, which reads gzip only, is refused the copy: it pulls the gzip tags
     docker = session.docker.client.path
     if (session.docker.server_version() or "").startswith("20."):
