@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from basefactory.images import upload
 from basefactory.images.plan import ImageResult
 from basefactory.images.publish import build_all
 from basefactory.plumbing.errors import BuildError, TestFailed
@@ -68,25 +69,30 @@ def test_every_image_is_built_tested_and_pushed_with_both_tags(
     assert "coqui-tts" not in tts  # needs torchaudio, which this platform's base lacks
 
 
-def test_a_push_mounts_the_parents_layers_and_keeps_the_engines_image(
+def test_the_parallel_push_mounts_the_parents_layers_and_keeps_the_engines_image(
         session: Session, images: dict[str, ImageResult]) -> None:
-    """The factory's own push (pigz on every core, `images/upload.py`): the registry's
-    config is the engine's image, byte for byte (same image ID), a parent's layers are
-    the parent's blobs (mounted, never sent again), and a pull of it into an empty
-    containerd runs (containerd checks every blob's digest and every layer's diff_id)."""
-    docker, registry = session.docker, session.registry
-    tts = images["tts-deps"]
-    repo = repository(session.factory, "tts-deps")
-    pushed = registry.manifest(repo, tts.tag)
-    assert pushed is not None and pushed.config_digest == docker.image_id(tts.ref)
-    parent = registry.manifest(repository(session.factory, "cuda-deps"), images["cuda-deps"].tag)
-    assert parent is not None
-    parent_layers = [layer["digest"] for layer in parent.body["layers"]]
-    assert [layer["digest"] for layer in pushed.body["layers"]][:len(parent_layers)] == parent_layers
-    # containerd pulls it into a namespace of its own (nothing cached): every blob's
-    # digest and every layer's diff_id checked, then a container of it runs
-    ref = image_ref(session.factory, "api-lean", images["api-lean"].tag)
-    ran = containerd_run(session.factory, ref, ["python3", "-c", "import fastapi; print('ok')"])
+    """`[registry] push = "pigz"` (images/upload.py) on a published image: the registry's
+    config is the engine's image byte for byte (same image ID), the parent's layers are
+    the parent's blobs (mounted by digest, never sent again, though `docker push` sent
+    them), and an empty containerd pulls and runs it (checking every blob's digest and
+    every layer's diff_id)."""
+    docker, registry, factory = session.docker, session.registry, session.factory
+    lean = images["api-lean"]
+    repo = repository(factory, "push-check")
+    slim = registry.manifest(repository(factory, "slim"), PLATFORM)
+    assert slim is not None
+    pushed = upload.push(docker, registry, lean.ref, repo, "pigz",
+                         reuse=upload.known_layers(registry, [(repository(factory, "slim"),
+                                                               PLATFORM)]),
+                         scratch=factory.state_dir / "build" / "push")
+    assert pushed.mounted == len(slim.body["layers"]) and pushed.sent >= 1
+    manifest = registry.manifest(repo, "pigz")
+    assert manifest is not None and manifest.digest == pushed.digest
+    assert manifest.config_digest == docker.image_id(lean.ref)
+    slim_layers = [layer["digest"] for layer in slim.body["layers"]]
+    assert [layer["digest"] for layer in manifest.body["layers"]][:len(slim_layers)] == slim_layers
+    ran = containerd_run(factory, image_ref(factory, "push-check", "pigz"),
+                         ["python3", "-c", "import fastapi; print('ok')"])
     assert ran.strip() == "ok"
 
 

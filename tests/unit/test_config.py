@@ -11,6 +11,7 @@ from basefactory.cli import main
 from basefactory.config.factory import load_factory
 from basefactory.config.loader import load_toml
 from basefactory.config.models import FactoryConfig
+from basefactory.plumbing.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -190,8 +191,6 @@ def test_error_points_at_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_unknown_platform_name_suggests(tmp_path: Path) -> None:
-    from basefactory.plumbing.errors import ConfigError
-
     factory = load_factory(write(tmp_path, GOOD))
     with pytest.raises(ConfigError, match="did you mean `cpu`"):
         factory.platform("cpx")
@@ -249,3 +248,12 @@ def test_zstd_copies_are_opt_in(tmp_path: Path) -> None:
     assert not load_factory(write(tmp_path, GOOD)).config.registry.zstd
     on = load_factory(write(tmp_path, GOOD + "[registry]\ncompression = ['gzip', 'zstd']\n"))
     assert on.config.registry.zstd and on.config.registry.compression == ("gzip", "zstd")
+
+
+def test_the_pusher_is_docker_unless_pigz_is_chosen(tmp_path: Path) -> None:
+    assert load_factory(write(tmp_path, GOOD)).config.registry.push == "docker"
+    chosen = load_factory(write(tmp_path, GOOD + "[registry]\npush = 'pigz'\n"))
+    assert chosen.config.registry.push == "pigz"
+    with pytest.raises(ConfigError) as caught:
+        load_factory(write(tmp_path, GOOD + "[registry]\npush = 'fast'\n"))
+    assert "registry.push" in str(caught.value) and "'docker' or 'pigz'" in str(caught.value)

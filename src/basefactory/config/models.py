@@ -121,6 +121,10 @@ class RegistryConfig(EmbeddedService):
     # Docker before 23 pull only gzip); "zstd" adds a copy of each image with zstd layers
     # under <namespace>-zstd/ (containerd, Docker 23+ decompress it ~5x faster)
     compression: tuple[Literal["gzip", "zstd"], ...] = ("gzip",)
+    # who compresses an image's new layers on push: "docker" (dockerd, one thread per
+    # layer) or "pigz" (images/upload.py: every core, but it reads the whole image from
+    # `docker save` first); one for all images, or layers get stored twice (bench `push`)
+    push: Literal["docker", "pigz"] = "docker"
 
     @field_validator("compression")
     @classmethod

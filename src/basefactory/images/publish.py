@@ -210,6 +210,9 @@ def _push_steps(session: Session, image: str, platform: str, tag: str, *,
                          image_ref(factory, image, platform))
 
     def push_immutable() -> None:
+        if factory.config.registry.push == "docker":
+            docker.push(ref, log_file=log_file, on_line=lambda _: checkpoint("image:during-push"))
+            return
         # new layers gzipped on every core; the parent's and the previous build's mounted
         labels = docker.image_labels(ref)
         known = [(repo, platform)]
