@@ -90,7 +90,7 @@ def test_engine_queries_through_its_socket_answer_as_the_client_does(
     """Inspects and the version go to the engine's socket (~1 ms, not a ~25 ms client
     process): the answers must be the client's own, and a missing image None."""
     docker = session.docker
-    assert docker.api_socket() is not None  # this engine is on its default socket
+    assert docker.api_socket is not None  # this engine is on its default socket
     cli = subprocess.run([docker.client.path, "image", "inspect", platform.base.ref],
                          check=True, capture_output=True, text=True).stdout
     assert docker.image_inspect(platform.base.ref) == json.loads(cli)[0]

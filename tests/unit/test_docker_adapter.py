@@ -97,7 +97,7 @@ def test_queries_go_to_the_socket_only_where_the_client_would_go(
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     if context:
         (tmp_path / "config.json").write_text(json.dumps({"currentContext": context}))
-    assert Docker(CLIENT, host=host).api_socket() == expected
+    assert Docker(CLIENT, host=host).api_socket == expected
 
 
 class _Engine(BaseHTTPRequestHandler):

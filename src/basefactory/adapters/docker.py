@@ -212,10 +212,12 @@ class Docker:
 
     # --- engine --------------------------------------------------------------------------
 
+    @functools.cached_property
     def api_socket(self) -> str | None:
         """The engine's unix socket, where the client would talk to it there (no other
         host, no context): a query through it costs a millisecond, a client process ~25 ms.
-        None: ask through the client."""
+        None: ask through the client. Decided once per instance (it reads the client's
+        config file), not on each of the many queries of a publish."""
         host = self.host or os.environ.get("DOCKER_HOST")
         if host:
             return host.removeprefix("unix://") if host.startswith("unix://") else None
@@ -227,7 +229,7 @@ class Docker:
         """GET on the engine's API through its socket (the JSON `docker ... inspect`
         prints is this API's). Raises OSError (and ValueError for a reply that is not
         JSON) where the engine does not answer there; with `missing_ok` a 404 is None."""
-        sock_path = self.api_socket()
+        sock_path = self.api_socket
         if sock_path is None:
             raise OSError("the engine is not on a unix socket")
         conn = _UnixHTTPConnection(sock_path, timeout)
@@ -244,7 +246,7 @@ class Docker:
         return json.loads(body)
 
     def server_version(self) -> str | None:
-        if self.api_socket() is not None:
+        if self.api_socket is not None:
             try:
                 version = self._api("/version").get("Version")
             except (OSError, ValueError, AttributeError):
@@ -348,7 +350,7 @@ class Docker:
     def _inspect(self, ref: str) -> dict[str, Any] | None:
         # on the no-op path of every publish, five times a platform: through the engine's
         # socket where it is there (~1 ms), else a direct `docker image inspect` (~25 ms)
-        if self.api_socket() is not None:
+        if self.api_socket is not None:
             try:
                 found = self._api(f"/images/{urllib.parse.quote(ref, safe='/:@')}/json",
                                   missing_ok=True)
@@ -430,7 +432,7 @@ class Docker:
 
     def _owned_containers(self) -> list[tuple[str, str]]:
         """(container id, owner label) of every container a basefactory process started."""
-        if self.api_socket() is not None:
+        if self.api_socket is not None:
             query = urllib.parse.quote(json.dumps({"label": [OWNER_LABEL]}))
             try:
                 found = self._api(f"/containers/json?all=1&filters={query}")
