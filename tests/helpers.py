@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from basefactory.adapters.docker import detect_client
-from basefactory.config.factory import Factory
+from basefactory.config.factory import Factory, load_factory
 from basefactory.daemons.credentials import registry_auth
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,3 +167,13 @@ def containerd_run(factory: Factory, ref: str, argv: Sequence[str]) -> str:
         return ran.stdout
     finally:
         subprocess.run([*ctr, "image", "rm", ref], capture_output=True)
+
+
+ONE_PLATFORM = '[platforms.p1]\nimage = "example.invalid/x:1"\n'
+
+
+def small_factory(root: Path, extra: str = "", platforms: str = ONE_PLATFORM) -> Factory:
+    """A factory.toml of a few lines (`extra` tables, then `platforms`), loaded: for the
+    unit tests of what reads the configuration. Nothing is started."""
+    (root / "factory.toml").write_text('state_dir = ".factory"\n' + extra + platforms)
+    return load_factory(root / "factory.toml")

@@ -10,20 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from basefactory.config.factory import Factory, load_factory
 from basefactory.daemons import devpi_server, registry_server
 from basefactory.daemons.status import service_status
-
-
-def factory(tmp_path: Path, extra: str = "") -> Factory:
-    (tmp_path / "factory.toml").write_text(
-        'state_dir = ".factory"\n' + extra + '[platforms.p1]\nimage = "example.invalid/x:1"\n')
-    return load_factory(tmp_path / "factory.toml")
+from tests.helpers import small_factory
 
 
 def test_devpi_runs_as_a_primary_on_its_port_with_a_stable_private_secret(
         tmp_path: Path) -> None:
-    f = factory(tmp_path, "[index]\nport = 3999\n")
+    f = small_factory(tmp_path, "[index]\nport = 3999\n")
     argv = list(devpi_server.process(f).argv)
     assert argv[argv.index("--port") + 1] == "3999"
     assert argv[argv.index("--role") + 1] == "primary"
@@ -42,7 +36,7 @@ def test_devpi_runs_as_a_primary_on_its_port_with_a_stable_private_secret(
 def test_the_registry_authenticates_every_request_and_rehashes_only_on_change(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BASEFACTORY_REGISTRY_PASSWORD", raising=False)
-    f = factory(tmp_path, "[registry]\nport = 5999\n")
+    f = small_factory(tmp_path, "[registry]\nport = 5999\n")
     assert registry_server.write_config(f)  # first: the htpasswd is written
     config = json.loads(registry_server.config_path(f).read_text())
     assert config["http"]["addr"] == "127.0.0.1:5999"

@@ -9,23 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from basefactory.config.factory import Factory, load_factory
 from basefactory.daemons.credentials import index_password, registry_auth, root_password
 from basefactory.index.layout import _wanted, common_index, platform_index, staging_index
 from basefactory.plumbing.errors import ConfigError
+from tests.helpers import small_factory
 
-
-def factory(tmp_path: Path, extra: str = "") -> Factory:
-    (tmp_path / "factory.toml").write_text(
-        'state_dir = ".factory"\n' + extra +
-        '[platforms.p1]\nimage = "example.invalid/pytorch:1"\n'
-        '[platforms.p2]\nimage = "example.invalid/pytorch:2"\n'
-        'description = "the second"\n')
-    return load_factory(tmp_path / "factory.toml")
+TWO_PLATFORMS = ('[platforms.p1]\nimage = "example.invalid/pytorch:1"\n'
+                 '[platforms.p2]\nimage = "example.invalid/pytorch:2"\ndescription = "the second"\n')
 
 
 def test_the_indexes_follow_the_configured_user_and_inherit_in_a_chain(tmp_path: Path) -> None:
-    f = factory(tmp_path, '[index]\nuser = "acme"\ncommon = "pure"\nmirror = "root/pypi"\n')
+    f = small_factory(tmp_path, '[index]\nuser = "acme"\ncommon = "pure"\nmirror = "root/pypi"\n',
+                      platforms=TWO_PLATFORMS)
     assert common_index(f) == "acme/pure"
     assert platform_index(f, "p1") == "acme/p1" and staging_index(f) == "acme/staging"
     wanted = _wanted(f)
@@ -47,7 +42,7 @@ def test_secrets_are_generated_once_private_and_the_environment_wins(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BASEFACTORY_INDEX_PASSWORD", raising=False)
     monkeypatch.delenv("BASEFACTORY_REGISTRY_PASSWORD", raising=False)
-    f = factory(tmp_path)
+    f = small_factory(tmp_path)
     first = index_password(f)
     assert len(first) >= 32 and index_password(f) == first
     secret = f.state_dir / "secrets" / "index-password"
@@ -62,7 +57,7 @@ def test_secrets_are_generated_once_private_and_the_environment_wins(
 def test_an_external_index_without_a_password_says_where_to_put_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BASEFACTORY_INDEX_PASSWORD", raising=False)
-    f = factory(tmp_path, '[index]\nembedded = false\nurl = "http://devpi.example:3141"\n')
+    f = small_factory(tmp_path, '[index]\nembedded = false\nurl = "http://devpi.example:3141"\n')
     with pytest.raises(ConfigError) as caught:
         index_password(f)
     assert "no password for index user `factory` at http://devpi.example:3141" in str(caught.value)
@@ -73,7 +68,7 @@ def test_an_external_index_without_a_password_says_where_to_put_one(
 def test_an_external_registry_without_a_password_is_anonymous(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BASEFACTORY_REGISTRY_PASSWORD", raising=False)
-    f = factory(tmp_path, '[registry]\nembedded = false\nurl = "http://registry.example:5000"\n')
+    f = small_factory(tmp_path, '[registry]\nembedded = false\nurl = "http://registry.example:5000"\n')
     assert registry_auth(f) is None
     monkeypatch.setenv("BASEFACTORY_REGISTRY_PASSWORD", "pw")
     assert registry_auth(f) == (f.config.registry.user, "pw")

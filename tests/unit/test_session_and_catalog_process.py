@@ -12,19 +12,14 @@ import httpx
 import pytest
 
 from basefactory.catalog import process
-from basefactory.config.factory import Factory, load_factory
 from basefactory.session import Session
+from tests.helpers import small_factory
 
-
-def factory(tmp_path: Path) -> Factory:
-    (tmp_path / "factory.toml").write_text(
-        'state_dir = ".factory"\n[catalog]\nport = 8999\n'
-        '[platforms.p1]\nimage = "example.invalid/x:1"\n')
-    return load_factory(tmp_path / "factory.toml")
+CATALOG = "[catalog]\nport = 8999\n"
 
 
 def test_clients_are_made_on_first_use_and_closed_together(tmp_path: Path) -> None:
-    session = Session(factory(tmp_path))
+    session = Session(small_factory(tmp_path, CATALOG))
     assert "devpi" not in session.__dict__ and "registry" not in session.__dict__
     devpi, registry = session.devpi, session.registry
     assert session.devpi is devpi and session.proofs.devpi is devpi  # one of each
@@ -37,7 +32,7 @@ def test_clients_are_made_on_first_use_and_closed_together(tmp_path: Path) -> No
 
 def test_a_session_on_another_engine_shares_the_index_registry_and_proofs(
         tmp_path: Path) -> None:
-    session = Session(factory(tmp_path))
+    session = Session(small_factory(tmp_path, CATALOG))
     other_engine = SimpleNamespace(name="b2")
     other = session.on(other_engine)  # type: ignore[arg-type]
     assert other.docker is other_engine
@@ -47,7 +42,7 @@ def test_a_session_on_another_engine_shares_the_index_registry_and_proofs(
 
 
 def test_the_catalog_runs_as_this_python_with_this_config(tmp_path: Path) -> None:
-    f = factory(tmp_path)
+    f = small_factory(tmp_path, CATALOG)
     argv = list(process.process(f).argv)
     assert argv[:3] == [sys.executable, "-m", "basefactory"]
     assert argv[argv.index("--config") + 1] == str(f.path)

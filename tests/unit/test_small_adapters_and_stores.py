@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from basefactory.adapters import http
-from basefactory.config.factory import load_factory
 from basefactory.platforms import store
 from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.plumbing.errors import ConfigError
 from basefactory.proofs import Kind, Proof, Subject, store_devpi
 from basefactory.schedule.run import run_step
+from tests.helpers import small_factory
 
 
 def test_the_system_trust_store_is_loaded_only_for_https_and_once() -> None:
@@ -55,14 +55,8 @@ class FakeDevpi:
         self.data[index] = dict(data)
 
 
-def factory_at(tmp_path: Path) -> Any:
-    (tmp_path / "factory.toml").write_text(
-        '[index]\nuser = "acme"\n[platforms.p1]\nimage = "example.invalid/x:1"\n')
-    return load_factory(tmp_path / "factory.toml")
-
-
 def test_a_fingerprint_lives_in_its_platform_index_beside_other_data(tmp_path: Path) -> None:
-    f = factory_at(tmp_path)
+    f = small_factory(tmp_path, '[index]\nuser = "acme"\n')
     devpi = FakeDevpi()
     devpi.data["acme/p1"] = {"other": 1}
     assert store.load(f, devpi, "p1") is None  # type: ignore[arg-type]
@@ -79,7 +73,7 @@ def test_a_fingerprint_lives_in_its_platform_index_beside_other_data(tmp_path: P
 
 
 def test_a_step_of_an_unknown_platform_or_before_its_platform_is_refused(tmp_path: Path) -> None:
-    f = factory_at(tmp_path)
+    f = small_factory(tmp_path, '[index]\nuser = "acme"\n')
     session = SimpleNamespace(factory=f, devpi=FakeDevpi())
     with pytest.raises(ConfigError, match="no platform `p9`") as unknown:
         run_step(session, "wheel:torchsort:p9")  # type: ignore[arg-type]
