@@ -36,7 +36,7 @@ def test_default_factory_toml_is_valid() -> None:
     config = load_toml(ROOT / "factory.toml", FactoryConfig)
     assert "cpu-py311-torch2.13" in config.platforms
     boot = config.platforms["cpu-py311-torch2.13"].bootstrap
-    assert boot is not None and boot.torch_version == "2.13.0+cpu"
+    assert boot is not None and boot.torch == "torch==2.13.0+cpu"
     assert config.index.base_url == "http://127.0.0.1:3141"
     assert config.registry.address == "127.0.0.1:5000"
 

@@ -12,8 +12,8 @@ LOWER = {"adapters", "plumbing"}
 MAX_ROOT_MODULES = 8
 
 
-def module_name(path: Path) -> str:
-    parts = ("basefactory", *path.relative_to(ROOT).with_suffix("").parts)
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = ("basefactory", *path.relative_to(root).with_suffix("").parts)
     return ".".join(parts).removesuffix(".__init__")
 
 
@@ -145,3 +145,48 @@ def test_the_checks_see_a_circle_and_an_upward_import() -> None:
     assert cycles(split) == []
     assert cycles(package_graph(split)) == [["images", "index"]]
     assert layer("basefactory.images.x") not in LOWER and layer("basefactory.plumbing.b") in LOWER
+
+
+def unit_test_imports(folder: Path) -> set[str]:
+    """Every basefactory module a unit test file imports (`from a.b import c` counts as
+    importing a.b and, when it is one, the module a.b.c)."""
+    found: set[str] = set()
+    for path in folder.glob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("basefactory"):
+                found.add(node.module or "")
+                found.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names if a.name.startswith("basefactory"))
+    return found
+
+
+def untested_modules(root: Path, imported: set[str]) -> list[str]:
+    """Modules that define a function and that no unit test file imports."""
+    missing = []
+    for path in sorted(root.rglob("*.py")):
+        name = module_name(path, root)
+        if name in imported or path.name == "__main__.py":
+            continue
+        tree = ast.parse(path.read_text())
+        if any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(tree)):
+            missing.append(name)
+    return missing
+
+
+def test_every_module_with_logic_has_a_unit_test_that_imports_it() -> None:
+    """The integration tier runs everything, but at minutes a try; a module whose logic
+    no unit test reaches is changed blind between two CI runs."""
+    assert untested_modules(ROOT, unit_test_imports(Path(__file__).parent)) == []
+
+
+def test_the_coverage_check_sees_a_module_no_test_imports(tmp_path: Path) -> None:
+    (tmp_path / "tested.py").write_text("def f():\n    pass\n")
+    (tmp_path / "untested.py").write_text("def g():\n    pass\n")
+    (tmp_path / "constants.py").write_text("X = 1\n")
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_x.py").write_text("from basefactory.tested import f\n")
+    imported = unit_test_imports(tests)
+    assert imported == {"basefactory.tested", "basefactory.tested.f"}
+    assert untested_modules(tmp_path, imported) == ["basefactory.untested"]

@@ -32,6 +32,11 @@ from basefactory.plumbing.errors import PublishRefused, ServiceError
 JSON = {"Accept": "application/json", "Content-Type": "application/json"}
 
 
+def simple_url(base_url: str, index: str) -> str:
+    """An index's simple page (PEP 503), as pip and uv take it: BASE/<user>/<index>/+simple/."""
+    return f"{base_url.rstrip('/')}/{index}/+simple/"
+
+
 @dataclass(frozen=True)
 class ReleaseFile:
     project: str
@@ -294,7 +299,7 @@ class DevpiClient:
 
     def simple_versions(self, index: str, project: str) -> set[str]:
         """Versions of `project` that the index's simple page lists (what pip and uv see)."""
-        response = self._request("GET", f"/{index}/+simple/{canonicalize_name(project)}/",
+        response = self._request("GET", simple_url("", index) + f"{canonicalize_name(project)}/",
                                  headers={"Accept": "text/html"})
         if response.status_code != 200:
             return set()
@@ -333,7 +338,7 @@ class DevpiClient:
         return bool(self.simple_versions(index, project))
 
     def simple_url(self, index: str) -> str:
-        return f"{self.base_url}/{index}/+simple/"
+        return simple_url(self.base_url, index)
 
     def download(self, url: str, dest: Path) -> None:
         try:

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from basefactory.adapters.devpi_api import DevpiClient, ReleaseFile
+from basefactory.adapters.devpi_api import DevpiClient, ReleaseFile, simple_url
 from basefactory.config.factory import Factory
 from basefactory.daemons import registry_server
 from basefactory.images import referrers
 from basefactory.images.referrers import SBOM_TYPE
-from basefactory.index.layout import common_index, platform_index
+from basefactory.index.layout import common_index, platform_index, user_index
 from basefactory.proofs import Proof
 from basefactory.proofs.read import ProofReader
 from basefactory.refs import Labels, parse_immutable_tag, zstd_ref, zstd_repository
@@ -96,7 +96,7 @@ class Snapshot:
 
     def index_url(self, platform: str) -> str:
         """The platform's simple index, as pip and uv take it."""
-        return f"{self.index}/{self.index_user}/{platform}/+simple/"
+        return simple_url(self.index, user_index(self.index_user, platform))
 
 
 class Reader:

@@ -7,6 +7,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from basefactory.adapters.devpi_api import simple_url
 from basefactory.catalog.snapshot import ImageCell, Snapshot, Wheel, image_url
 from basefactory.proofs import Kind, Proof
 from basefactory.proofs.read import first
@@ -188,7 +189,7 @@ def parent_chain(s: Snapshot, name: str, platform_name: str) -> list[str]:
 
 
 def wheel_row(s: Snapshot, w: Wheel) -> dict[str, Any]:
-    index_url = f"{s.index}/{w.index}/+simple/"
+    index_url = simple_url(s.index, w.index)
     # the newest test decides both whether it is tested and which record proves it
     test = first(w.proofs, Kind.WHEEL_TEST)
     tested = test is not None and test.passed

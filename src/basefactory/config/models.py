@@ -199,10 +199,6 @@ class Bootstrap(Model):
                 raise ValueError(f"`{item}` must pin one version: e.g. \"torchaudio==2.11.0\"")
         return value
 
-    @property
-    def torch_version(self) -> str:
-        return next(iter(Requirement(self.torch).specifier)).version
-
 
 class Platform(Model):
     """A base image plus what its probe finds. Exactly one of `image` or `bootstrap`."""

@@ -17,8 +17,6 @@ from typing import Any
 
 from basefactory.schedule.dag import Node, order
 
-FORMATS = ("json", "gitlab-ci", "github-actions")
-
 
 def job_name(step_id: str) -> str:
     """A job id every CI accepts (GitHub's: letters, digits, `_`, `-`, not a digit first)."""

@@ -70,7 +70,7 @@ def fetch(recipe: Recipe, *, devpi: DevpiClient, indexes: list[str], root: Path,
 
 def _links(devpi: DevpiClient, index: str, name: str, wanted: Callable[[str], bool]
            ) -> list[httpx.URL]:
-    url = f"{devpi.base_url}/{index}/+simple/{name}/"
+    url = f"{devpi.simple_url(index)}{name}/"
 
     def get() -> httpx.Response:
         try:
