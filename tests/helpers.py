@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import textwrap
 import time
 import uuid
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from basefactory.adapters.cmd import Result
 from basefactory.adapters.docker import detect_client
 from basefactory.config.factory import Factory, load_factory
 from basefactory.daemons.credentials import registry_auth
@@ -177,3 +183,60 @@ def small_factory(root: Path, extra: str = "", platforms: str = ONE_PLATFORM) ->
     unit tests of what reads the configuration. Nothing is started."""
     (root / "factory.toml").write_text('state_dir = ".factory"\n' + extra + platforms)
     return load_factory(root / "factory.toml")
+
+
+class HostEngine:
+    """For unit tests of the in-container scripts (smoke test, SBOM inventory): the
+    Docker adapter's `run_script` and `image_inspect`, run on this host with this venv's
+    Python instead of in a container, the mount path rewritten to the scratch folder. The
+    scripts are the real ones; what is "in the image" is this venv. Integration tests run
+    them in real containers."""
+
+    def __init__(self, size: int = 1_000_000) -> None:
+        self.size = size
+        self.runs: list[list[str]] = []
+
+    def run_script(self, image: str, argv: Sequence[str], *, files: dict[str, Path | str],
+                   folder: Path, mount: str = "/bf", env: dict[str, str] | None = None,
+                   network: str = "host", log_file: Path | None = None) -> Any:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        for name, content in files.items():
+            text = content.read_text() if isinstance(content, Path) else content
+            (folder / name).write_text(text.replace(f"{mount}/", f"{folder}/"))
+        argv = [a.replace(f"{mount}/", f"{folder}/") for a in argv]
+        self.runs.append(argv)
+        bin_dir = str(Path(sys.executable).parent)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, **(env or {}),
+                                   "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"})
+        return Result(tuple(argv), done.returncode, done.stdout + done.stderr)
+
+    def image_inspect(self, ref: str) -> dict[str, Any]:
+        return {"Size": self.size, "Id": "sha256:" + "0" * 64}
+
+
+def tiny_wheel(folder: Path, name: str, version: str, *, requires: Sequence[str] = (),
+               body: str = "", tag: str = "py3-none-any") -> Path:
+    """A pure-Python wheel written as a zip (no build backend): one module named for the
+    project, METADATA with its Requires-Dist, and a RECORD with real hashes, so pip
+    installs it. For the unit tests of what reads or installs wheels."""
+    module = name.replace("-", "_")
+    info = f"{module}-{version}.dist-info"
+    files = {
+        f"{module}/__init__.py": body.encode(),
+        f"{info}/METADATA": ("Metadata-Version: 2.1\n" f"Name: {name}\nVersion: {version}\n"
+                             + "".join(f"Requires-Dist: {r}\n" for r in requires)).encode(),
+        f"{info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
+        .encode(),
+    }
+    record = "".join(
+        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
+        f"{len(data)}\n" for path, data in files.items()) + f"{info}/RECORD,,\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{module}-{version}-{tag}.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        for member, data in files.items():
+            zf.writestr(member, data)
+        zf.writestr(f"{info}/RECORD", record)
+    return path

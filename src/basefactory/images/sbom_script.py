@@ -65,5 +65,6 @@ def os_release():
                                           "PRETTY_NAME")}
 
 
-print(json.dumps({"python": python_distributions(), "debian": debian_packages(),
-                  "os": os_release()}))
+if __name__ == "__main__":
+    print(json.dumps({"python": python_distributions(), "debian": debian_packages(),
+                      "os": os_release()}))
