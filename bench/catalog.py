@@ -35,8 +35,8 @@ from basefactory.catalog.app import TEMPLATES
 from basefactory.catalog.snapshot import Reader
 from basefactory.config.factory import Factory, load_factory
 from basefactory.daemons.credentials import registry_auth
-from basefactory.index.layout import platform_index
 from basefactory.proofs import Kind, Proof, Subject, store_devpi
+from basefactory.refs import platform_index
 from basefactory.session import Session
 from bench.common import PLATFORM, WORK, Figure, Report, session
 

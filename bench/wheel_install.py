@@ -3,8 +3,7 @@ the same package from its sdist in the same base (the naive way), side by side."
 
 from __future__ import annotations
 
-from basefactory.index.layout import platform_index
-from basefactory.refs import base_ref, builder_ref
+from basefactory.refs import base_ref, builder_ref, platform_index
 from bench.common import PLATFORM, Figure, Report, run, session, timed
 
 TARGET = 20.0

@@ -15,9 +15,9 @@ from basefactory import __version__
 from basefactory.adapters.devpi_api import DevpiClient
 from basefactory.config.factory import Factory, config_path, load_factory
 from basefactory.index.layout import client as _index_client
-from basefactory.index.layout import platform_index
 from basefactory.plumbing import log, output
 from basefactory.plumbing.errors import BasefactoryError, TestFailed
+from basefactory.refs import platform_index
 from basefactory.session import Session
 
 Handler = Callable[[argparse.Namespace], int]

@@ -1,5 +1,7 @@
 """Names of what the factory publishes, in one place: image references, the immutable tag
-format and its parser, and the label keys written on images and read back."""
+format and its parser, the label keys written on images and read back, and the names of
+its indexes on devpi (index/layout.py creates them; adapters/devpi_api.simple_url makes
+their pip URLs)."""
 
 from __future__ import annotations
 
@@ -129,3 +131,24 @@ def platform_of_tag(factory: Factory, tag: str) -> str:
             return name
     raise ConfigError(f"tag {tag} belongs to no platform of {factory.path}",
                       hint=f"platforms: {', '.join(factory.config.platforms)}")
+
+
+# the factory's indexes on devpi (index/layout.py creates them): <user>/<name>
+def common_index(factory: Factory) -> str:
+    return user_index(factory.config.index.user, factory.config.index.common)
+
+
+def platform_index(factory: Factory, platform: str) -> str:
+    return user_index(factory.config.index.user, platform)
+
+
+def user_index(user: str, name: str) -> str:
+    """devpi's name of an index: <user>/<name>."""
+    return f"{user}/{name}"
+
+
+def staging_index(factory: Factory) -> str:
+    """Uploads land here, get their test record, then reach their index by one push: devpi
+    commits a push (file and records) in one transaction, so a wheel is never installable
+    from a factory index without its test record, even after a kill -9 mid-publish."""
+    return user_index(factory.config.index.user, "staging")

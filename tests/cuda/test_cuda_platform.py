@@ -14,9 +14,9 @@ from packaging.version import Version
 from basefactory.catalog import views
 from basefactory.catalog.server import make_catalog
 from basefactory.images.publish import build_all as build_images
-from basefactory.index.layout import platform_index
 from basefactory.platforms.publish import PlatformResult
 from basefactory.proofs import store_devpi
+from basefactory.refs import platform_index
 from basefactory.session import Session
 from basefactory.wheels.publish import build_all as build_wheels
 from tests.cuda.conftest import CUDA, TOOLKIT

@@ -24,8 +24,8 @@ from basefactory.catalog.server import make_catalog
 from basefactory.catalog.snapshot import Reader, Wheel
 from basefactory.catalog.state import Catalog
 from basefactory.images.plan import ImageResult
-from basefactory.index.layout import platform_index
 from basefactory.pipeline import Step
+from basefactory.refs import platform_index
 from basefactory.session import Session
 from tests.helpers import PLATFORM, ROOT, require
 

@@ -14,11 +14,10 @@ import pytest
 
 from basefactory.adapters.devpi_api import DevpiClient
 from basefactory.adapters.docker import OWNER_LABEL
-from basefactory.index.layout import common_index, platform_index
 from basefactory.platforms.publish import PlatformResult
 from basefactory.plumbing.digest import file_sha256
 from basefactory.plumbing.errors import PublishRefused, ServiceError
-from basefactory.refs import image_ref, repository
+from basefactory.refs import common_index, image_ref, platform_index, repository
 from basefactory.session import Session
 from tests.helpers import PLATFORM, write_pyproject
 

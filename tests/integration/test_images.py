@@ -7,6 +7,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from basefactory.proofs import SCHEMA
 from basefactory.refs import image_ref, repository
 from basefactory.session import Session
 from tests.helpers import PLATFORM, ROOT, containerd_run, wait_http
+from tests.walk import Walk
 
 IMAGES = {"cuda-deps", "tts-deps", "stt-deps", "api-lean"}
 
@@ -115,6 +117,34 @@ def _image(session: Session, name: str, toml: str, requirements: str) -> Path:
     return folder
 
 
+def test_an_image_build_enters_no_room_more_than_twice(session: Session,
+                                                       images: dict[str, ImageResult]) -> None:
+    """Issue 28's floor plan, on a real build (lock, build, audit, smoke test, SBOM, push):
+    the route through the package's modules (tests/walk.py) enters none of them more than
+    twice, so a reader follows the build in one pass instead of back and forth."""
+    folder = _image(session, "walk-probe", 'parent = "api-lean"\nsize_budget_mb = 1000\n',
+                    "six\n")
+    walk = Walk("basefactory.images.publish:ensure_image")
+    try:
+        sys.setprofile(walk)
+        try:
+            [result] = build_all(session, ["walk-probe"])
+        finally:
+            sys.setprofile(None)
+        assert result.state == "built"
+        visits = walk.visits()
+        assert {"images.plan", "audit.abi", "images.smoke", "images.sbom",
+                "images.push"} <= set(visits), walk.path
+        assert max(visits.values()) <= 2, (visits, " -> ".join(walk.path))
+    finally:
+        shutil.rmtree(folder)
+        repo = repository(session.factory, "walk-probe")
+        for tag in session.registry.tags(repo):
+            digest = session.registry.digest(repo, tag)
+            if digest is not None:
+                session.registry.delete(repo, digest)
+
+
 def test_a_requirement_needing_another_torch_fails_the_lock(
         session: Session, images: dict[str, ImageResult]) -> None:
     folder = _image(session, "bad-torch", "size_budget_mb = 5000\n", "torchaudio==2.9.1\n")
@@ -190,7 +220,7 @@ def test_a_build_waits_for_its_locked_versions_on_the_index(session: Session,
     """The pre-build check reads the real simple pages: what the lock of a published image
     pins is listed; a version no index has is reported, not met later by uv in a build."""
     from basefactory.images.lock import parse
-    from basefactory.index.layout import platform_index
+    from basefactory.refs import platform_index
 
     index = platform_index(session.factory, PLATFORM)
     lock = (session.factory.images_dir / "cuda-deps" / "locks" / f"{PLATFORM}.txt").read_text()

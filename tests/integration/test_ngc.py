@@ -16,12 +16,11 @@ import pytest
 from basefactory.adapters.tools import beside_python
 from basefactory.images.plan import ImageResult
 from basefactory.images.publish import build_all as build_images
-from basefactory.index.layout import platform_index
 from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.platforms.publish import ensure_platform
 from basefactory.proofs import Kind, store_labels
 from basefactory.proofs.read import first
-from basefactory.refs import repository
+from basefactory.refs import platform_index, repository
 from basefactory.session import Session
 from basefactory.wheels.publish import WheelResult
 from basefactory.wheels.publish import build_all as build_wheels

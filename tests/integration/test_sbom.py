@@ -20,8 +20,7 @@ from basefactory.catalog.server import make_catalog
 from basefactory.images.plan import ImageResult
 from basefactory.images.referrers import tag as referrers_tag
 from basefactory.images.sbom import ARTIFACT_TYPE, fetch
-from basefactory.index.layout import common_index, platform_index
-from basefactory.refs import repository
+from basefactory.refs import common_index, platform_index, repository
 from basefactory.session import Session
 from tests.helpers import PLATFORM
 

@@ -19,10 +19,10 @@ from basefactory.catalog.snapshot import Reader
 from basefactory.config.factory import load_factory
 from basefactory.daemons import devpi_server as devpi_service
 from basefactory.images.plan import ImageResult
-from basefactory.index.layout import platform_index
 from basefactory.platforms.publish import PlatformResult
 from basefactory.proofs import Kind
 from basefactory.proofs.read import proven
+from basefactory.refs import platform_index
 from basefactory.session import Session
 from tests.helpers import PLATFORM, port, require
 from tests.integration.test_wheels import make_c_project

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from basefactory.index.layout import platform_index
 from basefactory.platforms.publish import PlatformResult
+from basefactory.refs import platform_index
 from basefactory.session import Session
 from tests.helpers import PLATFORM, port, require
 from tests.hosts import Host

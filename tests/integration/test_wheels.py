@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from basefactory.index.layout import common_index, platform_index
 from basefactory.platforms.publish import PlatformResult
 from basefactory.plumbing.errors import BuildError, SourceMismatch, TestFailed
 from basefactory.proofs import SCHEMA, Kind, store_devpi
+from basefactory.refs import common_index, platform_index
 from basefactory.session import Session
 from basefactory.wheels.publish import build_all, published
 from basefactory.wheels.recipe import DEFAULT_EXCLUDES

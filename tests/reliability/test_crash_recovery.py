@@ -20,11 +20,10 @@ from packaging.utils import canonicalize_name
 from basefactory.images import fit, referrers
 from basefactory.images.plan import ImageResult, load_definitions
 from basefactory.images.referrers import SBOM_TYPE
-from basefactory.index.layout import common_index, platform_index
 from basefactory.platforms.publish import PlatformResult
 from basefactory.proofs import Kind, store_labels
 from basefactory.proofs.read import proven
-from basefactory.refs import repository
+from basefactory.refs import common_index, platform_index, repository
 from basefactory.session import Session
 from basefactory.wheels.recipe import factory_recipes
 from tests.helpers import PLATFORM

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from basefactory.images.plan import ImageResult
-from basefactory.index.layout import platform_index
 from basefactory.plumbing.writer import factory_lock
+from basefactory.refs import platform_index
 from basefactory.session import Session
 from tests.helpers import PLATFORM, require
 from tests.integration.test_wheels import make_c_project

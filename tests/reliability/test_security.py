@@ -22,10 +22,9 @@ from basefactory.catalog.server import make_catalog
 from basefactory.daemons.credentials import index_password, registry_auth, root_password
 from basefactory.images.plan import ImageResult
 from basefactory.images.publish import build_all as build_images
-from basefactory.index.layout import common_index, platform_index
 from basefactory.platforms.publish import PlatformResult
 from basefactory.plumbing import templates
-from basefactory.refs import repository
+from basefactory.refs import common_index, platform_index, repository
 from basefactory.session import Session
 from tests.helpers import PLATFORM
 from tests.integration.test_foundation import make_wheel

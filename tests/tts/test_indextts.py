@@ -16,10 +16,9 @@ from pathlib import Path
 import httpx
 
 from basefactory.images.publish import build_all as build_images
-from basefactory.index.layout import common_index, platform_index
 from basefactory.platforms.publish import PlatformResult
 from basefactory.proofs import store_devpi
-from basefactory.refs import image_ref
+from basefactory.refs import common_index, image_ref, platform_index
 from basefactory.session import Session
 from basefactory.wheels.publish import build_all as build_wheels
 from tests.helpers import ROOT, wait_http

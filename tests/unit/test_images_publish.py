@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 
 from basefactory.audit.abi import AbiReport
-from basefactory.images import publish
+from basefactory.images import publish, push
 from basefactory.images.definition import load_image
+from basefactory.images.lock import Lock
 from basefactory.images.plan import ImagePlan, Parent
 from basefactory.images.smoke import SmokeResult
 from basefactory.plumbing.errors import BuildError, TestFailed
 from basefactory.proofs import store_labels
-from basefactory.refs import Labels
+from basefactory.refs import Labels, image_ref
 from tests.helpers import small_factory
 from tests.unit.test_adopt import FP
 
@@ -31,7 +32,8 @@ PARENT = Parent("127.0.0.1:5000/factory/base:p1", "d" * 64, {"torch": "2.13.0"},
 
 
 def plan(existing: str | None = None) -> ImagePlan:
-    return ImagePlan(inputs="e" * 64, dockerfile="FROM base\n", lock_text=LOCK,
+    lock = Lock(Path("locks/p1.txt"), {"numpy": "2.1.0"}, LOCK, reused=False)
+    return ImagePlan(inputs="e" * 64, dockerfile="FROM base\n", lock=lock,
                      pins={"torchsort": "0.1.10+pt213cpu"}, wheel_lines=[WHEEL_LINE],
                      installed={"numpy": "2.1.0"}, existing=existing,
                      action="current" if existing else "build", reason="")
@@ -97,11 +99,11 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     monkeypatch.setattr(publish, "plan_image", lambda *a, **kw: world.plan)
     monkeypatch.setattr(publish, "audit_image", audit)
     monkeypatch.setattr(publish, "smoke_test", smoke)
-    monkeypatch.setattr(publish, "_sbom", sbom)
+    monkeypatch.setattr(publish.sbom, "make", sbom)
     monkeypatch.setattr(publish.store, "require", lambda *a: FP)
-    monkeypatch.setattr(publish.push, "publish",
-                        lambda s: (steps.append("push"), world.pushed.append(s.ref)))
-    monkeypatch.setattr(publish.push, "finish", lambda s: steps.append("finish") or True)
+    monkeypatch.setattr(publish.push, "push_build", lambda session, image, platform, tag, **kw: (
+        steps.append("push"), world.pushed.append(image_ref(session.factory, image, tag))))
+    monkeypatch.setattr(publish.push, "finish_build", lambda *a: steps.append("finish"))
     registry = SimpleNamespace(digest=lambda repo, tag: "sha256:parent" if "base" in repo else None,
                                labels=lambda repo, tag: {})
     world.engine = Engine(steps)
@@ -180,12 +182,12 @@ def test_the_moving_tag_is_the_immutable_tags_manifest_byte_for_byte(
     world.session.registry = SimpleNamespace(
         manifest=lambda repo, tag: manifest if tag == "p1-x" else None,
         push_manifest=lambda *a: pushed.append(a), digest=lambda r, t: None)
-    steps = publish._push_steps(world.session, "tts-deps", "p1", "p1-x", bom=None, log_file=None)
+    steps = push.steps_for(world.session, "tts-deps", "p1", "p1-x", bom=None, log_file=None)
     steps.push_immutable()
     steps.push_moving()
     assert world.steps == ["engine-push p1-x", "tag p1"]
     assert pushed == [("factory/tts-deps", "p1", b'{"schemaVersion":2}', "application/x")]
-    gone = publish._push_steps(world.session, "tts-deps", "p1", "p1-y", bom=None, log_file=None)
+    gone = push.steps_for(world.session, "tts-deps", "p1", "p1-y", bom=None, log_file=None)
     with pytest.raises(BuildError, match="is gone from the registry"):
         gone.push_moving()
 

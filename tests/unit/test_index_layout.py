@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from basefactory.daemons.credentials import index_password, registry_auth, root_password
-from basefactory.index.layout import _wanted, common_index, platform_index, staging_index
+from basefactory.index.layout import _wanted
 from basefactory.plumbing.errors import ConfigError
+from basefactory.refs import common_index, platform_index, staging_index
 from tests.helpers import small_factory
 
 TWO_PLATFORMS = ('[platforms.p1]\nimage = "example.invalid/pytorch:1"\n'

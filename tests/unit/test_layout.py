@@ -5,7 +5,11 @@ circle. Read from the source with ast, so a new import that breaks it fails here
 from __future__ import annotations
 
 import ast
+import sys
+import types
 from pathlib import Path
+
+from tests.walk import Walk
 
 ROOT = Path(__file__).resolve().parents[2] / "src" / "basefactory"
 LOWER = {"adapters", "plumbing"}
@@ -190,3 +194,32 @@ def test_the_coverage_check_sees_a_module_no_test_imports(tmp_path: Path) -> Non
     imported = unit_test_imports(tests)
     assert imported == {"basefactory.tested", "basefactory.tested.f"}
     assert untested_modules(tmp_path, imported) == ["basefactory.untested"]
+
+
+def test_the_walk_counts_each_entry_into_a_room_and_carries_methods() -> None:
+    """tests/walk.py, which the integration tier runs on a real image build: a module that
+    calls into another three times enters it three times; a method of that module's class
+    is carried (not a visit, and what it calls in its own module is no visit either),
+    unless methods are counted."""
+    b = types.ModuleType("basefactory.images.fake_b")
+    exec("def step():\n    return 1\n\nclass Box:\n    def size(self):\n        return step()\n",
+         b.__dict__)
+    a = types.ModuleType("basefactory.images.fake_a")
+    a.__dict__["b"] = b
+    exec("def run():\n    b.step(); b.step()\n    box = b.Box(); box.size(); box.size()\n"
+         "    b.step()\n", a.__dict__)
+
+    def walked(methods: bool) -> Walk:
+        walk = Walk("basefactory.images.fake_a:run", methods=methods)
+        sys.setprofile(walk)
+        try:
+            a.run()
+        finally:
+            sys.setprofile(None)
+        return walk
+
+    plain = walked(False)
+    assert plain.visits() == {"images.fake_a": 1, "images.fake_b": 3}
+    assert plain.path == ["images.fake_a", "images.fake_b", "(images.fake_a)", "images.fake_b",
+                          "(images.fake_a)", "images.fake_b", "(images.fake_a)"]
+    assert walked(True).visits()["images.fake_b"] == 5

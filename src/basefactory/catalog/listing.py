@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from basefactory.index.layout import common_index, platform_index
 from basefactory.proofs import Kind
 from basefactory.proofs.read import proven
+from basefactory.refs import common_index, platform_index
 from basefactory.session import Session
 
 

@@ -20,10 +20,17 @@ from basefactory.config.factory import Factory
 from basefactory.daemons import registry_server
 from basefactory.images import referrers
 from basefactory.images.referrers import SBOM_TYPE
-from basefactory.index.layout import common_index, platform_index, user_index
 from basefactory.proofs import Proof
 from basefactory.proofs.read import ProofReader
-from basefactory.refs import Labels, parse_immutable_tag, zstd_ref, zstd_repository
+from basefactory.refs import (
+    Labels,
+    common_index,
+    parse_immutable_tag,
+    platform_index,
+    user_index,
+    zstd_ref,
+    zstd_repository,
+)
 
 
 def image_url(image: str, platform: str) -> str:

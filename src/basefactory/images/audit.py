@@ -43,8 +43,8 @@ def audit_target(session: Session, target: str) -> list[tuple[str, AbiReport]]:
             raise ConfigError(f"cannot pull {ref}", hint="check the name and tag, and that its"
                               " registry answers (`docker pull` it to see why)")
         with log.step(f"ABI audit of {ref}"):
-            found.append((ref, audit_image(docker, ref, work=work).allowing(
-                _declared(session, ref))))
+            found.append((ref, audit_image(docker, ref, work=work,
+                                           allow=_declared(session, ref))))
     return found
 
 

@@ -34,12 +34,11 @@ from basefactory.adapters.devpi_api import ReleaseFile
 from basefactory.audit.abi import SCRIPT as ABI_SCRIPT
 from basefactory.audit.abi import AbiReport
 from basefactory.audit.allow import AllowedModule
-from basefactory.index.layout import common_index, platform_index
 from basefactory.plumbing import digest, log, network
 from basefactory.plumbing.errors import ServiceError
 from basefactory.proofs import Kind, Proof, Subject, store_devpi
 from basefactory.proofs.read import first, proven
-from basefactory.refs import Labels, repository
+from basefactory.refs import Labels, common_index, platform_index, repository
 from basefactory.session import Session
 from basefactory.wheels.recipe import Recipe
 from basefactory.wheels.relabel import pip_order

@@ -36,6 +36,11 @@ class Lock:
     text: str  # the requirements file (name==version with --hash lines)
     reused: bool
 
+    @property
+    def versions(self) -> str:
+        """Its `name==version` lines (the image's lock label)."""
+        return lock_versions(self.text)
+
 
 def lock_versions(text: str) -> str:
     """The lock's `name==version` lines, without comments and hashes."""

@@ -24,9 +24,9 @@ from basefactory.adapters import cmd
 from basefactory.adapters.tools import beside_python
 from basefactory.images.lock import parse, python_platform
 from basefactory.images.publish import build_all
-from basefactory.index.layout import common_index, platform_index
 from basefactory.platforms import store
 from basefactory.plumbing import log
+from basefactory.refs import common_index, platform_index
 from basefactory.session import Session
 from basefactory.wheels.recipe import factory_recipes
 

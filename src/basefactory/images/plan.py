@@ -15,15 +15,22 @@ from basefactory.images.definition import (
     load_factory_images,
     root_of,
 )
-from basefactory.images.lock import lock_image, python_platform
-from basefactory.index.layout import common_index, platform_index
+from basefactory.images.lock import Lock, lock_image, python_platform
 from basefactory.platforms import store
 from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.plumbing import digest, log, templates
 from basefactory.plumbing.errors import ConfigError
 from basefactory.proofs import Kind
 from basefactory.proofs.read import proven
-from basefactory.refs import Labels, base_ref, parse_immutable_tag, repository, slim_ref
+from basefactory.refs import (
+    Labels,
+    base_ref,
+    common_index,
+    parse_immutable_tag,
+    platform_index,
+    repository,
+    slim_ref,
+)
 from basefactory.session import Session
 from basefactory.wheels.publish import input_digest as wheel_input_digest
 from basefactory.wheels.publish import published, source_digest
@@ -128,7 +135,7 @@ def render(image: ImageDef, parent: str, *, has_lock: bool, has_wheels: bool) ->
 class ImagePlan:
     inputs: str
     dockerfile: str
-    lock_text: str
+    lock: Lock  # its text, what it pins, and its versions for the label
     pins: dict[str, str]
     wheel_lines: list[str]
     installed: dict[str, str]
@@ -157,7 +164,7 @@ def plan_image(session: Session, image: ImageDef, platform: str, parent: Parent,
     installed = {**parent.installed, **lock.entries, **pins}
     tags = session.registry.tags(repository(factory, image.name))
     existing, action, reason = decide(tags, platform, inputs, lock_reused=lock.reused)
-    return ImagePlan(inputs, dockerfile, lock.text, pins, wheel_lines, installed, existing,
+    return ImagePlan(inputs, dockerfile, lock, pins, wheel_lines, installed, existing,
                      action, reason)
 
 

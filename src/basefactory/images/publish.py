@@ -26,12 +26,12 @@ from typing import Any
 
 from basefactory.adapters.tools import beside_python
 from basefactory.audit.abi import audit_image, require_clean
-from basefactory.images import compression, push, sbom, upload
+from basefactory.images import push, sbom
 from basefactory.images.definition import (
     ImageDef,
 )
 from basefactory.images.diff import compare, packages, summary
-from basefactory.images.lock import lock_versions, parse
+from basefactory.images.lock import Lock
 from basefactory.images.plan import (
     ImagePlan,
     ImageResult,
@@ -42,14 +42,13 @@ from basefactory.images.plan import (
     walk,
 )
 from basefactory.images.smoke import smoke_test
-from basefactory.index.layout import platform_index
 from basefactory.platforms import store
 from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.plumbing import log
 from basefactory.plumbing.errors import BuildError
 from basefactory.plumbing.faults import checkpoint
 from basefactory.proofs import Proof, Subject, store_labels
-from basefactory.refs import Labels, image_ref, immutable_tag, repository
+from basefactory.refs import Labels, image_ref, immutable_tag, platform_index, repository
 from basefactory.session import Session
 
 
@@ -67,7 +66,7 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
     if plan_.existing is not None:
         tag = plan_.existing
         ref = image_ref(factory, image.name, tag)
-        _move_tag_if_behind(session, image.name, tag, platform)
+        push.finish_build(session, image.name, platform, tag)
         return ImageResult(image.name, platform, "current", tag, ref, plan_.inputs, None,
                            round(time.monotonic() - started, 2), plan_.installed, plan_.reason)
 
@@ -82,8 +81,8 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
     # audit names the distribution, module and symbol where the smoke test has only an
     # import error.
     with log.step(f"{image.name} on {platform}: ABI audit"):
-        report = audit_image(session.docker, local, work=work, log_file=logs.of("audit")
-                             ).allowing(image.audit.allow)
+        report = audit_image(session.docker, local, work=work, log_file=logs.of("audit"),
+                             allow=image.audit.allow)
         require_clean(report, f"image {image.name} on {platform}", refused="nothing was pushed")
     with log.step(f"{image.name} on {platform}: smoke test"):
         result = smoke_test(session.docker, local, image=image.name, platform=platform,
@@ -94,17 +93,16 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
     proofs = [result.proof(image=image.name, platform=platform, inputs=plan_.inputs),
               report.proof(subject, inputs=plan_.inputs)]
     fp = store.require(factory, session.devpi, platform)
-    labels = _labels(session, image, platform, parent, fp, tag, plan_.inputs, plan_.lock_text,
+    labels = _labels(session, image, platform, parent, fp, tag, plan_.inputs, plan_.lock,
                      plan_.pins, result.manifest, proofs, plan_.wheel_lines)
     with log.step(f"{image.name} on {platform}: SBOM"):
-        bom = _sbom(session, image.name, platform, tag, local, labels, work)
+        bom = sbom.make(session, image.name, platform, tag, local, labels, work)
     _label(session, local, work / "label", tags=[ref, moving], labels=labels,
            log_file=logs.of("build"))
     if upgrade:
         _show_upgrade(session, repo, platform, labels)
     with log.step(f"{image.name} on {platform}: push {ref}"):
-        push.publish(_push_steps(session, image.name, platform, tag, bom=bom,
-                                 log_file=logs.of("push")))
+        push.push_build(session, image.name, platform, tag, bom=bom, log_file=logs.of("push"))
     session.docker.remove_image(local)
     shutil.rmtree(work, ignore_errors=True)
     return ImageResult(image.name, platform, "built", tag, ref, plan_.inputs, result.size,
@@ -128,7 +126,7 @@ def _build_context(work: Path, image: ImageDef, plan_: ImagePlan) -> Path:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     (work / "Dockerfile").write_text(plan_.dockerfile)
-    (work / "lock.txt").write_text(plan_.lock_text)
+    (work / "lock.txt").write_text(plan_.lock.text)
     (work / "wheels.txt").write_text("".join(f"{line}\n" for line in plan_.wheel_lines))
     shutil.copy2(beside_python("uv"), work / "uv")
     if image.files is not None:
@@ -141,7 +139,7 @@ def _require_locked_versions(session: Session, image: ImageDef, platform: str,
     """Wait until the platform's index lists every version the lock pins (its mirror
     fetches them on first ask); refuse to build when one never shows."""
     index = platform_index(session.factory, platform)
-    locked = parse(plan_.lock_text)
+    locked = plan_.lock.entries
     with log.step(f"{image.name} on {platform}: {len(locked)} locked versions on {index}"):
         missing = session.devpi.wait_listed(index, locked)
     if missing:
@@ -192,92 +190,8 @@ def _show_upgrade(session: Session, repo: str, platform: str, labels: dict[str, 
         log.info(f"{repo}:{platform} upgrade: {line}")
 
 
-def _move_tag_if_behind(session: Session, image: str, tag: str, platform: str) -> None:
-    """A run that died between the two pushes left the moving tag behind: finish it (and
-    the zstd copy's, which is made before either moving tag moves)."""
-    steps = _push_steps(session, image, platform, tag, bom=None, log_file=None)
-    if push.finish(steps):
-        log.info(f"moved {steps.moving} to {tag} (a previous run stopped before it did)")
-
-
-def _push_steps(session: Session, image: str, platform: str, tag: str, *,
-                bom: str | None, log_file: Path | None) -> push.Steps:
-    """The steps `push` orders, on this session's engine and registry. `bom`: the new
-    build's SBOM; None for a published build, whose SBOM is made from its labels if a
-    killed run had not attached it."""
-    factory, registry, docker = session.factory, session.registry, session.docker
-    repo, ref, moving = (repository(factory, image), image_ref(factory, image, tag),
-                         image_ref(factory, image, platform))
-
-    def push_immutable() -> None:
-        if factory.config.registry.push == "docker":
-            docker.push(ref, log_file=log_file, on_line=lambda _: checkpoint("image:during-push"))
-            return
-        # new layers gzipped on every core; the parent's and the previous build's mounted
-        labels = docker.image_labels(ref)
-        known = [(repo, platform)]
-        base = labels.get(Labels.OCI_BASE_NAME, "")
-        if base.startswith(f"{factory.config.registry.address}/") and ":" in base:
-            base_repo, _, base_tag = base.removeprefix(
-                f"{factory.config.registry.address}/").rpartition(":")
-            known.insert(0, (base_repo, base_tag))
-        started = time.monotonic()
-        pushed = upload.push(docker, registry, ref, repo, tag,
-                             reuse=upload.known_layers(registry, known),
-                             scratch=factory.state_dir / "build" / "push",
-                             on_layer=lambda _: checkpoint("image:during-push"))
-        line = f"pushed {ref} in {time.monotonic() - started:.1f}s: {pushed.summary()}"
-        log.detail(line)
-        if log_file is not None:
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-            with log_file.open("a") as fh:
-                fh.write(line + "\n")
-
-    def push_moving() -> None:
-        # the immutable tag's manifest, byte for byte: the same digest, no engine needed
-        pushed = registry.manifest(repo, tag)
-        if pushed is None:
-            raise BuildError(f"{ref} is gone from the registry before its moving tag moved",
-                             hint="run the publish again: it pushes the build again")
-        registry.push_manifest(repo, platform, pushed.raw, pushed.media_type)
-        if docker.image_id(ref) is not None:
-            docker.tag(ref, moving)
-
-    def attach_sbom(target: str) -> None:
-        if bom is not None:
-            sbom.attach(registry, repo, target, bom)
-            return
-        work = factory.state_dir / "build" / "sbom" / f"{image}-{tag}"
-        if docker.image_id(ref) is None:
-            docker.pull(ref)
-        made = _sbom(session, image, platform, tag, ref, registry.labels(repo, tag), work)
-        sbom.attach(registry, repo, target, made)
-        shutil.rmtree(work, ignore_errors=True)
-
-    return push.Steps(
-        ref=ref, moving=moving,
-        immutable_digest=lambda: registry.digest(repo, tag),
-        moving_digest=lambda: registry.digest(repo, platform),
-        push_immutable=push_immutable,
-        push_moving=push_moving,
-        has_sbom=lambda target: sbom.fetch(registry, repo, target) is not None,
-        attach_sbom=attach_sbom,
-        copy_zstd=lambda: compression.copy_immutable(session, image, tag),
-        move_zstd=lambda copy: compression.move(session, image, copy, platform))
-
-
-def _sbom(session: Session, image: str, platform: str, tag: str, local: str,
-          labels: dict[str, str], work: Path) -> str:
-    """The image's CycloneDX document, read from a container of `local`."""
-    inv = sbom.inventory(session.docker, local, work=work,
-                         log_file=session.factory.logs_dir / "images"
-                         / f"{image}-{platform}-sbom.log")
-    return sbom.document(inv, image=image, platform=platform, tag=tag, labels=labels,
-                         wheels=sbom.factory_wheels(session, platform, inv))
-
-
 def _labels(session: Session, image: ImageDef, platform: str, parent: Parent, fp: Fingerprint,
-            tag: str, inputs: str, lock_text: str, pins: dict[str, str],
+            tag: str, inputs: str, lock: Lock, pins: dict[str, str],
             manifest: list[dict[str, Any]], proofs: list[Proof],
             wheel_lines: list[str]) -> dict[str, str]:
     fingerprint = fp.model_dump(exclude={"distributions", "slim_distributions"})
@@ -301,8 +215,8 @@ def _labels(session: Session, image: ImageDef, platform: str, parent: Parent, fp
         Labels.FINGERPRINT: json.dumps(fingerprint, sort_keys=True),
         # the versions, without their hashes (vLLM's lock is 350 KB, over Linux's 128 KiB
         # limit on one argument); the lock file itself, hashes and all, by its sha256
-        Labels.LOCK: lock_versions(lock_text),
-        Labels.LOCK_SHA256: hashlib.sha256(lock_text.encode()).hexdigest(),
+        Labels.LOCK: lock.versions,
+        Labels.LOCK_SHA256: hashlib.sha256(lock.text.encode()).hexdigest(),
         Labels.WHEELS: json.dumps(pins, sort_keys=True),
         Labels.WHEEL_FILES: json.dumps(files, sort_keys=True),
         Labels.MANIFEST: json.dumps(manifest, separators=(",", ":")),

@@ -19,8 +19,7 @@ from basefactory.adapters.registry_api import Registry
 from basefactory.config.factory import Factory
 from basefactory.daemons import registry_server
 from basefactory.images import referrers
-from basefactory.index.layout import common_index, platform_index
-from basefactory.refs import parse_immutable_tag, zstd_repository
+from basefactory.refs import common_index, parse_immutable_tag, platform_index, zstd_repository
 
 UNDATED_REPOS = ("base", "slim")
 

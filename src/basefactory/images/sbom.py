@@ -25,9 +25,8 @@ from basefactory.adapters.docker import Docker
 from basefactory.adapters.registry_api import Registry
 from basefactory.images import referrers
 from basefactory.images.referrers import SBOM_TYPE as ARTIFACT_TYPE
-from basefactory.index.layout import common_index, platform_index
 from basefactory.plumbing.errors import BuildError, ConfigError
-from basefactory.refs import Labels, image_ref, repository
+from basefactory.refs import Labels, common_index, image_ref, platform_index, repository
 from basefactory.session import Session
 from basefactory.wheels.recipe import Recipe, factory_recipes
 
@@ -69,6 +68,16 @@ def inventory(docker: Docker, ref: str, *, work: Path, log_file: Path | None = N
         raise BuildError(f"the SBOM inventory could not run in {ref} (exit {result.returncode})"
                          f":\n{result.tail}", hint="the image needs a python3 on its PATH")
     return Inventory(data["python"], data["debian"], data["os"])
+
+
+def make(session: Session, image: str, platform: str, tag: str, ref: str,
+         labels: dict[str, str], work: Path) -> str:
+    """The CycloneDX document of `ref` (a local or pulled image of `image` on `platform`):
+    its inventory read in a container of it, with what the factory's records add."""
+    inv = inventory(session.docker, ref, work=work,
+                    log_file=session.factory.logs_dir / "images" / f"{image}-{platform}-sbom.log")
+    return document(inv, image=image, platform=platform, tag=tag, labels=labels,
+                    wheels=factory_wheels(session, platform, inv))
 
 
 def factory_wheels(session: Session, platform: str, inv: Inventory) -> dict[str, FactoryWheel]:

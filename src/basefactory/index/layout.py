@@ -19,26 +19,7 @@ from typing import Any
 from basefactory.adapters.devpi_api import DevpiClient
 from basefactory.config.factory import Factory
 from basefactory.daemons.credentials import index_password, root_password
-
-
-def common_index(factory: Factory) -> str:
-    return user_index(factory.config.index.user, factory.config.index.common)
-
-
-def platform_index(factory: Factory, platform: str) -> str:
-    return user_index(factory.config.index.user, platform)
-
-
-def user_index(user: str, name: str) -> str:
-    """devpi's name of an index: <user>/<name>."""
-    return f"{user}/{name}"
-
-
-def staging_index(factory: Factory) -> str:
-    """Uploads land here, get their test record, then reach their index by one push: devpi
-    commits a push (file and records) in one transaction, so a wheel is never installable
-    from a factory index without its test record, even after a kill -9 mid-publish."""
-    return user_index(factory.config.index.user, "staging")
+from basefactory.refs import common_index, platform_index, staging_index
 
 
 def _stage(user: str, bases: list[str], title: str, *, volatile: bool = False) -> dict[str, Any]:

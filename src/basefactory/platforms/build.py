@@ -18,11 +18,10 @@ from basefactory.adapters.docker import Docker
 from basefactory.config.factory import Factory
 from basefactory.config.models import Bootstrap
 from basefactory.index.importer import import_wheels
-from basefactory.index.layout import platform_index
 from basefactory.platforms.rootfs import ROOTFS_VERSION, ensure_rootfs, host_apt_mirror
 from basefactory.plumbing import digest, log, templates
 from basefactory.plumbing.errors import ToolError
-from basefactory.refs import Labels, base_ref, slim_ref
+from basefactory.refs import Labels, base_ref, platform_index, slim_ref
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from basefactory.index.layout import platform_index
 from basefactory.platforms import store
 from basefactory.platforms.build import BaseImage, build_platform, push_base
 from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.platforms.probe import probe, unindexed
 from basefactory.plumbing import log
-from basefactory.refs import Labels, base_ref, repository, slim_ref
+from basefactory.refs import Labels, base_ref, platform_index, repository, slim_ref
 from basefactory.session import Session
 
 

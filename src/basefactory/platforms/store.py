@@ -9,9 +9,9 @@ from typing import Any
 
 from basefactory.adapters.devpi_api import DevpiClient
 from basefactory.config.factory import Factory
-from basefactory.index.layout import platform_index
 from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.plumbing.errors import ConfigError
+from basefactory.refs import platform_index
 
 
 def save(factory: Factory, devpi: DevpiClient, fingerprint: Fingerprint) -> None:

@@ -19,7 +19,6 @@ from typing import Any
 from packaging.utils import parse_wheel_filename
 
 from basefactory.adapters.devpi_api import ReleaseFile
-from basefactory.index.layout import common_index, platform_index, staging_index
 from basefactory.platforms import store
 from basefactory.platforms.fingerprint import Fingerprint
 from basefactory.plumbing import digest, log, templates
@@ -27,7 +26,7 @@ from basefactory.plumbing.errors import ConfigError
 from basefactory.plumbing.faults import checkpoint
 from basefactory.proofs import Kind, Proof, store_devpi
 from basefactory.proofs.read import first
-from basefactory.refs import base_ref
+from basefactory.refs import base_ref, common_index, platform_index, staging_index
 from basefactory.session import Session
 from basefactory.wheels import source as sources
 from basefactory.wheels.adopt import adopt
