@@ -337,7 +337,7 @@ def wheel_reads(factory: Factory) -> tuple[float, float, str]:
     bulk = Reader(factory)
     try:
         started = time.perf_counter()
-        wheels = bulk._wheels()
+        wheels = bulk.wheels()
         took_bulk = time.perf_counter() - started
     finally:
         bulk.close()
@@ -357,7 +357,7 @@ def wheel_reads(factory: Factory) -> tuple[float, float, str]:
     naive.devpi._request = counted  # type: ignore[method-assign]
     try:
         started = time.perf_counter()
-        naive._wheels()
+        naive.wheels()
         took_naive = time.perf_counter() - started
     finally:
         naive.close()

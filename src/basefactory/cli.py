@@ -139,9 +139,10 @@ def cmd_wheels_build(args: argparse.Namespace) -> int:
 
 def cmd_wheels_ls(args: argparse.Namespace) -> int:
     from basefactory.catalog.listing import list_wheels
+    from basefactory.catalog.snapshot import Reader
 
-    with Session(_factory(args)) as session:
-        rows = list_wheels(session)
+    with Reader(_factory(args)) as reader:
+        rows = list_wheels(reader)
     _print_rows("published wheels", rows, args.json)
     return 0
 
@@ -160,9 +161,10 @@ def cmd_images_build(args: argparse.Namespace) -> int:
 
 def cmd_images_ls(args: argparse.Namespace) -> int:
     from basefactory.catalog.listing import list_images
+    from basefactory.catalog.snapshot import Reader
 
-    with Session(_factory(args)) as session:
-        rows = list_images(session)
+    with Reader(_factory(args)) as reader:
+        rows = list_images(reader)
     _print_rows("published images", rows, args.json)
     return 0
 
@@ -438,18 +440,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from basefactory.catalog.listing import list_images, list_wheels
-    from basefactory.platforms import store
+    from basefactory.catalog.listing import list_images, list_platforms, list_wheels
+    from basefactory.catalog.snapshot import Reader
 
-    factory = _factory(args)
-    with Session(factory) as session:
-        platforms = []
-        for name in factory.config.platforms:
-            fp = store.load(factory, session.devpi, name)
-            platforms.append({"platform": name, "torch": fp.torch if fp else None,
-                              "cuda": fp.cuda if fp else None,
-                              "index": session.devpi.simple_url(platform_index(factory, name))})
-        images, wheels = list_images(session), list_wheels(session)
+    with Reader(_factory(args)) as reader:
+        platforms = list_platforms(reader)
+        images, wheels = list_images(reader), list_wheels(reader)
     if args.json:
         output.emit_json({"platforms": platforms, "images": images, "wheels": wheels})
         return 0

@@ -82,11 +82,11 @@ def test_one_request_per_index_reads_what_the_file_by_file_read_does(
         return {(w.url, json.dumps([(p.source, p.to_dict()) for p in w.proofs], sort_keys=True))
                 for w in wheels}
 
-    bulk = seen(catalog.reader._wheels())
+    bulk = seen(catalog.reader.wheels())
     reader = Reader(session.factory)
     reader.devpi.index_wheels = lambda index: None  # type: ignore[method-assign]
     try:
-        assert seen(reader._wheels()) == bulk
+        assert seen(reader.wheels()) == bulk
     finally:
         reader.close()
 

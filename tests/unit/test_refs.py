@@ -46,6 +46,17 @@ def test_label_keys_and_the_tag_format_are_spelled_only_in_refs() -> None:
     assert Labels.INPUT_DIGEST == "org.basefactory.input-digest"  # what published images carry
 
 
+def test_index_names_and_their_urls_are_built_in_one_place_each() -> None:
+    """An index is <user>/<name> (refs.user_index, from the configured [index] user), its
+    pip URL BASE/<index>/+simple/ (devpi_api.simple_url, devpi's own path)."""
+    by_hand = re.compile(r"\+simple|index\.user\}/|index_user\}/")
+    offenders = [f"{p.relative_to(SRC)}:{n}" for p in sorted(SRC.rglob("*.py"))
+                 for n, line in enumerate(p.read_text().splitlines(), 1)
+                 if by_hand.search(line) and not line.lstrip().startswith("#")
+                 and p.name not in ("devpi_api.py", "devpi_plugin.py")]
+    assert not offenders, offenders
+
+
 def test_the_shared_builder_lives_outside_the_namespace_readers_list(tmp_path: Path) -> None:
     """The catalog, fits, `ls` and prune list repositories under `<namespace>/`: the
     builder engines share must never be one of them, and its tag names its inputs."""

@@ -126,9 +126,15 @@ class Reader:
         self.registry.close()
         self.devpi.close()
 
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def read(self) -> Snapshot:
         """Raise if either source is down: the caller keeps the last good snapshot."""
-        images_future = self.pool.submit(self._images)
+        images_future = self.pool.submit(self.images)
         platforms, wheels = self._index()
         return Snapshot(
             taken_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -147,15 +153,16 @@ class Reader:
         serial = self.devpi.serial()
         if self._index_at is not None and self._index_at[0] == serial:
             return self._index_at[1], self._index_at[2]
-        platforms_future = self.pool.submit(self._platforms)
-        wheels = self._wheels()
+        platforms_future = self.pool.submit(self.platforms)
+        wheels = self.wheels()
         platforms = platforms_future.result()
         self._index_at = (serial, platforms, wheels)
         return platforms, wheels
 
     # --- devpi ---------------------------------------------------------------------------
 
-    def _platforms(self) -> dict[str, dict[str, Any]]:
+    def platforms(self) -> dict[str, dict[str, Any]]:
+        """Each configured platform's fingerprint as stored on its index ({}: not probed)."""
         names = list(self.factory.config.platforms)
         configs = self.pool.map(
             lambda n: self.devpi.index_config(platform_index(self.factory, n)), names)
@@ -170,7 +177,7 @@ class Reader:
             found[name] = data
         return found
 
-    def _wheels(self) -> list[Wheel]:
+    def wheels(self) -> list[Wheel]:
         """One request per index where devpi has the factory's plugin; else one per project
         and one per test record (5,500 for 5,000 wheels: ~20 s of devpi's time)."""
         indexes = [(common_index(self.factory), None)] + [
@@ -198,7 +205,7 @@ class Reader:
 
     # --- registry ------------------------------------------------------------------------
 
-    def _images(self) -> dict[str, dict[str, ImageCell]]:
+    def images(self) -> dict[str, dict[str, ImageCell]]:
         prefix = f"{self.factory.config.registry.namespace}/"
         repos = [r for r in self.registry.repositories() if r.startswith(prefix)]
         tag_lists = dict(zip(repos, self.pool.map(self.registry.tags, repos), strict=True))
@@ -221,8 +228,11 @@ class Reader:
             self._configs[manifest.config_digest] = config
         labels: dict[str, str] = dict((config.get("config") or {}).get("Labels") or {})
         image = repo.split("/", 1)[1]
-        current = labels.get(Labels.OCI_VERSION)
         immutable = sorted((t for t in tags if t.startswith(f"{platform}-")), reverse=True)
+        # an image build names its tag in a label; a platform's base (pulled or
+        # bootstrapped) has none: the tag whose manifest the moving tag is
+        current = labels.get(Labels.OCI_VERSION) or next(
+            (t for t in immutable if self.registry.digest(repo, t) == manifest.digest), None)
         tag_rows = []
         for tag in immutable:
             parsed = parse_immutable_tag(tag)
