@@ -72,10 +72,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_platforms_build(args: argparse.Namespace) -> int:
     from basefactory.platforms.publish import ensure_platform
-    from basefactory.plumbing.writer import factory_lock
+    from basefactory.plumbing.writer import one_writer
 
     factory = _factory(args)
-    with factory_lock(factory.state_dir, "platforms build", wait=args.wait), Session(factory) as session:
+    with one_writer(factory.state_dir, "platforms build", wait=args.wait), Session(factory) as session:
         results = [ensure_platform(session, name) for name in session.factory.platforms(args.names)]
     rows = [{"platform": r.base.platform, "base": r.base.ref, "built": r.base.built,
              "input_digest": r.base.input_digest, "local_label": r.fingerprint.local_label,
@@ -126,11 +126,11 @@ def layout_client(session: Session) -> DevpiClient:
 
 
 def cmd_wheels_build(args: argparse.Namespace) -> int:
-    from basefactory.plumbing.writer import factory_lock
+    from basefactory.plumbing.writer import one_writer
     from basefactory.wheels.publish import build_all
 
     factory = _factory(args)
-    with factory_lock(factory.state_dir, "wheels build", wait=args.wait), Session(factory) as session:
+    with one_writer(factory.state_dir, "wheels build", wait=args.wait), Session(factory) as session:
         results = build_all(session, args.recipes or None, args.platform or None,
                             retest=args.retest)
     _print_rows("wheels", [r.as_dict() for r in results], args.json)
@@ -149,10 +149,10 @@ def cmd_wheels_ls(args: argparse.Namespace) -> int:
 
 def cmd_images_build(args: argparse.Namespace) -> int:
     from basefactory.images.publish import build_all
-    from basefactory.plumbing.writer import factory_lock
+    from basefactory.plumbing.writer import one_writer
 
     factory = _factory(args)
-    with factory_lock(factory.state_dir, "images build", wait=args.wait), Session(factory) as session:
+    with one_writer(factory.state_dir, "images build", wait=args.wait), Session(factory) as session:
         results = build_all(session, args.images or None, args.platform or None,
                             upgrade=args.upgrade)
     _print_rows("images", [r.as_dict() for r in results], args.json)
@@ -213,13 +213,13 @@ def cmd_images_sbom(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from basefactory.images.retention import prune
-    from basefactory.plumbing.writer import factory_lock
+    from basefactory.plumbing.writer import one_writer
 
     factory = _factory(args)
     keep = args.keep or factory.config.retention.keep
     days = factory.config.retention.keep_days if args.keep_days is None else args.keep_days
     # only deleting takes the publish lock: a dry run reads, and may run beside a publish
-    locked = factory_lock(factory.state_dir, "prune", wait=args.wait) if args.yes else \
+    locked = one_writer(factory.state_dir, "prune", wait=args.wait) if args.yes else \
         contextlib.nullcontext()
     with locked, Session(factory) as session:
         summary = prune(factory, session.registry, keep=keep, keep_days=days, act=args.yes,
@@ -324,10 +324,10 @@ def cmd_images_fit(args: argparse.Namespace) -> int:
     from basefactory import house
     from basefactory.pipeline import fit_published
     from basefactory.plumbing.progress import Progress
-    from basefactory.plumbing.writer import factory_lock
+    from basefactory.plumbing.writer import one_writer
 
     factory = _factory(args)
-    with factory_lock(factory.state_dir, "images fit", wait=args.wait):
+    with one_writer(factory.state_dir, "images fit", wait=args.wait):
         house.up(factory)
         live = log.is_tty() and not args.json and not args.quiet
         with Session(factory) as session, Progress(live=live) as progress:
@@ -347,7 +347,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from basefactory import house
     from basefactory.pipeline import Interrupted, publish, summary_line
     from basefactory.plumbing.progress import Progress
-    from basefactory.plumbing.writer import factory_lock
+    from basefactory.plumbing.writer import one_writer
 
     factory = _factory(args)
     started = time.monotonic()
@@ -361,7 +361,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         from basefactory.schedule.executor import publish_on_dask, raise_failures
 
         # the workers' `run`s hold the lock shared, each step's own exclusively
-        with factory_lock(factory.state_dir, "publish --executor", wait=args.wait,
+        with one_writer(factory.state_dir, "publish --executor", wait=args.wait,
                           shared=True):
             house.up(factory)
             with Session(factory) as session:
@@ -373,7 +373,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
             _steps_table("published", steps)
             raise_failures(outcome)
     else:
-        with factory_lock(factory.state_dir, "publish", wait=args.wait):
+        with one_writer(factory.state_dir, "publish", wait=args.wait):
             house.up(factory)
             live = log.is_tty() and not args.json and not args.quiet
             with Session(factory) as session, Progress(live=live) as progress:
@@ -424,11 +424,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from basefactory import house
-    from basefactory.plumbing.writer import step_lock
+    from basefactory.plumbing.writer import step_writer
     from basefactory.schedule.run import run_step
 
     factory = _factory(args)
-    with step_lock(factory.state_dir, args.step, wait=args.wait):
+    with step_writer(factory.state_dir, args.step, wait=args.wait):
         house.up(factory)
         with Session(factory) as session:
             steps = run_step(session, args.step)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from basefactory.images.plan import ImageResult
-from basefactory.plumbing.writer import factory_lock
+from basefactory.plumbing.writer import one_writer
 from basefactory.refs import platform_index
 from basefactory.session import Session
 from tests.helpers import PLATFORM, require
@@ -27,7 +27,7 @@ from tests.reliability.helpers import bf
 def test_a_second_run_is_refused_while_the_first_holds_the_lock(session: Session,
                                                                   tally: Counter[str]) -> None:
     tally["failure_injections"] += 1
-    with factory_lock(session.factory.state_dir, "publish"):
+    with one_writer(session.factory.state_dir, "publish"):
         second = bf(session.factory.path, "publish", "--only", "torchsort")
     assert second.returncode == 8
     assert f"pid {os.getpid()}" in second.stderr and "publish" in second.stderr
@@ -39,8 +39,8 @@ def test_a_killed_holder_frees_the_lock(session: Session, tally: Counter[str]) -
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
         from basefactory.config.factory import load_factory
-        from basefactory.plumbing.writer import factory_lock
-        with factory_lock(load_factory(__import__("pathlib").Path({str(session.factory.path)!r})).state_dir, "holder"):
+        from basefactory.plumbing.writer import one_writer
+        with one_writer(load_factory(__import__("pathlib").Path({str(session.factory.path)!r})).state_dir, "holder"):
             print("held", flush=True)
             time.sleep(600)
     """)], stdout=subprocess.PIPE, text=True)
@@ -49,7 +49,7 @@ def test_a_killed_holder_frees_the_lock(session: Session, tally: Counter[str]) -
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     started = time.monotonic()
-    with factory_lock(session.factory.state_dir, "after the crash"):
+    with one_writer(session.factory.state_dir, "after the crash"):
         assert time.monotonic() - started < 1  # the kernel released it: never stale
     tally["crashes_survived"] += 1
 

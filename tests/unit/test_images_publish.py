@@ -182,12 +182,12 @@ def test_the_moving_tag_is_the_immutable_tags_manifest_byte_for_byte(
     world.session.registry = SimpleNamespace(
         manifest=lambda repo, tag: manifest if tag == "p1-x" else None,
         push_manifest=lambda *a: pushed.append(a), digest=lambda r, t: None)
-    steps = push.steps_for(world.session, "tts-deps", "p1", "p1-x", bom=None, log_file=None)
+    steps = push.actions_for(world.session, "tts-deps", "p1", "p1-x", bom=None, log_file=None)
     steps.push_immutable()
     steps.push_moving()
     assert world.steps == ["engine-push p1-x", "tag p1"]
     assert pushed == [("factory/tts-deps", "p1", b'{"schemaVersion":2}', "application/x")]
-    gone = push.steps_for(world.session, "tts-deps", "p1", "p1-y", bom=None, log_file=None)
+    gone = push.actions_for(world.session, "tts-deps", "p1", "p1-y", bom=None, log_file=None)
     with pytest.raises(BuildError, match="is gone from the registry"):
         gone.push_moving()
 

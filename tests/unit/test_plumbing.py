@@ -95,18 +95,18 @@ def test_step_locks_let_different_steps_run_together_and_nothing_beside_a_publis
         tmp_path: Path) -> None:
     """`run STEP_ID` (Dask workers, CI jobs) holds the factory lock shared and its step's
     exclusively; publish and the build commands hold the factory lock exclusively."""
-    from basefactory.plumbing.errors import LockHeld
-    from basefactory.plumbing.writer import factory_lock, step_lock
+    from basefactory.plumbing.errors import WriterBusy
+    from basefactory.plumbing.writer import one_writer, step_writer
 
-    with step_lock(tmp_path, "wheel:a:p"), step_lock(tmp_path, "wheel:b:p"):
-        with pytest.raises(LockHeld, match="wheel_a_p.lock"), step_lock(tmp_path, "wheel:a:p"):
+    with step_writer(tmp_path, "wheel:a:p"), step_writer(tmp_path, "wheel:b:p"):
+        with pytest.raises(WriterBusy, match="wheel_a_p.lock"), step_writer(tmp_path, "wheel:a:p"):
             pass
-        with pytest.raises(LockHeld, match="publish.lock"), factory_lock(tmp_path, "publish"):
+        with pytest.raises(WriterBusy, match="publish.lock"), one_writer(tmp_path, "publish"):
             pass
-        with factory_lock(tmp_path, "publish --executor", shared=True):
+        with one_writer(tmp_path, "publish --executor", shared=True):
             pass
-    with factory_lock(tmp_path, "publish"), pytest.raises(LockHeld, match="publish.lock"), \
-            step_lock(tmp_path, "wheel:a:p"):
+    with one_writer(tmp_path, "publish"), pytest.raises(WriterBusy, match="publish.lock"), \
+            step_writer(tmp_path, "wheel:a:p"):
         pass
-    with step_lock(tmp_path, "wheel:a:p"):  # every lock above was released
+    with step_writer(tmp_path, "wheel:a:p"):  # every lock above was released
         pass

@@ -1,6 +1,6 @@
 """The order in which a build becomes public (images/push.py), on a registry kept in a
 dict: every step recorded, so a reordering, a skipped read-back or a moved failpoint
-shows. The steps themselves run against the real engine and registry in the
+shows. The actions themselves run against the real engine and registry in the
 integration and crash suites."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class Registry:
         self.lose_push, self.moved_by_another = lose_push, moved_by_another
         self.zstd_moving: Any = None
 
-    def steps(self) -> push.Steps:
+    def actions(self) -> push.Actions:
         def push_immutable() -> None:
             self.events.append(("push", "img:p-20261130-abc"))
             if not self.lose_push:
@@ -47,7 +47,7 @@ class Registry:
             self.events.append(("zstd-move", manifest))
             self.zstd_moving = manifest
 
-        return push.Steps(
+        return push.Actions(
             ref="img:p-20261130-abc", moving="img:p",
             immutable_digest=lambda: self.tags.get("p-20261130-abc"),
             moving_digest=lambda: self.tags.get("p"),
@@ -65,7 +65,7 @@ def failpoints(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_a_new_build_goes_immutable_tag_sbom_copy_then_moving_tags(failpoints: list[str]) -> None:
     registry = Registry(tags={"p": "sha256:old"})
-    assert push.publish(registry.steps()) == "sha256:new"
+    assert push.publish(registry.actions()) == "sha256:new"
     assert registry.events == [("push", "img:p-20261130-abc"), ("sbom", "sha256:new"),
                                ("zstd-copy", None), ("push", "img:p"),
                                ("zstd-move", "copy-manifest")]
@@ -76,7 +76,7 @@ def test_a_new_build_goes_immutable_tag_sbom_copy_then_moving_tags(failpoints: l
 def test_a_taken_immutable_tag_is_refused_before_anything_is_pushed(failpoints: list[str]) -> None:
     registry = Registry(tags={"p-20261130-abc": "sha256:there"})
     with pytest.raises(PublishRefused) as caught:
-        push.publish(registry.steps())
+        push.publish(registry.actions())
     assert str(caught.value).startswith("img:p-20261130-abc is already in the registry; an"
                                         " immutable tag is never overwritten")
     assert caught.value.hint == "rerun: the published build is reused"
@@ -86,7 +86,7 @@ def test_a_taken_immutable_tag_is_refused_before_anything_is_pushed(failpoints: 
 def test_a_push_the_registry_does_not_show_moves_nothing(failpoints: list[str]) -> None:
     registry = Registry(tags={"p": "sha256:old"}, lose_push=True)
     with pytest.raises(ServiceError) as caught:
-        push.publish(registry.steps())
+        push.publish(registry.actions())
     assert str(caught.value).startswith(
         "the registry does not show img:p-20261130-abc after the push")
     assert caught.value.hint == "check the registry's storage; nothing else was tagged"
@@ -97,7 +97,7 @@ def test_a_push_the_registry_does_not_show_moves_nothing(failpoints: list[str]) 
 def test_a_moving_tag_another_run_moved_stops_before_the_zstd_copy_moves() -> None:
     registry = Registry(moved_by_another=True)
     with pytest.raises(ServiceError) as caught:
-        push.publish(registry.steps())
+        push.publish(registry.actions())
     assert str(caught.value).startswith("img:p does not point at img:p-20261130-abc after the push")
     assert caught.value.hint == "another publish may have moved it: rerun"
     assert registry.events[-1] == ("push", "img:p") and registry.zstd_moving is None
@@ -105,30 +105,30 @@ def test_a_moving_tag_another_run_moved_stops_before_the_zstd_copy_moves() -> No
 
 def test_a_moving_tag_left_behind_moves_after_its_sbom(failpoints: list[str]) -> None:
     registry = Registry(tags={"p-20261130-abc": "sha256:new", "p": "sha256:old"})
-    assert push.finish(registry.steps()) is True
+    assert push.finish(registry.actions()) is True
     assert registry.events == [("sbom", "sha256:new"), ("zstd-copy", None), ("push", "img:p"),
                                ("zstd-move", "copy-manifest")]
     assert failpoints == []
     # its SBOM already attached: not attached again
     again = Registry(tags={"p-20261130-abc": "sha256:new"}, sboms={"sha256:new"})
-    assert push.finish(again.steps()) is True
+    assert push.finish(again.actions()) is True
     assert again.events == [("zstd-copy", None), ("push", "img:p"), ("zstd-move", "copy-manifest")]
 
 
 def test_a_current_moving_tag_only_brings_the_zstd_copy_along() -> None:
     registry = Registry(tags={"p-20261130-abc": "sha256:new", "p": "sha256:new"})
-    assert push.finish(registry.steps()) is False
+    assert push.finish(registry.actions()) is False
     assert registry.events == [("zstd-copy", None), ("zstd-move", "copy-manifest")]
 
 
 def test_finishing_a_build_the_registry_lacks_or_a_move_that_did_not_land_fails() -> None:
     with pytest.raises(ServiceError) as caught:
-        push.finish(Registry().steps())
+        push.finish(Registry().actions())
     assert str(caught.value).startswith("img:p-20261130-abc is not in the registry: there is"
                                         " nothing to move img:p to")
     assert caught.value.hint == "rerun `basefactory publish`"
     moved = Registry(tags={"p-20261130-abc": "sha256:new", "p": "sha256:old"},
                      sboms={"sha256:new"}, moved_by_another=True)
     with pytest.raises(ServiceError, match="img:p does not point at img:p-20261130-abc"):
-        push.finish(moved.steps())
+        push.finish(moved.actions())
     assert moved.zstd_moving is None

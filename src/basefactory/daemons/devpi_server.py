@@ -80,7 +80,7 @@ def warm_mirror(factory: Factory) -> None:
     meanwhile is answered "does not exist". So `up` asks first and waits for the answer.
     """
     cfg = factory.config.index
-    with log.step(f"load the project list of {cfg.mirror}"), \
+    with log.phase(f"load the project list of {cfg.mirror}"), \
             DevpiClient(cfg.base_url, timeout=600) as client:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:

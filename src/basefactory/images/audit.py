@@ -42,7 +42,7 @@ def audit_target(session: Session, target: str) -> list[tuple[str, AbiReport]]:
         if docker.image_id(ref) is None and not docker.pull(ref):
             raise ConfigError(f"cannot pull {ref}", hint="check the name and tag, and that its"
                               " registry answers (`docker pull` it to see why)")
-        with log.step(f"ABI audit of {ref}"):
+        with log.phase(f"ABI audit of {ref}"):
             found.append((ref, audit_image(docker, ref, work=work,
                                            allow=_declared(session, ref))))
     return found

@@ -76,7 +76,7 @@ def copy_immutable(session: Session, image: str, tag: str) -> Manifest | None:
         raise ServiceError(f"{repo}:{tag} is not in the registry: nothing to copy to zstd")
     copied = registry.digest(zrepo, tag)
     if copied is None:
-        with log.step(f"{image}: zstd copy {zstd_ref(factory, image, tag)}"):
+        with log.phase(f"{image}: zstd copy {zstd_ref(factory, image, tag)}"):
             copied = copy_image(registry, repo, source.digest, zrepo, tag, to="zstd")
         checkpoint("image:after-zstd-copy")
     made = registry.manifest(zrepo, copied)

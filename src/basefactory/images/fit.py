@@ -379,7 +379,7 @@ def ensure_fit(session: Session, pair: Pair) -> tuple[Proof, bool]:
     log_file = session.factory.logs_dir / "fits" / f"{stem}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log_file.unlink(missing_ok=True)
-    with log.step(f"fit {wheel.file.project} {wheel.file.version} into {target.image}"
+    with log.phase(f"fit {wheel.file.project} {wheel.file.version} into {target.image}"
                   f" ({target.platform})"):
         proof = run_fit(session, pair, work=work, log_file=log_file)
     log.info(log_line(pair, proof))

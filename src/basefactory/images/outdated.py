@@ -87,9 +87,9 @@ def probe(session: Session, platform: str, package: str, version: str) -> str:
 def image_rows(session: Session, images: list[str] | None, platforms: list[str] | None
                ) -> list[Row]:
 
-    with log.step("images as locked"):
+    with log.phase("images as locked"):
         locked = build_all(session, images, platforms, dry_run=True)
-    with log.step("images relocked (--upgrade, nothing written)"):
+    with log.phase("images relocked (--upgrade, nothing written)"):
         upgraded = {(r.image, r.platform): r for r in
                     build_all(session, images, platforms, dry_run=True, upgrade=True)}
     rows: list[Row] = []

@@ -80,11 +80,11 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
     # The audit before the smoke test: a module built for another torch fails both, and the
     # audit names the distribution, module and symbol where the smoke test has only an
     # import error.
-    with log.step(f"{image.name} on {platform}: ABI audit"):
+    with log.phase(f"{image.name} on {platform}: ABI audit"):
         report = audit_image(session.docker, local, work=work, log_file=logs.of("audit"),
                              allow=image.audit.allow)
         require_clean(report, f"image {image.name} on {platform}", refused="nothing was pushed")
-    with log.step(f"{image.name} on {platform}: smoke test"):
+    with log.phase(f"{image.name} on {platform}: smoke test"):
         result = smoke_test(session.docker, local, image=image.name, platform=platform,
                             promised=sorted(set(image.requirement_names) | set(plan_.pins)),
                             torch=parent.torch, budget_mb=image.budget_for(platform),
@@ -95,13 +95,13 @@ def ensure_image(session: Session, image: ImageDef, platform: str, parent: Paren
     fp = store.require(factory, session.devpi, platform)
     labels = _labels(session, image, platform, parent, fp, tag, plan_.inputs, plan_.lock,
                      plan_.pins, result.manifest, proofs, plan_.wheel_lines)
-    with log.step(f"{image.name} on {platform}: SBOM"):
+    with log.phase(f"{image.name} on {platform}: SBOM"):
         bom = sbom.make(session, image.name, platform, tag, local, labels, work)
     _label(session, local, work / "label", tags=[ref, moving], labels=labels,
            log_file=logs.of("build"))
     if upgrade:
         _show_upgrade(session, repo, platform, labels)
-    with log.step(f"{image.name} on {platform}: push {ref}"):
+    with log.phase(f"{image.name} on {platform}: push {ref}"):
         push.push_build(session, image.name, platform, tag, bom=bom, log_file=logs.of("push"))
     session.docker.remove_image(local)
     shutil.rmtree(work, ignore_errors=True)
@@ -116,8 +116,8 @@ class Logs:
     folder: Path
     stem: str  # <image>-<platform>
 
-    def of(self, step: str) -> Path:  # build, audit, smoke, push
-        return self.folder / f"{self.stem}-{step}.log"
+    def of(self, phase: str) -> Path:  # build, audit, smoke, push
+        return self.folder / f"{self.stem}-{phase}.log"
 
 
 def _build_context(work: Path, image: ImageDef, plan_: ImagePlan) -> Path:
@@ -140,7 +140,7 @@ def _require_locked_versions(session: Session, image: ImageDef, platform: str,
     fetches them on first ask); refuse to build when one never shows."""
     index = platform_index(session.factory, platform)
     locked = plan_.lock.entries
-    with log.step(f"{image.name} on {platform}: {len(locked)} locked versions on {index}"):
+    with log.phase(f"{image.name} on {platform}: {len(locked)} locked versions on {index}"):
         missing = session.devpi.wait_listed(index, locked)
     if missing:
         raise BuildError(
@@ -157,7 +157,7 @@ def _build(session: Session, image: ImageDef, platform: str, work: Path, logs: L
     build_log = logs.of("build")
     build_log.unlink(missing_ok=True)
     local = f"basefactory/image-build:{image.name}-{platform}"
-    with log.step(f"{image.name} on {platform}: build (log: {build_log})"):
+    with log.phase(f"{image.name} on {platform}: build (log: {build_log})"):
         try:
             session.docker.build(work, dockerfile=work / "Dockerfile", tags=[local],
                                  build_args={"INDEX_URL": index_url}, log_file=build_log,

@@ -1,5 +1,5 @@
-"""The order in which a build becomes public, and nothing else: which tag is pushed when,
-what is read back before the next step, where a run may be killed.
+"""The order in which a build becomes public: which tag is pushed when, what is read back
+before the next action, where a run may be killed.
 
     refuse an immutable tag already taken -> push the immutable tag -> read its digest
     back -> attach the SBOM to that digest -> make the zstd copy -> push the moving tag
@@ -7,8 +7,8 @@ what is read back before the next step, where a run may be killed.
 
 so that a moving tag never points at an image without an immutable tag or SBOM, and the
 zstd moving tag never gets ahead of the gzip one (DESIGN.md's in-between states).
-`publish` and `finish` order steps they are given, which keeps the order testable
-without a registry; `steps_for` makes the real ones (the engine's push or the parallel
+`publish` and `finish` order actions they are given, which keeps the order testable
+without a registry; `actions_for` makes the real ones (the engine's push or the parallel
 upload, the registry's reads, the SBOM, the zstd copy), and `push_build` and
 `finish_build` are what `images/publish.py` calls.
 """
@@ -31,7 +31,7 @@ from basefactory.session import Session
 
 
 @dataclass(frozen=True)
-class Steps:
+class Actions:
     ref: str  # REGISTRY/<namespace>/<image>:<immutable tag>
     moving: str  # REGISTRY/<namespace>/<image>:<platform>
     immutable_digest: Callable[[], str | None]  # what the registry holds for the tag
@@ -44,66 +44,66 @@ class Steps:
     move_zstd: Callable[[Any], None]
 
 
-def publish(steps: Steps) -> str:
+def publish(actions: Actions) -> str:
     """Push a new build: the immutable tag, then the moving one. Its registry digest."""
-    if steps.immutable_digest() is not None:
-        raise PublishRefused(f"{steps.ref} is already in the registry; an immutable tag is"
+    if actions.immutable_digest() is not None:
+        raise PublishRefused(f"{actions.ref} is already in the registry; an immutable tag is"
                              " never overwritten", hint="rerun: the published build is reused")
-    steps.push_immutable()
-    pushed = steps.immutable_digest()
+    actions.push_immutable()
+    pushed = actions.immutable_digest()
     if pushed is None:
-        raise ServiceError(f"the registry does not show {steps.ref} after the push",
+        raise ServiceError(f"the registry does not show {actions.ref} after the push",
                            hint="check the registry's storage; nothing else was tagged")
     checkpoint("image:after-immutable-push")
-    steps.attach_sbom(pushed)
-    _move(steps, pushed)
+    actions.attach_sbom(pushed)
+    _move(actions, pushed)
     return pushed
 
 
-def finish(steps: Steps) -> bool:
+def finish(actions: Actions) -> bool:
     """A build already published: move its moving tag if a run that died between the two
     pushes left it behind (attaching the SBOM first if that run had not). Whether it
     moved; the zstd copy's moving tag is brought along either way."""
-    target = steps.immutable_digest()
+    target = actions.immutable_digest()
     if target is None:
-        raise ServiceError(f"{steps.ref} is not in the registry: there is nothing to move"
-                           f" {steps.moving} to", hint="rerun `basefactory publish`")
-    if steps.moving_digest() == target:
-        steps.move_zstd(steps.copy_zstd())
+        raise ServiceError(f"{actions.ref} is not in the registry: there is nothing to move"
+                           f" {actions.moving} to", hint="rerun `basefactory publish`")
+    if actions.moving_digest() == target:
+        actions.move_zstd(actions.copy_zstd())
         return False
-    if not steps.has_sbom(target):
-        steps.attach_sbom(target)
-    _move(steps, target)
+    if not actions.has_sbom(target):
+        actions.attach_sbom(target)
+    _move(actions, target)
     return True
 
 
-def _move(steps: Steps, target: str) -> None:
-    copy = steps.copy_zstd()
-    steps.push_moving()
-    if steps.moving_digest() != target:
-        raise ServiceError(f"{steps.moving} does not point at {steps.ref} after the push",
+def _move(actions: Actions, target: str) -> None:
+    copy = actions.copy_zstd()
+    actions.push_moving()
+    if actions.moving_digest() != target:
+        raise ServiceError(f"{actions.moving} does not point at {actions.ref} after the push",
                            hint="another publish may have moved it: rerun")
-    steps.move_zstd(copy)
+    actions.move_zstd(copy)
 
 
 def push_build(session: Session, image: str, platform: str, tag: str, *, bom: str,
                log_file: Path) -> str:
-    """Make a new, tested build of `image` public: `publish` over this session's steps.
+    """Make a new, tested build of `image` public: `publish` over this session's actions.
     Its registry digest."""
-    return publish(steps_for(session, image, platform, tag, bom=bom, log_file=log_file))
+    return publish(actions_for(session, image, platform, tag, bom=bom, log_file=log_file))
 
 
 def finish_build(session: Session, image: str, platform: str, tag: str) -> None:
     """A published build: a run that died between the two pushes left the moving tag
     behind; finish it (and the zstd copy's, which is made before either moving tag moves)."""
-    steps = steps_for(session, image, platform, tag, bom=None, log_file=None)
-    if finish(steps):
-        log.info(f"moved {steps.moving} to {tag} (a previous run stopped before it did)")
+    actions = actions_for(session, image, platform, tag, bom=None, log_file=None)
+    if finish(actions):
+        log.info(f"moved {actions.moving} to {tag} (a previous run stopped before it did)")
 
 
-def steps_for(session: Session, image: str, platform: str, tag: str, *,
-              bom: str | None, log_file: Path | None) -> Steps:
-    """The steps `publish` and `finish` order, on this session's engine and registry.
+def actions_for(session: Session, image: str, platform: str, tag: str, *,
+                bom: str | None, log_file: Path | None) -> Actions:
+    """The actions `publish` and `finish` order, on this session's engine and registry.
     `bom`: the new build's SBOM; None for a published build, whose SBOM is made from its
     labels if a killed run had not attached it."""
     factory, registry, docker = session.factory, session.registry, session.docker
@@ -155,7 +155,7 @@ def steps_for(session: Session, image: str, platform: str, tag: str, *,
         sbom.attach(registry, repo, target, made)
         shutil.rmtree(work, ignore_errors=True)
 
-    return Steps(
+    return Actions(
         ref=ref, moving=moving,
         immutable_digest=lambda: registry.digest(repo, tag),
         moving_digest=lambda: registry.digest(repo, platform),

@@ -57,7 +57,7 @@ def _created(registry: Registry, repo: str, digest: str) -> tuple[str, int]:
     return str(config.get("created") or ""), manifest.size
 
 
-def plan(factory: Factory, registry: Registry, *, keep: int, keep_days: float,
+def review(factory: Factory, registry: Registry, *, keep: int, keep_days: float,
          images: list[str] | None = None, now: datetime | None = None) -> Pruning:
     """What prune would keep and delete (of `images`, default all), with the reason for
     each tag."""
@@ -197,7 +197,7 @@ def prune(factory: Factory, registry: Registry, *, keep: int, keep_days: float, 
     """The plan; with `act`, its deletions and the registry's garbage collection, and
     the bytes the registry's folder shrank by (the embedded registry only)."""
 
-    decided = plan(factory, registry, keep=keep, keep_days=keep_days, images=images)
+    decided = review(factory, registry, keep=keep, keep_days=keep_days, images=images)
     summary: dict[str, Any] = {**decided.as_dict(), "acted": act, "deleted_manifests": 0,
                                "bytes_freed": None}
     if not act or not decided.doomed:

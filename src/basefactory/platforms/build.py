@@ -53,7 +53,7 @@ def build_platform(factory: Factory, name: str, docker: Docker, devpi: DevpiClie
 
 
 def _pull(docker: Docker, name: str, image: str, ref: str) -> BaseImage:
-    with log.step(f"pull {image}"):
+    with log.phase(f"pull {image}"):
         docker.pull_required(image, hint=f"this host cannot pull {image}: declare a"
                              f" [platforms.{name}.bootstrap] platform instead, or set"
                              " enabled = false")
@@ -76,7 +76,7 @@ def _bootstrap(
     index = platform_index(factory, name)
     imported: list[tuple[str, str]] = []
     if boot.wheelhouse is not None:
-        with log.step(f"import {boot.torch} from {boot.wheelhouse} into {index}"):
+        with log.phase(f"import {boot.torch} from {boot.wheelhouse} into {index}"):
             imported = import_wheels(devpi, index, factory.root / boot.wheelhouse,
                                      [boot.torch, *boot.packages],
                                      python=boot.python, memo_dir=factory.state_dir / "memo")
@@ -112,7 +112,7 @@ def _bootstrap(
         labels = {Labels.INPUT_DIGEST: inputs, Labels.PLATFORM: name,
                   Labels.OCI_BASE_NAME: rootfs}
         args = {"INDEX_URL": devpi.simple_url(index)}
-        with log.step(f"build platform base {ref} (log: {log_file})"):
+        with log.phase(f"build platform base {ref} (log: {log_file})"):
             docker.build(context, dockerfile=context / "Dockerfile", target="python",
                          tags=[slim, f"{slim}-{inputs[:12]}"], build_args=args,
                          labels={**labels, Labels.OCI_TITLE:

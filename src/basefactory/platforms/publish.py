@@ -27,7 +27,7 @@ def ensure_platform(session: Session, name: str) -> PlatformResult:
     known = store.load(factory, session.devpi, name)
     probed = known is None or known.base_digest != base.image_id
     if probed:
-        with log.step(f"probe {base.ref}"):
+        with log.phase(f"probe {base.ref}"):
             fingerprint = _with_unindexed(session, probe(session.docker, name, base.ref,
                                                          base.slim_ref))
             fingerprint = fingerprint.model_copy(update={"base_source": base.source})
@@ -37,7 +37,7 @@ def ensure_platform(session: Session, name: str) -> PlatformResult:
         fingerprint = known
     pushed = session.registry.labels(repository(factory, "base"), name)
     if pushed.get(Labels.INPUT_DIGEST) != base.input_digest:
-        with log.step(f"push {base.ref}"):
+        with log.phase(f"push {base.ref}"):
             push_base(session.docker, base)
     return PlatformResult(base, fingerprint, probed)
 

@@ -73,7 +73,7 @@ def ensure_rootfs(docker: Docker, suite: str, mirror: str) -> str:
     tarball = cache_dir() / "rootfs" / f"{suite}-{arch()}-{ROOTFS_VERSION}.tar"
     if not tarball.exists():
         _debootstrap(suite, mirror, tarball)
-    with log.step(f"import {tarball.name} as {ref}"):
+    with log.phase(f"import {tarball.name} as {ref}"):
         docker.import_file(tarball, ref)
     return ref
 
@@ -111,7 +111,7 @@ def _debootstrap(suite: str, mirror: str, tarball: Path) -> None:
     work = tarball.parent / f"{suite}.rootfs.tmp"
     shutil.rmtree(work, ignore_errors=True)
     try:
-        with log.step(f"debootstrap {suite} (minbase) from {mirror}"):
+        with log.phase(f"debootstrap {suite} (minbase) from {mirror}"):
             cmd.run([debootstrap, "--variant=minbase", suite, str(work), mirror],
                     log_file=tarball.parent / f"{suite}.debootstrap.log", echo=False,
                     hint="is the Debian mirror reachable? see the log")

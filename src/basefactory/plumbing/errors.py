@@ -56,8 +56,8 @@ class PublishRefused(BasefactoryError):
     exit_code = 7
 
 
-class LockHeld(BasefactoryError):
-    """Another basefactory run holds the factory's lock."""
+class WriterBusy(BasefactoryError):
+    """Another basefactory run is the factory's writer (holds its flock)."""
 
     exit_code = 8
 

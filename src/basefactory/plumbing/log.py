@@ -68,8 +68,9 @@ def console() -> Console:
 
 
 @contextmanager
-def step(name: str) -> Iterator[None]:
-    """Mark a named step with its duration and a ✓ or ✕."""
+def phase(name: str) -> Iterator[None]:
+    """Show a phase of work as it starts and as it ends, with its duration and a ✓ or ✕
+    (a step, in this package, is one node of the publish DAG: `schedule/`)."""
     start = time.monotonic()
     if not _quiet.get():
         _out.print(f"[bold]▸ {escape(name)}[/bold]")

@@ -23,20 +23,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from basefactory.plumbing import log
-from basefactory.plumbing.errors import LockHeld
+from basefactory.plumbing.errors import WriterBusy
 
 
 @contextmanager
-def factory_lock(state_dir: Path, command: str, *, wait: float = 0.0,
+def one_writer(state_dir: Path, command: str, *, wait: float = 0.0,
                  shared: bool = False) -> Iterator[None]:
     with _flock(state_dir / "publish.lock", command, wait=wait, shared=shared):
         yield
 
 
 @contextmanager
-def step_lock(state_dir: Path, step_id: str, *, wait: float = 0.0) -> Iterator[None]:
+def step_writer(state_dir: Path, step_id: str, *, wait: float = 0.0) -> Iterator[None]:
     """The factory lock shared, and `step_id`'s exclusively."""
-    with factory_lock(state_dir, f"run {step_id}", wait=wait, shared=True), \
+    with one_writer(state_dir, f"run {step_id}", wait=wait, shared=True), \
             _flock(state_dir / "steps" / f"{step_id.replace(':', '_')}.lock",
                    f"run {step_id}", wait=wait, shared=False):
         yield
@@ -56,7 +56,7 @@ def _flock(path: Path, command: str, *, wait: float, shared: bool) -> Iterator[N
             except BlockingIOError:
                 holder = _holder(fd)
                 if time.monotonic() >= deadline:
-                    raise LockHeld(
+                    raise WriterBusy(
                         f"another basefactory run holds {path}: {holder}",
                         hint="wait for it to finish (or pass --wait SECONDS); if its process"
                         " is gone the lock is free already",

@@ -69,13 +69,13 @@ def ensure_builder(factory: Factory, docker: Docker, registry: Registry, platfor
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         (work / "Dockerfile").write_text(dockerfile)
-        with log.step(f"build the builder for {platform}"):
+        with log.phase(f"build the builder for {platform}"):
             docker.build(work, dockerfile=work / "Dockerfile", tags=[ref],
                          labels={Labels.INPUT_DIGEST: inputs}, build_args={"INDEX_URL": index_url},
                          log_file=factory.logs_dir / f"builder-{platform}.log")
     if registry.digest(repository, tag) is None:
         docker.tag(ref, shared)
-        with log.step(f"push the builder for {platform}"):
+        with log.phase(f"push the builder for {platform}"):
             docker.push(shared, log_file=factory.logs_dir / f"builder-{platform}.log")
     return ref
 

@@ -200,7 +200,7 @@ def ensure_wheel(session: Session, recipe: Recipe, platform: str, *,
         devpi.download(done.url, wheel)
         state = "retested"
     elif recipe.adopt is not None:
-        with log.step(f"{recipe.name} on {platform}: adopt {recipe.adopt.wheel}"):
+        with log.phase(f"{recipe.name} on {platform}: adopt {recipe.adopt.wheel}"):
             prebuilt = sources.fetch_wheel(recipe, devpi=devpi, indexes=[
                 platform_index(factory, platform), factory.config.index.mirror])
             wheel = adopt(recipe, prebuilt, fingerprint, wheelhouse,
@@ -210,14 +210,14 @@ def ensure_wheel(session: Session, recipe: Recipe, platform: str, *,
             check_not_vendored(wheel, recipe.excludes)
     else:
         assert recipe.source is not None
-        with log.step(f"{recipe.name} on {platform}: fetch {recipe.source.kind} source"):
+        with log.phase(f"{recipe.name} on {platform}: fetch {recipe.source.kind} source"):
             fetched = sources.fetch(
                 recipe, devpi=devpi, root=factory.root, work=work,
                 indexes=[platform_index(factory, platform), factory.config.index.mirror])
         builder = prepare_builder(session, platform)
         build_log = logs / f"{recipe.name}-{platform}-build.log"
         build_log.unlink(missing_ok=True)
-        with log.step(f"{recipe.name} on {platform}: build (log: {build_log})"):
+        with log.phase(f"{recipe.name} on {platform}: build (log: {build_log})"):
             built = build_wheel(factory, session.docker, recipe, platform=platform,
                                 builder=builder, fingerprint=fingerprint,
                                 source_dir=fetched.directory, work=work, index_url=index_url,
@@ -230,9 +230,9 @@ def ensure_wheel(session: Session, recipe: Recipe, platform: str, *,
     arch_list = recipe.build.env.get("TORCH_CUDA_ARCH_LIST")
     device = None
     if fingerprint.cuda and arch_list and not recipe.pure:
-        with log.step(f"{recipe.name} on {platform}: device code for {arch_list}"):
+        with log.phase(f"{recipe.name} on {platform}: device code for {arch_list}"):
             device = check_wheel(wheel, arch_list, platform)
-    with log.step(f"{recipe.name} on {platform}: test {wheel.name}"):
+    with log.phase(f"{recipe.name} on {platform}: test {wheel.name}"):
         record = run_test(session.docker, recipe, wheel, platform=platform, base_ref=ref,
                           base_digest=fingerprint.base_digest,
                           constraints=constraints(fingerprint), index_url=index_url,
@@ -245,7 +245,7 @@ def ensure_wheel(session: Session, recipe: Recipe, platform: str, *,
             "wheel": recipe.adopt.wheel, "sha256": recipe.adopt.sha256,
             "overrides": [o.model_dump() for o in recipe.adopt.overrides],
             "patches": patch_records(recipe, factory.recipes_dir)})
-    with log.step(f"{recipe.name} on {platform}: upload to {target}"):
+    with log.phase(f"{recipe.name} on {platform}: upload to {target}"):
         _, version, _, _ = parse_wheel_filename(wheel.name)
         name = recipe.distribution
         if done is None:
