@@ -141,8 +141,9 @@ mutation: $(VENV)/.installed
 	@echo "mutants: $$(wc -l < bench/mutation-results.txt), killed: $$(grep -c ': killed' bench/mutation-results.txt)"
 	@grep -v ": killed" bench/mutation-results.txt || true
 
+# the unit tier without its one slow file (the config fuzzing, ~1 min): `make test` runs it
 test-unit: setup
-	$(VENV)/bin/python -m pytest tests/unit $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest tests/unit -m "not slow" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests bench

@@ -1,6 +1,8 @@
 """Generated factory.toml, recipes and image definitions sent through the CLI (`config
 check`): an invalid one exits 2 with one message naming its file, never a traceback.
-Only invalid inputs are counted; over 1,000 of them."""
+Only invalid inputs are counted; over 1,000 of them. It needs no service, so it is a
+unit test, marked `slow` (about a minute): `make test-unit` leaves it out, `make test` runs
+it."""
 
 from __future__ import annotations
 
@@ -11,10 +13,13 @@ from collections import Counter
 from contextlib import redirect_stderr
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from basefactory.cli import main
+
+pytestmark = pytest.mark.slow
 
 KEYS = ["state_dir", "index", "registry", "engine", "platforms", "wheels", "catalog", "port",
         "host", "url", "embedded", "bootstrap", "torch", "image", "suite", "python", "apt",
