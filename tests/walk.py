@@ -50,8 +50,9 @@ class Walk:
     def __init__(self, target: str, *, methods: bool = False) -> None:
         self.module, _, self.function = target.partition(":")
         self.methods = methods
-        self.route: list[str] = []  # each room entered by a call from another room
-        self.path: list[str] = []  # the same with the returns: where the reader goes
+        # one per call of the target (a build of several images calls it once for each)
+        self.routes: list[list[str]] = []  # each room entered by a call from another room
+        self.paths: list[list[str]] = []  # the same with the returns: where the reader goes
         self.depth = 0  # > 0 while inside the target
         # (room, carried) of each open basefactory frame inside the target: a carried
         # method keeps its module's room (so what it calls there is no visit) unseen
@@ -68,8 +69,8 @@ class Walk:
                 self.depth += 1
                 if self.depth == 1:
                     here = found[0] if found else "?"
-                    self.route.append(here)
-                    self.path.append(here)
+                    self.routes.append([here])
+                    self.paths.append([here])
                     self.stack = [(here, False)]
                     return
             if self.depth == 0 or found is None:
@@ -77,8 +78,8 @@ class Walk:
             here, method = found
             carried = method and not self.methods
             if not carried and self.stack and self.stack[-1][0] != here:
-                self.route.append(here)
-                self.path.append(here)
+                self.routes[-1].append(here)
+                self.paths[-1].append(here)
             self.stack.append((here, carried))
         else:
             if self.depth == 0 or found is None:
@@ -92,11 +93,21 @@ class Walk:
             here, carried = self.stack.pop()
             back = next((r for r, c in reversed(self.stack) if not c), None)
             if not carried and back is not None and back != here \
-                    and self.path[-1] != f"({back})":
-                self.path.append(f"({back})")
+                    and self.paths[-1][-1] != f"({back})":
+                self.paths[-1].append(f"({back})")
 
-    def visits(self) -> Counter[str]:
-        return Counter(self.route)
+    @property
+    def route(self) -> list[str]:
+        """The last call's route."""
+        return self.routes[-1] if self.routes else []
+
+    @property
+    def path(self) -> list[str]:
+        return self.paths[-1] if self.paths else []
+
+    def visits(self, call: int = -1) -> Counter[str]:
+        """How often each room was entered in one call of the target (the last by default)."""
+        return Counter(self.routes[call]) if self.routes else Counter()
 
 
 def main(argv: list[str]) -> int:
@@ -116,17 +127,19 @@ def main(argv: list[str]) -> int:
         status = int(exc.code or 0)
     finally:
         sys.setprofile(None)
-    visits = walk.visits()
+    calls = [{"route": route, "path": path, "visits": dict(walk.visits(i))}
+             for i, (route, path) in enumerate(zip(walk.routes, walk.paths, strict=True))]
     if args.json:
-        print(json.dumps({"route": walk.route, "path": walk.path, "visits": dict(visits),
-                          "status": status}))
+        print(json.dumps({"calls": calls, "status": status}))
     else:
-        print("path (a room in parentheses: back in it after a call returned):")
-        print(" -> ".join(walk.path))
-        print("rooms entered by a call from another room:")
-        for name, count in visits.most_common():
-            print(f"{count:3d}  {name}")
-    return 0 if walk.route else 1
+        for n, call in enumerate(calls, 1):
+            print(f"call {n} of {len(calls)}: the path (in parentheses: back in a room after"
+                  " a call returned):")
+            print(" -> ".join(call["path"]))
+            print("rooms entered by a call from another room:")
+            for name, count in Counter(call["visits"]).most_common():
+                print(f"{count:3d}  {name}")
+    return 0 if walk.routes else 1
 
 
 if __name__ == "__main__":
