@@ -68,6 +68,18 @@ def test_known_layers_map_diff_ids_to_gzip_blobs_first_image_first() -> None:
     # a zstd layer is never mounted into a gzip image
 
 
+def test_a_parents_oci_gzip_layer_is_mounted_under_dockers_type() -> None:
+    """The push writes a Docker v2 manifest: a parent whose manifest is OCI (a pulled NGC
+    base) lends its gzip blobs, but not its OCI media type."""
+    registry = Registry({("factory/base", "p1"): ({"config": {"digest": "sha256:c"}, "layers": [
+        gz("sha256:g1", "application/vnd.oci.image.layer.v1.tar+gzip")]}, ["sha256:d1"])})
+    found = known_layers(registry, [("factory/base", "p1")])  # type: ignore[arg-type]
+    assert found == {"sha256:d1": ("factory/base", Layer("sha256:g1", 5, GZIP_LAYERS[0]))}
+    body = json.loads(manifest(b"{}", ["sha256:d1"], {d: layer for d, (_, layer) in found.items()}))
+    assert body["mediaType"] == DOCKER_MANIFEST
+    assert body["layers"][0]["mediaType"] == "application/vnd.docker.image.rootfs.diff.tar.gzip"
+
+
 def test_a_manifest_whose_layers_do_not_match_its_config_is_not_trusted() -> None:
     registry = Registry({("factory/x", "p1"): ({"config": {"digest": "sha256:c"}, "layers": [
         gz("sha256:g1")]}, ["sha256:d1", "sha256:d2"])})

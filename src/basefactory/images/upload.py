@@ -35,8 +35,8 @@ from basefactory.plumbing.errors import BuildError
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-GZIP_LAYERS = ("application/vnd.docker.image.rootfs.diff.tar.gzip",
-               "application/vnd.oci.image.layer.v1.tar+gzip")
+DOCKER_GZIP_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+GZIP_LAYERS = (DOCKER_GZIP_LAYER, "application/vnd.oci.image.layer.v1.tar+gzip")
 CHUNK = 8 << 20
 # a layer's identity in `docker save`'s two layouts: Docker < 25 (<v1 id>/layer.tar, the
 # folders in name order) and the OCI layout of Docker 25+ (blobs/sha256/<digest>)
@@ -69,8 +69,11 @@ def known_layers(registry: Registry, images: Iterable[tuple[str, str]]) -> dict[
             continue
         for diff_id, layer in zip(diff_ids, layers, strict=True):
             if layer.get("mediaType") in GZIP_LAYERS:
+                # the same gzip bytes under Docker's name for them: the manifest this push
+                # writes is Docker v2, and a parent pushed as OCI (a pulled NGC base, an
+                # OCI-layout engine) must not put an OCI type into it
                 found.setdefault(diff_id, (repo, Layer(layer["digest"], int(layer["size"]),
-                                                       layer["mediaType"])))
+                                                       DOCKER_GZIP_LAYER)))
     return found
 
 
