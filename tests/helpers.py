@@ -139,14 +139,15 @@ def write_pyproject(folder: Path, name: str, version: str, *,
 
 def forget_images(factory: Factory) -> None:
     """The session's images leave the engine with it (tens of GB over a run): every tag
-    under its registry's address, the downstream images tests build (basefactory-test/)
+    under its registry's address, the downstream images tests build (basefactory-test/),
+    the local builds a refused image leaves for inspection (basefactory/image-build:)
     and the dangling layers they leave. The build cache stays, so the next session
     rebuilds from it."""
     docker = detect_client(factory.config.engine.docker).path
     refs = subprocess.run([docker, "images", "--format", "{{.Repository}}:{{.Tag}}"],
                           capture_output=True, text=True).stdout.split()
     mine = [r for r in refs if r.startswith((f"{factory.config.registry.address}/",
-                                              "basefactory-test/"))]
+                                              "basefactory-test/", "basefactory/image-build:"))]
     if mine:
         subprocess.run([docker, "image", "rm", "--force", *mine], capture_output=True)
     subprocess.run([docker, "image", "prune", "--force"], capture_output=True)
