@@ -122,6 +122,15 @@ def builder_cache_tag(platform: str, input_digest: str) -> str:
     return f"{platform}-{input_digest[:12]}"
 
 
+BUILDER_CACHE_TAG = re.compile(r"^(?P<platform>.+)-(?P<digest>[0-9a-f]{12})$")
+
+
+def platform_of_builder_tag(tag: str) -> str | None:
+    """The platform a shared builder's tag names; None for any other tag."""
+    m = BUILDER_CACHE_TAG.match(tag)
+    return m.group("platform") if m else None
+
+
 def platform_of_tag(factory: Factory, tag: str) -> str:
     """The platform a tag belongs to: the moving tag is its name, an immutable tag starts
     with it (the longest configured name that fits, as names may prefix one another)."""

@@ -1,11 +1,16 @@
 """images/retention.py's decision, without a registry: which immutable tags of one image
-on one platform prune keeps, and why."""
+on one platform prune keeps, and why; and what a review reads from an in-memory registry
+(the shared builders included)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
-from basefactory.images.retention import Pruning, TagRow, _parse, decide
+from basefactory.adapters.registry_api import Manifest
+from basefactory.images.retention import Pruning, TagRow, _parse, decide, review, zstd_copies
+from tests.helpers import small_factory
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -77,3 +82,57 @@ def test_go_timestamps_with_nanoseconds_parse() -> None:
     assert _parse("2026-11-24T10:00:00.123456789Z") == datetime(
         2026, 11, 24, 10, 0, 0, 123456, tzinfo=UTC)
     assert _parse("2026-11-24T10:00:00Z") == datetime(2026, 11, 24, 10, tzinfo=UTC)
+
+
+class Registry:
+    """What review reads: repositories, tags, digests, manifests and configs."""
+
+    def __init__(self, tags: dict[str, dict[str, tuple[str, int]]]) -> None:
+        self.repos = tags  # repo -> tag -> (digest, age in days)
+
+    def repositories(self) -> list[str]:
+        return list(self.repos)
+
+    def tags(self, repo: str) -> list[str]:
+        return sorted(self.repos.get(repo, {}))
+
+    def digest(self, repo: str, tag: str) -> str | None:
+        found = self.repos.get(repo, {}).get(tag)
+        return found[0] if found else None
+
+    def manifest(self, repo: str, digest: str) -> Manifest | None:
+        return Manifest(digest, "application/vnd.docker.distribution.manifest.v2+json",
+                        {"config": {"digest": f"config-{digest}"}, "layers": [{"size": 7}]})
+
+    def blob_json(self, repo: str, config: str) -> dict[str, Any]:
+        digest = config.removeprefix("config-")
+        age = next(a for tags in self.repos.values() for d, a in tags.values() if d == digest)
+        return {"created": day(age)}
+
+
+def test_a_whole_prune_also_thins_the_shared_builders_per_platform(tmp_path: Path) -> None:
+    factory = small_factory(tmp_path, platforms='[platforms.p1]\nimage = "x:1"\n'
+                            '[platforms."p1-cpu"]\nimage = "y:1"\n')
+    registry = Registry({
+        "factory/api": {"p1": ("sha256:i2", 1), "p1-20261130-aaaaaaaaaaaa": ("sha256:i2", 1),
+                        "p1-20261001-bbbbbbbbbbbb": ("sha256:i1", 61)},
+        "factory-cache/builder": {
+            "p1-aaaaaaaaaaaa": ("sha256:b3", 2), "p1-bbbbbbbbbbbb": ("sha256:b2", 20),
+            "p1-cccccccccccc": ("sha256:b1", 40),
+            "p1-cpu-dddddddddddd": ("sha256:c1", 30),  # another platform, whose name p1 prefixes
+            "gone-eeeeeeeeeeee": ("sha256:g1", 90),  # a platform no longer configured
+            "latest": ("sha256:l", 90)},
+    })
+    found = review(factory, registry, keep=1, keep_days=7, now=NOW)  # type: ignore[arg-type]
+    builders = {r.tag: r.why for r in found.rows if r.repository == "factory-cache/builder"}
+    assert builders == {"p1-aaaaaaaaaaaa": "one of the newest 1",
+                        "p1-bbbbbbbbbbbb": "older than what is kept",
+                        "p1-cccccccccccc": "older than what is kept",
+                        "p1-cpu-dddddddddddd": "one of the newest 1"}
+    assert {r.tag for r in found.doomed} == {"p1-20261001-bbbbbbbbbbbb", "p1-bbbbbbbbbbbb",
+                                             "p1-cccccccccccc"}
+    # a builder has no zstd copy to go with it
+    assert zstd_copies(factory, registry, found.doomed) == []  # type: ignore[arg-type]
+    # naming images prunes those images only
+    named = review(factory, registry, keep=1, keep_days=7, images=["api"], now=NOW)  # type: ignore[arg-type]
+    assert {r.repository for r in named.rows} == {"factory/api"}

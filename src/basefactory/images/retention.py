@@ -5,6 +5,13 @@ the newest `keep` immutable tags, and every tag younger than `keep_days`. Delete
 other immutable tags, by manifest digest (a digest a kept tag shares is never deleted).
 Platform bases and slim images (`<platform>-<digest>` tags, no date) are never pruned:
 images are built on them. Wheels are never deleted: indexes are not volatile.
+
+A whole-factory prune (no image named) also reviews the builders engines share
+(`<namespace>-cache/builder:<platform>-<inputs12>`, one more each time a base or the
+builder recipe changes) the same way: per platform, the newest `keep` and those younger
+than `keep_days` stay. An engine whose builder was deleted builds it again (or pulls the
+newer one), so nothing a build needs is lost. Tags of platforms no longer configured are
+left alone.
 """
 
 from __future__ import annotations
@@ -19,7 +26,14 @@ from basefactory.adapters.registry_api import Registry
 from basefactory.config.factory import Factory
 from basefactory.daemons import registry_server
 from basefactory.images import referrers
-from basefactory.refs import common_index, parse_immutable_tag, platform_index, zstd_repository
+from basefactory.refs import (
+    cache_repository,
+    common_index,
+    parse_immutable_tag,
+    platform_index,
+    platform_of_builder_tag,
+    zstd_repository,
+)
 
 UNDATED_REPOS = ("base", "slim")
 
@@ -84,7 +98,29 @@ def review(factory: Factory, registry: Registry, *, keep: int, keep_days: float,
         for platform, rows in by_platform.items():
             result.rows += decide(repo, platform, rows, moving.get(platform), keep=keep,
                                   keep_days=keep_days, cutoff=cutoff)
+    if images is None:
+        result.rows += _builders(factory, registry, keep=keep, keep_days=keep_days,
+                                 cutoff=cutoff)
     return result
+
+
+def _builders(factory: Factory, registry: Registry, *, keep: int, keep_days: float,
+              cutoff: datetime) -> list[TagRow]:
+    """The shared builders' tags, decided per platform like an image's immutable tags
+    (they have no moving tag)."""
+    repo = cache_repository(factory, "builder")
+    platforms = set(factory.config.platforms)
+    by_platform: dict[str, list[tuple[str, str, str, int]]] = {}
+    for tag in registry.tags(repo):
+        platform = platform_of_builder_tag(tag)
+        if platform not in platforms:
+            continue
+        digest = registry.digest(repo, tag) or ""
+        created, size = _created(registry, repo, digest)
+        by_platform.setdefault(platform, []).append((tag, digest, created, size))
+    return [row for platform, rows in by_platform.items()
+            for row in decide(repo, platform, rows, None, keep=keep, keep_days=keep_days,
+                              cutoff=cutoff)]
 
 
 def decide(repo: str, platform: str, rows: list[tuple[str, str, str, int]],
@@ -141,6 +177,8 @@ def zstd_copies(factory: Factory, registry: Registry, rows: list[TagRow]) -> lis
     namespace = factory.config.registry.namespace
     copies = []
     for row in rows:
+        if not row.repository.startswith(f"{namespace}/"):
+            continue  # a shared builder: never copied
         image = row.repository.removeprefix(f"{namespace}/")
         repo = zstd_repository(factory, image)
         digest = registry.digest(repo, row.tag)
