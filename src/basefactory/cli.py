@@ -211,12 +211,24 @@ def cmd_images_sbom(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    """A command-line count: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is below 0")
+    return value
+
+
 def cmd_prune(args: argparse.Namespace) -> int:
     from basefactory.images.retention import prune
     from basefactory.plumbing.writer import one_writer
 
     factory = _factory(args)
-    keep = args.keep or factory.config.retention.keep
+    # `--keep 0` keeps only what the moving tags point at; it is not "unset"
+    keep = factory.config.retention.keep if args.keep is None else args.keep
     days = factory.config.retention.keep_days if args.keep_days is None else args.keep_days
     # only deleting takes the publish lock: a dry run reads, and may run beside a publish
     locked = one_writer(factory.state_dir, "prune", wait=args.wait) if args.yes else \
@@ -665,8 +677,9 @@ def build_parser() -> argparse.ArgumentParser:
             " garbage-collect the registry")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="images (default: all)")
     p.add_argument("--yes", action="store_true", help="delete (default: show what would go)")
-    p.add_argument("--keep", type=int, metavar="N",
-                   help="newest immutable tags kept per image and platform ([retention] keep)")
+    p.add_argument("--keep", type=_count, metavar="N",
+                   help="newest immutable tags kept per image and platform ([retention] keep;"
+                   " 0: only the moving tag's)")
     p.add_argument("--keep-days", type=float, metavar="D",
                    help="also keep tags younger than D days ([retention] keep_days)")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",

@@ -121,3 +121,21 @@ def test_prune_keeps_the_newest_and_frees_the_rest(session: Session,
                             "--yes", "--json").stdout)
     assert again["deleted"] == [] and again["deleted_manifests"] == 0
     docker.remove_image(moving)
+
+
+def test_a_whole_prune_reviews_the_builders_the_hosts_share(session: Session,
+                                                              published: dict[str, ImageResult]
+                                                              ) -> None:
+    """The publish pushed this platform's builder to factory-cache/builder; a dry run of a
+    whole-factory prune reads it from the real registry, by the same rule as images:
+    kept as the newest with the defaults, to be deleted with --keep 0 --keep-days 0."""
+    cache = f"{session.factory.config.registry.namespace}-cache/builder"
+    [tag] = [t for t in session.registry.tags(cache) if t.startswith(f"{PLATFORM}-")]
+    default = json.loads(_cli(session, "prune", "--json").stdout)
+    assert {(r["repository"], r["tag"], r["why"]) for r in default["kept"]
+            if r["repository"] == cache} == {(cache, tag, "one of the newest 3")}
+    none_kept = json.loads(_cli(session, "prune", "--keep", "0", "--keep-days", "0",
+                                "--json").stdout)
+    assert not none_kept["acted"]
+    assert [r["tag"] for r in none_kept["deleted"] if r["repository"] == cache] == [tag]
+    assert tag in session.registry.tags(cache)  # a dry run deletes nothing
