@@ -149,3 +149,37 @@ def test_inspect_and_version_read_the_engine_api_on_its_socket(engine_socket: st
 def test_an_engine_that_does_not_answer_has_no_version(tmp_path: Path) -> None:
     docker = Docker(CLIENT, host=f"unix://{tmp_path / 'no-engine.sock'}")
     assert docker.server_version() is None
+
+
+def flaky_client(folder: Path, failures: int, message: str) -> tuple[Docker, Path]:
+    """A `docker` whose first `failures` pulls fail with `message`; it counts its pulls."""
+    calls = folder / "pulls"
+    script = folder / "docker"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'echo "$@" >> "{calls}"\n'
+        f'[ "$(wc -l < "{calls}")" -le {failures} ] && {{ echo "{message}" >&2; exit 1; }}\n'
+        "exit 0\n")
+    script.chmod(0o755)
+    return Docker(ClientInfo(str(script), "20.10.24", False)), calls
+
+
+def test_a_pull_the_link_dropped_is_tried_again(tmp_path: Path) -> None:
+    docker, calls = flaky_client(tmp_path, 2, "error pulling image configuration: unexpected EOF")
+    docker.pull_required("127.0.0.1:5000/factory-cache/builder:p1-abc", hint="h", backoff_s=0)
+    assert runs(calls) == 3
+    # and not forever: the third failure is the error, with docker's message
+    (tmp_path / "pulls").unlink()
+    docker, calls = flaky_client(tmp_path, 3, "read: connection reset by peer")
+    with pytest.raises(ToolError, match="connection reset by peer"):
+        docker.pull_required("127.0.0.1:5000/x:1", hint="h", backoff_s=0)
+    assert runs(calls) == 3
+
+
+def test_a_pull_of_what_the_registry_lacks_is_not_tried_again(tmp_path: Path) -> None:
+    docker, calls = flaky_client(
+        tmp_path, 5, "Error response from daemon: manifest for 127.0.0.1:5000/x:1 not found:"
+                     " manifest unknown: manifest unknown")
+    with pytest.raises(ToolError, match="manifest unknown"):
+        docker.pull_required("127.0.0.1:5000/x:1", hint="publish it first", backoff_s=0)
+    assert runs(calls) == 1

@@ -36,6 +36,7 @@ class Engine:
         self.calls: list[tuple[str, str]] = []
         self.out: list[str] = ["demo-1.0-cp311-cp311-linux_x86_64.whl"]
         self.fail_build = False
+        self.fail_pull = False
 
     def image_id(self, ref: str) -> str | None:
         return f"sha256:{abs(hash(ref))}" if ref in self.images else None
@@ -52,7 +53,9 @@ class Engine:
 
     def pull_required(self, ref: str, hint: str) -> None:
         self.calls.append(("pull_required", ref))
-        self.images[ref] = {}
+        if self.fail_pull:
+            raise ToolError(f"`docker pull {ref}` failed: no space left on device", hint=hint)
+        self.images[ref] = self.shared.get(ref, {})
 
     def tag(self, source: str, ref: str) -> None:
         self.calls.append(("tag", ref))
@@ -109,7 +112,7 @@ def test_the_builder_is_built_once_pushed_for_the_others_and_then_reused(tmp_pat
     first = Engine({base: {}})
     ref = ensure_builder(factory, first, Registry(False), "boot", base, "http://idx/")  # type: ignore[arg-type]
     assert ref == "basefactory/builder:boot"
-    assert kinds(first) == ["pull", "build", "tag", "push"]  # no shared copy yet
+    assert kinds(first) == ["build", "tag", "push"]  # no shared copy yet
     pushed = first.calls[-1][1]
     assert "/factory-cache/builder:boot-" in pushed
     # the same engine again: current, and the registry has it: nothing to do
@@ -120,7 +123,34 @@ def test_the_builder_is_built_once_pushed_for_the_others_and_then_reused(tmp_pat
     other = Engine({base: {}}, shared={pushed: first.images[pushed]})
     other.image_id = first.image_id  # type: ignore[method-assign]
     ensure_builder(factory, other, Registry(True), "boot", base, "http://idx/")  # type: ignore[arg-type]
-    assert kinds(other) == ["pull", "tag"]
+    assert kinds(other) == ["pull_required", "tag"]
+
+
+def test_a_shared_builder_that_does_not_pull_is_that_error_not_a_build(tmp_path: Path) -> None:
+    """A build host may reach no apt mirror: where the registry has the builder, a failed
+    pull (disk, network) is reported as such, never hidden behind a build that fails on
+    apt-get."""
+    factory = small_factory(tmp_path, platforms=BOOT)
+    base = "127.0.0.1:5000/factory/base:boot"
+    host = Engine({base: {}})
+    host.fail_pull = True
+    with pytest.raises(ToolError) as caught:
+        ensure_builder(factory, host, Registry(True), "boot", base, "http://idx/")  # type: ignore[arg-type]
+    assert "no space left on device" in caught.value.message
+    assert "could not pull it" in (caught.value.hint or "")
+    assert "build" not in kinds(host)
+
+
+def test_a_builder_no_engine_shared_that_fails_to_build_says_so(tmp_path: Path) -> None:
+    factory = small_factory(tmp_path, platforms=BOOT)
+    base = "127.0.0.1:5000/factory/base:boot"
+    host = Engine({base: {}})
+    host.fail_build = True
+    with pytest.raises(ToolError) as caught:
+        ensure_builder(factory, host, Registry(False), "boot", base, "http://idx/")  # type: ignore[arg-type]
+    assert "no engine has shared a builder for these inputs" in caught.value.message
+    assert "factory-cache/builder:boot-" in caught.value.message
+    assert kinds(host) == ["build"]  # nothing pushed
 
 
 def test_a_builder_whose_inputs_changed_is_rebuilt(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import re
 import shutil
 import socket
 import subprocess
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -39,6 +40,10 @@ INSTALL_HINT = (
     "install a Docker client with BuildKit: `apt-get install docker.io` (Debian), or"
     " docker with the buildx plugin; then `basefactory up`"
 )
+
+# what docker says when a pull can never succeed as asked (no such tag, no right to it)
+_MISSING = re.compile(r"manifest unknown|not found|does not exist|access denied|unauthorized",
+                      re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -277,8 +282,22 @@ class Docker:
     def pull(self, ref: str) -> bool:
         return self._plain(["pull", ref]).returncode == 0
 
-    def pull_required(self, ref: str, *, hint: str) -> None:
-        self._run(["pull", ref], echo=False, hint=hint)
+    def pull_required(self, ref: str, *, hint: str, attempts: int = 3,
+                      backoff_s: float = 2.0) -> None:
+        """Pull `ref`, or raise with docker's message. A pull is network I/O with no side
+        effect, and a loaded link or registry drops one now and then (two build hosts
+        pulling a 1.4 GB builder at once): it is tried `attempts` times. A reference the
+        registry does not have is not tried again."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self._run(["pull", ref], echo=False, hint=hint)
+                return
+            except ToolError as exc:
+                if attempt == attempts or _MISSING.search(exc.message):
+                    raise
+                log.detail(f"`docker pull {ref}` failed (try {attempt} of {attempts}):"
+                           f" trying again in {backoff_s * attempt:g} s")
+                time.sleep(backoff_s * attempt)
 
     def import_file(self, tarball: Path, ref: str) -> None:
         self._run(["import", str(tarball), ref], echo=False)

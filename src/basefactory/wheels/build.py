@@ -62,17 +62,32 @@ def ensure_builder(factory: Factory, docker: Docker, registry: Registry, platfor
     repository, tag = cache_repository(factory, "builder"), builder_cache_tag(platform, inputs)
     shared = f"{factory.config.registry.address}/{repository}:{tag}"
     if docker.image_id(ref) is None or docker.image_labels(ref).get(Labels.INPUT_DIGEST) != inputs:
-        if docker.pull(shared) and docker.image_labels(shared).get(Labels.INPUT_DIGEST) == inputs:
-            docker.tag(shared, ref)
-            return ref
+        # asked of the registry, not read from a failed `docker pull`: a pull that fails
+        # for another reason (disk, network) is that error, not a reason to build here
+        if registry.digest(repository, tag) is not None:
+            with log.phase(f"pull the shared builder for {platform}"):
+                docker.pull_required(shared, hint=f"the registry has {repository}:{tag} but"
+                                     " this engine could not pull it: see docker's message")
+            if docker.image_labels(shared).get(Labels.INPUT_DIGEST) == inputs:
+                docker.tag(shared, ref)
+                return ref
         work = factory.state_dir / "build" / "builders" / platform
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         (work / "Dockerfile").write_text(dockerfile)
         with log.phase(f"build the builder for {platform}"):
-            docker.build(work, dockerfile=work / "Dockerfile", tags=[ref],
-                         labels={Labels.INPUT_DIGEST: inputs}, build_args={"INDEX_URL": index_url},
-                         log_file=factory.logs_dir / f"builder-{platform}.log")
+            try:
+                docker.build(work, dockerfile=work / "Dockerfile", tags=[ref],
+                             labels={Labels.INPUT_DIGEST: inputs},
+                             build_args={"INDEX_URL": index_url},
+                             log_file=factory.logs_dir / f"builder-{platform}.log")
+            except ToolError as exc:
+                raise ToolError(
+                    f"{exc.message}\nno engine has shared a builder for these inputs"
+                    f" ({repository}:{tag}), so this one built its own and failed",
+                    hint="a build host that reaches no apt mirror needs the builder from the"
+                    " registry: publish a wheel of this platform on an engine that does"
+                    f" reach one first (its base image id: {base_id})") from None
     if registry.digest(repository, tag) is None:
         docker.tag(ref, shared)
         with log.phase(f"push the builder for {platform}"):
