@@ -126,30 +126,31 @@ def test_the_builder_is_built_once_pushed_for_the_others_and_then_reused(tmp_pat
     assert kinds(other) == ["pull_required", "tag"]
 
 
+def failing_builder(tmp_path: Path, *, shared: bool, fail: str) -> tuple[ToolError, Engine]:
+    """ensure_builder on an engine whose `fail` ("pull" or "build") fails, with the
+    registry holding the shared builder or not."""
+    host = Engine({"127.0.0.1:5000/factory/base:boot": {}})
+    setattr(host, f"fail_{fail}", True)
+    with pytest.raises(ToolError) as caught:
+        ensure_builder(small_factory(tmp_path, platforms=BOOT), host, Registry(shared),  # type: ignore[arg-type]
+                       "boot", "127.0.0.1:5000/factory/base:boot", "http://idx/")
+    return caught.value, host
+
+
 def test_a_shared_builder_that_does_not_pull_is_that_error_not_a_build(tmp_path: Path) -> None:
     """A build host may reach no apt mirror: where the registry has the builder, a failed
     pull (disk, network) is reported as such, never hidden behind a build that fails on
     apt-get."""
-    factory = small_factory(tmp_path, platforms=BOOT)
-    base = "127.0.0.1:5000/factory/base:boot"
-    host = Engine({base: {}})
-    host.fail_pull = True
-    with pytest.raises(ToolError) as caught:
-        ensure_builder(factory, host, Registry(True), "boot", base, "http://idx/")  # type: ignore[arg-type]
-    assert "no space left on device" in caught.value.message
-    assert "could not pull it" in (caught.value.hint or "")
+    error, host = failing_builder(tmp_path, shared=True, fail="pull")
+    assert "no space left on device" in error.message
+    assert "could not pull it" in (error.hint or "")
     assert "build" not in kinds(host)
 
 
 def test_a_builder_no_engine_shared_that_fails_to_build_says_so(tmp_path: Path) -> None:
-    factory = small_factory(tmp_path, platforms=BOOT)
-    base = "127.0.0.1:5000/factory/base:boot"
-    host = Engine({base: {}})
-    host.fail_build = True
-    with pytest.raises(ToolError) as caught:
-        ensure_builder(factory, host, Registry(False), "boot", base, "http://idx/")  # type: ignore[arg-type]
-    assert "no engine has shared a builder for these inputs" in caught.value.message
-    assert "factory-cache/builder:boot-" in caught.value.message
+    error, host = failing_builder(tmp_path, shared=False, fail="build")
+    assert "no engine has shared a builder for these inputs" in error.message
+    assert "factory-cache/builder:boot-" in error.message
     assert kinds(host) == ["build"]  # nothing pushed
 
 
