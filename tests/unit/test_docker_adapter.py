@@ -183,3 +183,25 @@ def test_a_pull_of_what_the_registry_lacks_is_not_tried_again(tmp_path: Path) ->
     with pytest.raises(ToolError, match="manifest unknown"):
         docker.pull_required("127.0.0.1:5000/x:1", hint="publish it first", backoff_s=0)
     assert runs(calls) == 1
+
+
+def test_a_pull_says_false_only_where_the_registry_lacks_the_image(tmp_path: Path) -> None:
+    """Callers build on False: a pull that could not ask (registry down, link dropped)
+    is retried and then raised with docker's message, never read as "not there"."""
+    missing = "Error response from daemon: manifest for 127.0.0.1:5000/x:1 not found:" \
+              " manifest unknown: manifest unknown"
+    docker, calls = flaky_client(tmp_path, 5, missing)
+    assert docker.pull("127.0.0.1:5000/x:1", backoff_s=0) is False
+    assert runs(calls) == 1
+    (tmp_path / "pulls").unlink()
+    docker, calls = flaky_client(tmp_path, 1, "unexpected EOF")
+    assert docker.pull("127.0.0.1:5000/x:1", backoff_s=0) is True
+    assert runs(calls) == 2
+    (tmp_path / "pulls").unlink()
+    refused = 'Error response from daemon: Get "http://127.0.0.1:5999/v2/": dial tcp' \
+              " 127.0.0.1:5999: connect: connection refused"
+    docker, calls = flaky_client(tmp_path, 5, refused)
+    with pytest.raises(ToolError, match="connection refused") as caught:
+        docker.pull("127.0.0.1:5999/x:1", backoff_s=0)
+    assert "could not pull it" in (caught.value.hint or "")
+    assert runs(calls) == 3

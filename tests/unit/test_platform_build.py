@@ -120,6 +120,22 @@ def test_another_engine_pulls_the_published_base_rather_than_building_another(
     assert [kind for kind, _ in other.calls] == ["pull", "pull"]
 
 
+def test_a_published_base_that_does_not_pull_is_that_error_not_another_base(
+        tmp_path: Path, no_debootstrap: None) -> None:
+    """A rebuild would make a different base (another image id, so other wheel and image
+    digests) and may need an apt mirror the host lacks: only "not there" leads to one."""
+    factory = small_factory(tmp_path, platforms=BOOT)
+    other = Engine()
+
+    def dropped(ref: str) -> bool:  # as the adapter does for any failure but "not there"
+        other.calls.append(("pull", ref))
+        raise ToolError(f"`docker pull {ref}` failed: connection refused")
+    other.pull = dropped  # type: ignore[method-assign]
+    with pytest.raises(ToolError, match="connection refused"):
+        build_platform(factory, "boot", other, DEVPI)  # type: ignore[arg-type]
+    assert [kind for kind, _ in other.calls] == ["pull"]  # no build
+
+
 def test_a_changed_input_rebuilds_the_base(tmp_path: Path, no_debootstrap: None) -> None:
     factory = small_factory(tmp_path, platforms=BOOT)
     engine = Engine()

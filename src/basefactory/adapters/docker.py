@@ -41,8 +41,9 @@ INSTALL_HINT = (
     " docker with the buildx plugin; then `basefactory up`"
 )
 
-# what docker says when a pull can never succeed as asked (no such tag, no right to it)
-_MISSING = re.compile(r"manifest unknown|not found|does not exist|access denied|unauthorized",
+# what docker says when the registry has no such image (or will not say it has one):
+# the one failure of a pull that means "not there" rather than "could not ask"
+_MISSING = re.compile(r"manifest unknown|name unknown|does not exist|access denied",
                       re.IGNORECASE)
 
 
@@ -279,8 +280,21 @@ class Docker:
                   hint=f"check the registry's credentials: is {address} this factory's"
                        " registry? (`basefactory status`)")
 
-    def pull(self, ref: str) -> bool:
-        return self._plain(["pull", ref]).returncode == 0
+    def pull(self, ref: str, *, attempts: int = 3, backoff_s: float = 2.0) -> bool:
+        """Pull `ref`; False where the registry does not have it. Any other failure (a
+        dropped link, a registry down, no credentials, a full disk) is tried again like
+        `pull_required` and then raised: callers fall back to building on False, and a
+        fallback for a failure that is not "not there" would hide its cause (and build
+        on a host that may reach no apt mirror, or build a different base)."""
+        try:
+            self.pull_required(ref, attempts=attempts, backoff_s=backoff_s,
+                               hint="this engine could not pull it: see docker's message;"
+                               " is the registry answering (`basefactory status`)?")
+        except ToolError as exc:
+            if _MISSING.search(exc.message):
+                return False
+            raise
+        return True
 
     def pull_required(self, ref: str, *, hint: str, attempts: int = 3,
                       backoff_s: float = 2.0) -> None:

@@ -62,15 +62,11 @@ def ensure_builder(factory: Factory, docker: Docker, registry: Registry, platfor
     repository, tag = cache_repository(factory, "builder"), builder_cache_tag(platform, inputs)
     shared = f"{factory.config.registry.address}/{repository}:{tag}"
     if docker.image_id(ref) is None or docker.image_labels(ref).get(Labels.INPUT_DIGEST) != inputs:
-        # asked of the registry, not read from a failed `docker pull`: a pull that fails
-        # for another reason (disk, network) is that error, not a reason to build here
-        if registry.digest(repository, tag) is not None:
-            with log.phase(f"pull the shared builder for {platform}"):
-                docker.pull_required(shared, hint=f"the registry has {repository}:{tag} but"
-                                     " this engine could not pull it: see docker's message")
-            if docker.image_labels(shared).get(Labels.INPUT_DIGEST) == inputs:
-                docker.tag(shared, ref)
-                return ref
+        # False only where the registry has no such builder: a pull that fails for
+        # another reason (disk, network) raises, and is not a reason to build here
+        if docker.pull(shared) and docker.image_labels(shared).get(Labels.INPUT_DIGEST) == inputs:
+            docker.tag(shared, ref)
+            return ref
         work = factory.state_dir / "build" / "builders" / platform
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
