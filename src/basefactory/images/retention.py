@@ -17,6 +17,7 @@ left alone.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -87,40 +88,41 @@ def review(factory: Factory, registry: Registry, *, keep: int, keep_days: float,
             continue
         tags = registry.tags(repo)
         moving = {t: registry.digest(repo, t) for t in tags if t in platforms}
-        by_platform: dict[str, list[tuple[str, str, str, int]]] = {}
-        for tag in tags:
-            parsed = parse_immutable_tag(tag)
-            if parsed is None or parsed.platform not in platforms:
-                continue
-            digest = registry.digest(repo, tag) or ""
-            created, size = _created(registry, repo, digest)
-            by_platform.setdefault(parsed.platform, []).append((tag, digest, created, size))
-        for platform, rows in by_platform.items():
-            result.rows += decide(repo, platform, rows, moving.get(platform), keep=keep,
-                                  keep_days=keep_days, cutoff=cutoff)
+        result.rows += _review_repo(registry, repo, tags, _platform_of_immutable_tag,
+                                    platforms, moving, keep=keep, keep_days=keep_days,
+                                    cutoff=cutoff)
     if images is None:
-        result.rows += _builders(factory, registry, keep=keep, keep_days=keep_days,
-                                 cutoff=cutoff)
+        # the shared builders: decided per platform like an image's immutable tags (they
+        # have no moving tag)
+        repo = cache_repository(factory, "builder")
+        result.rows += _review_repo(registry, repo, registry.tags(repo),
+                                    platform_of_builder_tag, platforms, {}, keep=keep,
+                                    keep_days=keep_days, cutoff=cutoff)
     return result
 
 
-def _builders(factory: Factory, registry: Registry, *, keep: int, keep_days: float,
-              cutoff: datetime) -> list[TagRow]:
-    """The shared builders' tags, decided per platform like an image's immutable tags
-    (they have no moving tag)."""
-    repo = cache_repository(factory, "builder")
-    platforms = set(factory.config.platforms)
+def _platform_of_immutable_tag(tag: str) -> str | None:
+    parsed = parse_immutable_tag(tag)
+    return parsed.platform if parsed is not None else None
+
+
+def _review_repo(registry: Registry, repo: str, tags: list[str],
+                 platform_of: Callable[[str], str | None], platforms: set[str],
+                 moving: dict[str, str | None], *, keep: int, keep_days: float,
+                 cutoff: datetime) -> list[TagRow]:
+    """Each tag of `repo` that `platform_of` places on a configured platform, decided
+    per platform against that platform's moving tag (if any)."""
     by_platform: dict[str, list[tuple[str, str, str, int]]] = {}
-    for tag in registry.tags(repo):
-        platform = platform_of_builder_tag(tag)
-        if platform not in platforms:
+    for tag in tags:
+        platform = platform_of(tag)
+        if platform is None or platform not in platforms:
             continue
         digest = registry.digest(repo, tag) or ""
         created, size = _created(registry, repo, digest)
         by_platform.setdefault(platform, []).append((tag, digest, created, size))
     return [row for platform, rows in by_platform.items()
-            for row in decide(repo, platform, rows, None, keep=keep, keep_days=keep_days,
-                              cutoff=cutoff)]
+            for row in decide(repo, platform, rows, moving.get(platform), keep=keep,
+                              keep_days=keep_days, cutoff=cutoff)]
 
 
 def decide(repo: str, platform: str, rows: list[tuple[str, str, str, int]],
