@@ -25,10 +25,9 @@ def devpi(handler: Handler) -> DevpiClient:
     return client
 
 
-def registry(handler: Handler) -> Registry:
-    client = Registry("http://127.0.0.1:5000")
-    client._http = httpx.Client(base_url="http://127.0.0.1:5000",
-                                transport=httpx.MockTransport(handler))
+def registry(handler: Handler, **kwargs: object) -> Registry:
+    client = Registry("http://127.0.0.1:5000", **kwargs)  # type: ignore[arg-type]
+    client.retries._inner = httpx.MockTransport(handler)
     return client
 
 
@@ -172,7 +171,8 @@ def test_a_manifest_keeps_its_bytes_digest_and_layer_sizes() -> None:
 def test_refused_credentials_say_where_the_password_lives() -> None:
     with pytest.raises(ServiceError) as caught:
         registry(lambda r: httpx.Response(401)).repositories()
-    assert "refused the factory's credentials (GET /v2/_catalog)" in str(caught.value)
+    assert "refused an anonymous client (no credentials found) (GET /v2/_catalog: 401)" \
+        in str(caught.value)
     assert "secrets/registry-password" in caught.value.hint
 
 

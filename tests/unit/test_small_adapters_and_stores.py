@@ -21,11 +21,11 @@ from tests.helpers import small_factory
 
 
 def test_the_system_trust_store_is_loaded_only_for_https_and_once() -> None:
-    http._tls.cache_clear()
+    http.context.cache_clear()
     plain = http.client("http://127.0.0.1:3141", timeout=5)
-    assert http._tls.cache_info().currsize == 0  # loading it costs ~60 ms of every `up`
+    assert http.context.cache_info().currsize == 0  # loading it costs ~60 ms of every `up`
     secure = [http.client("https://devpi.example", timeout=5) for _ in range(2)]
-    info = http._tls.cache_info()
+    info = http.context.cache_info()
     assert (info.currsize, info.misses) == (1, 1)
     for client in (plain, *secure):
         client.close()

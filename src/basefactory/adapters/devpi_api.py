@@ -49,9 +49,11 @@ class ReleaseFile:
 
 class DevpiClient:
     def __init__(self, base_url: str, *, timeout: float = 60.0,
-                 credentials: tuple[str, str] | None = None) -> None:
+                 credentials: tuple[str, str] | None = None,
+                 tls: http.Tls | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = http.client(self.base_url, timeout=timeout)
+        self.tls = tls
+        self._http = http.client(self.base_url, timeout=timeout, tls=tls)
         self._auth: dict[str, str] = {}
         self.user: str | None = None
         # logged in on the first request that needs it: a login costs devpi a password
@@ -80,7 +82,7 @@ class DevpiClient:
             return self._http.request(method, path, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             raise ServiceError(
-                f"devpi at {self.base_url} is not answering ({type(exc).__name__}: {exc})",
+                http.explain(exc, f"devpi at {self.base_url}", self.tls),
                 hint="run `basefactory up`, or check [index] in factory.toml",
             ) from None
 

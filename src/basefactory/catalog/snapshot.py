@@ -19,6 +19,7 @@ from basefactory.adapters.devpi_api import DevpiClient, ReleaseFile, simple_url
 from basefactory.config.factory import Factory
 from basefactory.daemons import registry_server
 from basefactory.images import referrers
+from basefactory.images.definition import repositories
 from basefactory.images.referrers import SBOM_TYPE
 from basefactory.proofs import Proof
 from basefactory.proofs.read import ProofReader
@@ -113,7 +114,7 @@ class Reader:
         index = factory.config.index
         read_from = (index.replica_url if factory.config.catalog.read_replica and
                      index.replica_url else index.base_url)
-        self.devpi = DevpiClient(read_from, timeout=10)
+        self.devpi = DevpiClient(read_from, timeout=10, tls=index.tls)
         self.proofs = ProofReader(self.devpi)
         self.pool = ThreadPoolExecutor(max_workers=workers)
         self._configs: dict[str, dict[str, Any]] = {}  # config digest -> config blob
@@ -207,7 +208,7 @@ class Reader:
 
     def images(self) -> dict[str, dict[str, ImageCell]]:
         prefix = f"{self.factory.config.registry.namespace}/"
-        repos = [r for r in self.registry.repositories() if r.startswith(prefix)]
+        repos = [r for r in repositories(self.factory, self.registry) if r.startswith(prefix)]
         tag_lists = dict(zip(repos, self.pool.map(self.registry.tags, repos), strict=True))
         jobs = [(repo, platform) for repo, tags in tag_lists.items()
                 for platform in self.factory.config.platforms if platform in tags]

@@ -17,6 +17,8 @@ from pydantic import (
     model_validator,
 )
 
+from basefactory.plumbing.tls import Tls
+
 CONFIG_ENV = "BASEFACTORY_CONFIG"
 DEFAULT_CONFIG = "factory.toml"
 
@@ -60,6 +62,26 @@ class EmbeddedService(Model):
     host: str = "127.0.0.1"
     port: int
     url: AnyHttpUrl | None = None
+    # for an https url: the CA that signed its certificate (PEM; default: the system's
+    # store), and a client certificate where the service asks for one
+    ca_bundle: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> Self:
+        given = [k for k in ("ca_bundle", "client_cert", "client_key") if getattr(self, k)]
+        if given and not self.base_url.startswith("https:"):
+            raise ValueError(f"`{given[0]}` is for an https url; set url = \"https://…\""
+                             " (and embedded = false), or remove it")
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("`client_key` needs `client_cert` (the certificate it belongs to)")
+        return self
+
+    @property
+    def tls(self) -> Tls:
+        return Tls(self.ca_bundle, self.client_cert, self.client_key,
+                   setting=f"factory.toml [{self.noun}]")
 
     @model_validator(mode="after")
     def _embedded_or_url(self) -> Self:
@@ -112,8 +134,9 @@ class RegistryConfig(EmbeddedService):
     namespace: Name = "factory"
     # who may push: the embedded registry takes this user and the password from
     # $password_env or a generated 0600 file; for an external one both are optional
-    # (without a password the engine's own `docker login` is used)
-    user: Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] = "factory"
+    # (without a password the engine's own `docker login` is used). Harbor's robot
+    # accounts are `robot$project+name`, GitLab's deploy tokens `gitlab+deploy-token-N`
+    user: Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.+$@-]*$")] = "factory"
     password_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = (
         "BASEFACTORY_REGISTRY_PASSWORD"
     )

@@ -11,6 +11,8 @@ import os
 import secrets
 from pathlib import Path
 
+from basefactory.adapters import docker_config
+from basefactory.adapters.registry_auth import Credentials
 from basefactory.config.factory import Factory
 from basefactory.plumbing.errors import ConfigError
 
@@ -59,16 +61,28 @@ def root_password(factory: Factory) -> str:
     return value
 
 
-def registry_auth(factory: Factory) -> tuple[str, str] | None:
-    """(user, password) for the registry: $password_env, else the embedded registry's
-    generated file; None for an external registry without one (anonymous, or the
-    engine's own `docker login`)."""
+def registry_credentials(factory: Factory) -> Credentials | None:
+    """Who the factory is at its registry: $password_env (with [registry] user), else the
+    embedded registry's generated secret, else what the Docker client's config holds for
+    the registry (auths, credsStore, credHelpers, as Docker reads them); None: anonymous."""
     cfg = factory.config.registry
     from_env = os.environ.get(cfg.password_env)
     if from_env:
-        return cfg.user, from_env
-    if not cfg.embedded:
+        return Credentials(cfg.user, from_env, f"${cfg.password_env}")
+    if cfg.embedded:
+        path = secrets_dir(factory) / "registry-password"
+        value = _read_or_create(path, create=True)
+        assert value is not None
+        return Credentials(cfg.user, value, str(path))
+    return docker_config.lookup(cfg.address)
+
+
+def registry_auth(factory: Factory) -> tuple[str, str] | None:
+    """(user, password) the engine must be logged in with (`docker login`): the factory's
+    own (environment or embedded secret); None where the Docker client's config already
+    holds them or the registry is anonymous."""
+    cfg = factory.config.registry
+    if not cfg.embedded and not os.environ.get(cfg.password_env):
         return None
-    value = _read_or_create(secrets_dir(factory) / "registry-password", create=True)
-    assert value is not None
-    return cfg.user, value
+    creds = registry_credentials(factory)
+    return (creds.user, creds.secret) if creds is not None else None

@@ -125,5 +125,5 @@ def stop(factory: Factory) -> bool:
 def status(factory: Factory) -> ServiceStatus:
     cfg = factory.config.index
     return service_status("devpi", embedded=cfg.embedded, address=cfg.base_url,
-                          process=process(factory), client=DevpiClient(cfg.base_url),
+                          process=process(factory), client=DevpiClient(cfg.base_url, tls=cfg.tls),
                           detail=f"indexes {cfg.user}/{cfg.common}, {cfg.user}/<platform>")

@@ -13,9 +13,11 @@ import shutil
 from pathlib import Path
 
 from basefactory.adapters import cmd
+from basefactory.adapters.http import verify_for
 from basefactory.adapters.registry_api import Registry
+from basefactory.adapters.registry_auth import RegistryAuth
 from basefactory.config.factory import Factory
-from basefactory.daemons.credentials import registry_auth
+from basefactory.daemons.credentials import registry_auth, registry_credentials
 from basefactory.daemons.process import ManagedProcess, wait_until
 from basefactory.daemons.status import ServiceStatus, service_status
 from basefactory.plumbing import log
@@ -36,8 +38,12 @@ def _binary() -> str:
 
 
 def client(factory: Factory, *, timeout: float = 30.0) -> Registry:
-    """The factory's registry, with its credentials."""
-    return Registry(factory.config.registry.base_url, timeout=timeout, auth=registry_auth(factory))
+    """The factory's registry, with its credentials (read when a challenge first asks
+    for them: a credential helper is a process) and its TLS settings."""
+    cfg = factory.config.registry
+    return Registry(cfg.base_url, timeout=timeout, tls=cfg.tls,
+                    auth=RegistryAuth(lambda: registry_credentials(factory),
+                                      verify=verify_for(cfg.base_url, cfg.tls)))
 
 
 # The distribution registry checks the bcrypt hash on every request, with no cache: at

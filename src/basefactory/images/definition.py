@@ -33,11 +33,13 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from pydantic import Field, field_validator
 
+from basefactory.adapters.registry_api import CatalogRefused, Registry
 from basefactory.audit.allow import Audit
 from basefactory.config.factory import Factory
 from basefactory.config.loader import read_toml, validate
 from basefactory.config.models import AptPackages, EnvTable, Model, Name
 from basefactory.plumbing.errors import ConfigError
+from basefactory.refs import cache_repository, repository, zstd_repository
 from basefactory.wheels.recipe import load_recipes
 
 ROOT_PARENTS = ("platform", "slim")
@@ -196,3 +198,17 @@ def chain(images: dict[str, ImageDef], name: str) -> list[str]:
 
 def root_of(images: dict[str, ImageDef], name: str) -> str:
     return images[chain(images, name)[-1]].parent
+
+
+def repositories(factory: Factory, registry: Registry) -> list[str]:
+    """The registry's repositories under the factory's namespaces: its `_catalog`, or,
+    where the registry serves none (GHCR, ECR, a restricted Harbor), the ones the factory
+    itself names: base, slim, every image definition, their zstd copies, the builders."""
+    try:
+        return registry.repositories()
+    except CatalogRefused:
+        names = ["base", "slim", *load_factory_images(factory)]
+        found = [repository(factory, n) for n in names]
+        if factory.config.registry.zstd:
+            found += [zstd_repository(factory, n) for n in names]
+        return [*found, cache_repository(factory, "builder")]

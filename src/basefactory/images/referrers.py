@@ -1,7 +1,8 @@
 """Artifacts that refer to an image (its SBOM), stored the OCI 1.1 way.
 
-The OCI 1.1 referrers model with the distribution spec's fallback for registries without
-the referrers API (the embedded distribution registry 2.8 is one): an artifact is a
+The OCI 1.1 referrers model: the registry's referrers API where it has one (Harbor 2.8+,
+zot, distribution 3), else the distribution spec's fallback for registries without it
+(the embedded distribution registry 2.8 is one): an artifact is a
 manifest with an `artifactType` whose `subject` is the image's manifest, and the tag
 `sha256-<image digest>` holds an image index listing the image's referrers, which is what
 `oras discover` and cosign read on such registries. Kept apart from the SBOM writer so the
@@ -52,6 +53,8 @@ def attach(registry: Registry, repository: str, subject_digest: str, data: bytes
     }
     body = json.dumps(manifest, separators=(",", ":")).encode()
     digest = registry.push_manifest(repository, _sha(body), body, OCI_MANIFEST)
+    if registry.referrers(repository, subject_digest) is not None:
+        return digest  # the registry's referrers API lists it: no fallback tag to keep
     others = [m for m in _referrers(registry, repository, subject_digest)
               if m.get("artifactType") != artifact_type]
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
@@ -63,8 +66,14 @@ def attach(registry: Registry, repository: str, subject_digest: str, data: bytes
 
 
 def _referrers(registry: Registry, repository: str, digest: str) -> list[dict[str, Any]]:
-    found = registry.manifest(repository, tag(digest))
-    return list(found.body.get("manifests") or []) if found is not None else []
+    """The image's referrers, newest first: from the registry's referrers API where it has
+    one (which keeps every artifact ever attached), else the fallback tag's listing."""
+    listed = registry.referrers(repository, digest)
+    if listed is None:
+        found = registry.manifest(repository, tag(digest))
+        listed = list(found.body.get("manifests") or []) if found is not None else []
+    return sorted(listed, reverse=True,
+                  key=lambda m: (m.get("annotations") or {}).get(Labels.OCI_CREATED, ""))
 
 
 def fetch(registry: Registry, repository: str, reference: str, *,

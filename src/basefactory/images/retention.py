@@ -23,10 +23,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from basefactory.adapters.registry_api import Registry
+from basefactory.adapters.registry_api import DeleteRefused, Registry
 from basefactory.config.factory import Factory
 from basefactory.daemons import registry_server
 from basefactory.images import referrers
+from basefactory.images.definition import repositories
 from basefactory.refs import (
     cache_repository,
     common_index,
@@ -81,7 +82,7 @@ def review(factory: Factory, registry: Registry, *, keep: int, keep_days: float,
     namespace = f"{factory.config.registry.namespace}/"
     platforms = set(factory.config.platforms)
     result = Pruning()
-    for repo in registry.repositories():
+    for repo in repositories(factory, registry):
         name = repo[len(namespace):]
         if not repo.startswith(namespace) or name in UNDATED_REPOS or \
                 (images is not None and name not in images):
@@ -166,10 +167,17 @@ def delete(registry: Registry, doomed: list[TagRow]) -> int:
     for row in doomed:
         if (row.repository, row.digest) in done:
             continue
-        # its SBOM and the referrers listing go first: they would keep blobs alive
-        referrers.detach(registry, row.repository, row.digest)
-        if registry.delete(row.repository, row.digest):
-            done.add((row.repository, row.digest))
+        try:
+            # its SBOM and the referrers listing go first: they would keep blobs alive
+            referrers.detach(registry, row.repository, row.digest)
+            if registry.delete(row.repository, row.digest):
+                done.add((row.repository, row.digest))
+        except DeleteRefused as exc:
+            left = [f"{r.repository}:{r.tag}" for r in doomed
+                    if (r.repository, r.digest) not in done]
+            raise DeleteRefused(
+                f"{exc.message}; {len(done)} deleted, {len(left)} left that prune would"
+                f" delete: {', '.join(left)}", hint=exc.hint) from None
     return len(done)
 
 
@@ -200,7 +208,7 @@ def usage(factory: Factory, registry: Registry) -> dict[str, Any]:
     namespace = f"{factory.config.registry.namespace}/"
     platforms = sorted(factory.config.platforms, key=len, reverse=True)  # longest prefix first
     images: list[dict[str, Any]] = []
-    for repo in registry.repositories():
+    for repo in repositories(factory, registry):
         if not repo.startswith(namespace):
             continue
         layers: dict[str, dict[str, int]] = {}

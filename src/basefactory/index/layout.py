@@ -35,7 +35,8 @@ def _stage(user: str, bases: list[str], title: str, *, volatile: bool = False) -
 def client(factory: Factory, *, login: bool = False) -> DevpiClient:
     """A client of the factory's devpi; with `login`, it authenticates when it first writes."""
     credentials = (factory.config.index.user, index_password(factory)) if login else None
-    return DevpiClient(factory.config.index.base_url, credentials=credentials)
+    return DevpiClient(factory.config.index.base_url, credentials=credentials,
+                       tls=factory.config.index.tls)
 
 
 def _wanted(factory: Factory) -> dict[str, dict[str, Any]]:
@@ -53,7 +54,7 @@ def _wanted(factory: Factory) -> dict[str, dict[str, Any]]:
 
 def layout_current(factory: Factory) -> bool:
     """True when every index exists with its settings: checked anonymously, no login."""
-    with DevpiClient(factory.config.index.base_url) as devpi:
+    with client(factory) as devpi:
         for index, settings in _wanted(factory).items():
             current = devpi.index_config(index)
             if current is None or any(current.get(k) != v for k, v in settings.items()):
@@ -68,7 +69,7 @@ def ensure_layout(factory: Factory) -> list[str]:
     if layout_current(factory):
         return created
     password = index_password(factory)
-    with DevpiClient(cfg.base_url) as devpi:
+    with client(factory) as devpi:
         if cfg.embedded:
             devpi.login("root", root_password(factory))
             if not devpi.user_exists(cfg.user):
