@@ -297,19 +297,24 @@ def cmd_df(args: argparse.Namespace) -> int:
 
 
 def cmd_images_diff(args: argparse.Namespace) -> int:
-    from basefactory.images.diff import diff
-    from basefactory.refs import platform_of_tag, repository
+    from basefactory.images.diff import diff, side_reference
+    from basefactory.refs import Labels, platform_of_tag, repository
 
     factory = _factory(args)
-    platform = platform_of_tag(factory, args.tag_a)
+    name = side_reference(factory, args.image, what="IMAGE").name
+    tag_a = side_reference(factory, args.tag_a, image=name).reference
+    tag_b = side_reference(factory, args.tag_b, image=name).reference
+    assert tag_a is not None and tag_b is not None
     with Session(factory) as session:
-        found = diff(session.registry, repository(factory, args.image), args.image, platform,
-                     args.tag_a, args.tag_b)
+        repo = repository(factory, name)
+        platform = (session.registry.labels(repo, tag_a).get(Labels.PLATFORM)
+                    if tag_a.startswith("sha256:") else None) or platform_of_tag(factory, tag_a)
+        found = diff(session.registry, repo, name, platform, tag_a, tag_b)
     if args.json:
         output.emit_json(found)
         return 0
     a, b = found["a"], found["b"]
-    output.table(f"{args.image}: {a['tag']} -> {b['tag']}", ["", "a", "b"], [
+    output.table(f"{name}: {a['tag']} -> {b['tag']}", ["", "a", "b"], [
         ["digest", a["digest"][:19], b["digest"][:19]],
         ["compressed size", output.human_size(a["compressed_size"]),
          output.human_size(b["compressed_size"])],
@@ -602,12 +607,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("sbom", cmd_images_sbom, "the CycloneDX SBOM stored beside an image in the"
             " registry (stdout, or a file with -o)", images_sub)
     p.add_argument("image", metavar="IMAGE[:TAG]",
-                   help="an image of this factory; the tag may be a platform (its moving tag)")
+                   help="an image of this factory (NAME, NAME:TAG, NAME@sha256:…, or the full"
+                   " reference the catalog shows); the tag may be a platform (its moving tag)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the document here")
     p = add("diff", cmd_images_diff, "packages added, removed and changed between two tags of"
             " an image, its size delta and both ABI audits' verdicts", images_sub)
-    p.add_argument("image", metavar="IMAGE")
-    p.add_argument("tag_a", metavar="TAG_A")
+    p.add_argument("image", metavar="IMAGE", help="NAME, or a full reference of it")
+    p.add_argument("tag_a", metavar="TAG_A", help="a tag, a sha256: digest or a full reference")
     p.add_argument("tag_b", metavar="TAG_B")
     p = add("fit", cmd_images_fit, "install each wheel of the platform's index into each"
             " published image, as users would, and record whether it fits (pairs already"

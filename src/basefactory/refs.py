@@ -142,6 +142,41 @@ def platform_of_tag(factory: Factory, tag: str) -> str:
                       hint=f"platforms: {', '.join(factory.config.platforms)}")
 
 
+@dataclass(frozen=True)
+class FactoryRef:
+    """An image of this factory as a user names it: `NAME`, `NAME:TAG`, `NAME@sha256:…`,
+    or the full reference the catalog and `images ls` print (REGISTRY/NAMESPACE/NAME:TAG,
+    @digest too). `reference` is the tag or the digest, None where none was given."""
+
+    name: str
+    reference: str | None = None
+
+
+def factory_ref(factory: Factory, text: str) -> FactoryRef | None:
+    """`text` as an image of this factory; None where it names another registry or
+    namespace (a full reference of someone else's image)."""
+    cfg = factory.config.registry
+    rest = text.strip()
+    for prefix in (f"{cfg.address}/{cfg.namespace}/", f"{cfg.namespace}/"):
+        if rest.startswith(prefix):
+            rest = rest[len(prefix):]
+            break
+    else:
+        if "/" in rest:
+            return None
+    name, at, digest = rest.partition("@")
+    if at:
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            raise ConfigError(f"`{text}`: `{digest}` is not a sha256 digest",
+                              hint="write NAME@sha256:<64 hex>, as `images ls --json` prints it")
+        return FactoryRef(name, digest)
+    name, colon, tag = name.partition(":")
+    if not name or "/" in name or (colon and not tag):
+        raise ConfigError(f"`{text}` is not an image reference",
+                          hint="write NAME, NAME:TAG or the full reference `images ls` prints")
+    return FactoryRef(name, tag or None)
+
+
 # the factory's indexes on devpi (index/layout.py creates them): <user>/<name>
 def common_index(factory: Factory) -> str:
     return user_index(factory.config.index.user, factory.config.index.common)

@@ -66,3 +66,40 @@ def test_the_shared_builder_lives_outside_the_namespace_readers_list(tmp_path: P
     assert not cache.startswith(repository(factory, ""))
     assert builder_cache_tag("cpu-py311-torch2.13", "ab" * 32) == "cpu-py311-torch2.13-" + "ab" * 6
     assert parse_immutable_tag(builder_cache_tag("cpu-py311-torch2.13", "ab" * 32)) is None
+
+
+def test_every_form_the_catalog_and_images_ls_print_names_the_same_image(tmp_path: Path) -> None:
+    from basefactory.images.diff import side_reference
+    from basefactory.plumbing.errors import ConfigError
+    from basefactory.refs import FactoryRef, factory_ref
+    from tests.helpers import small_factory
+
+    factory = small_factory(tmp_path)
+    digest = "sha256:" + "a" * 64
+    address = factory.config.registry.address
+    assert factory_ref(factory, "tts-deps") == FactoryRef("tts-deps")
+    for text in ("tts-deps:p1", "factory/tts-deps:p1", f"{address}/factory/tts-deps:p1"):
+        assert factory_ref(factory, text) == FactoryRef("tts-deps", "p1"), text
+    for text in (f"tts-deps@{digest}", f"{address}/factory/tts-deps@{digest}"):
+        assert factory_ref(factory, text) == FactoryRef("tts-deps", digest), text
+    # someone else's image: not the factory's (audit pulls it as it is)
+    assert factory_ref(factory, "registry.example.com/team/app:1.0") is None
+    assert factory_ref(factory, f"{address}/other/tts-deps:p1") is None
+    for bad in ("tts-deps@sha256:zz", "tts-deps:", ":p1"):
+        try:
+            factory_ref(factory, bad)
+        except ConfigError as exc:
+            assert bad in exc.message
+        else:
+            raise AssertionError(f"{bad} was taken")
+    # images diff: the sides are tags, digests or full references of that image
+    assert side_reference(factory, f"{address}/factory/tts-deps:p1", what="IMAGE").name == "tts-deps"
+    assert side_reference(factory, "p1-20261201-abc", image="tts-deps").reference == "p1-20261201-abc"
+    assert side_reference(factory, digest, image="tts-deps").reference == digest
+    assert side_reference(factory, f"{address}/factory/tts-deps:p2", image="tts-deps").reference == "p2"
+    try:
+        side_reference(factory, f"{address}/factory/stt-deps:p2", image="tts-deps")
+    except ConfigError as exc:
+        assert "is not a tag of tts-deps" in exc.message
+    else:
+        raise AssertionError("another image's tag was taken as a side")

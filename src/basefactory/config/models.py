@@ -113,6 +113,11 @@ class IndexConfig(EmbeddedService):
     password_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = (
         "BASEFACTORY_INDEX_PASSWORD"
     )
+    # an existing devpi whose admin lets the factory make its user and indexes: the
+    # admin's name and the variable holding its password (else an admin makes them
+    # beforehand: `basefactory up` lists what it needs)
+    admin_user: Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")] = "root"
+    admin_password_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] | None = None
     common: Name = "common"
     mirror: Annotated[str, Field(pattern=r"^[^/\s]+/[^/\s]+$")] = "root/pypi"
     # a read replica of the embedded devpi (devpi's own replication), started by `up`:

@@ -38,7 +38,11 @@ def process(factory: Factory) -> ManagedProcess:
     # `primary`: serves devpi's replication protocol, which a read replica follows
     argv = [beside_python("devpi-server"), "--serverdir", str(serverdir(factory)),
             "--host", cfg.host, "--port", str(cfg.port), "--role", "primary",
-            "--secretfile", str(secret_file(factory))]
+            "--secretfile", str(secret_file(factory)),
+            # only root and the factory's own user may create users and indexes or change
+            # an index's settings (devpi lets anyone who reaches it create users otherwise);
+            # the factory user keeps each platform's fingerprint in its index's settings
+            "--restrict-modify", f"root,{cfg.user}"]
     configfile = factory.root / "index" / "devpi-server.yml"
     if configfile.exists():
         argv += ["--configfile", str(configfile)]
@@ -52,9 +56,13 @@ def process(factory: Factory) -> ManagedProcess:
 
 def ensure(factory: Factory) -> None:
     client = DevpiClient(factory.config.index.base_url)
-    if client.ping():
-        return
     proc = process(factory)
+    if client.ping():
+        if _runs_as_configured(proc):
+            return
+        # started by an older factory without --restrict-modify: anyone could make users
+        log.info("restarting devpi-server with --restrict-modify")
+        proc.stop()
     directory = serverdir(factory)
     fresh = not (directory / ".nodeinfo").exists()
     if fresh:
@@ -70,6 +78,19 @@ def ensure(factory: Factory) -> None:
         client.login("root", "")
         client.set_password("root", root_password(factory))
     warm_mirror(factory)
+
+
+def _runs_as_configured(proc: ManagedProcess) -> bool:
+    """False where our devpi runs with another command line (read from /proc); a devpi
+    this factory did not start is not ours to judge."""
+    pid = proc.pid()
+    if pid is None:
+        return True
+    try:
+        running = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True
+    return b"--restrict-modify" in running
 
 
 def warm_mirror(factory: Factory) -> None:
@@ -94,7 +115,11 @@ def replica_process(factory: Factory) -> ManagedProcess:
     cfg = factory.config.index
     argv = [beside_python("devpi-server"), "--serverdir", str(factory.state_dir / "devpi-replica"),
             "--primary-url", cfg.base_url, "--host", cfg.host, "--port", str(cfg.replica_port),
-            "--secretfile", str(secret_file(factory))]
+            "--secretfile", str(secret_file(factory)),
+            # only root and the factory's own user may create users and indexes or change
+            # an index's settings (devpi lets anyone who reaches it create users otherwise);
+            # the factory user keeps each platform's fingerprint in its index's settings
+            "--restrict-modify", f"root,{cfg.user}"]
     return ManagedProcess("devpi-replica", argv, factory.state_dir, env=process(factory).env)
 
 

@@ -10,7 +10,7 @@ from basefactory.audit.allow import AllowedModule
 from basefactory.images.definition import load_factory_images
 from basefactory.plumbing import log
 from basefactory.plumbing.errors import ConfigError
-from basefactory.refs import Labels, image_ref, repository
+from basefactory.refs import Labels, factory_ref, image_ref, repository
 from basefactory.session import Session
 
 
@@ -19,11 +19,14 @@ def resolve(session: Session, target: str) -> list[str]:
     here and never pushed); else `IMAGE[:TAG]` of this factory (every platform's moving tag
     when no tag is given), or any full reference `HOST/PATH:TAG` to pull."""
     factory = session.factory
-    if session.docker.image_id(target) is not None or "/" in target:
+    ref = None if session.docker.image_id(target) is not None else factory_ref(factory, target)
+    if ref is None:
         return [target]
-    name, _, tag = target.partition(":")
-    if tag:
-        return [image_ref(factory, name, tag)]
+    name = ref.name
+    if ref.reference and ref.reference.startswith("sha256:"):
+        return [f"{factory.config.registry.address}/{repository(factory, name)}@{ref.reference}"]
+    if ref.reference:
+        return [image_ref(factory, name, ref.reference)]
     tags = set(session.registry.tags(repository(factory, name)))
     refs = [image_ref(factory, name, p) for p in factory.config.platforms if p in tags]
     if not refs:

@@ -6,13 +6,15 @@ audits' verdicts."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from basefactory.adapters.registry_api import Registry
+from basefactory.config.factory import Factory
 from basefactory.plumbing.errors import ConfigError
 from basefactory.proofs import Kind, store_labels
 from basefactory.proofs.read import first
-from basefactory.refs import Labels
+from basefactory.refs import FactoryRef, Labels, factory_ref
 
 
 def packages(labels: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -43,6 +45,22 @@ def summary(changes: dict[str, Any]) -> list[str]:
     lines += [f"~ {r['name']} {r['from']} -> {r['to']}" for r in changes["changed"]
               if r["from"] != r["to"]]
     return lines or ["no package changes"]
+
+
+def side_reference(factory: Factory, text: str, *, image: str | None = None,
+                   what: str = "TAG") -> FactoryRef:
+    """An argument of `images diff`: the image (any form), or one side, which is a tag, a
+    digest or a full reference of that same image."""
+    if image is not None and (re.fullmatch(r"sha256:[0-9a-f]{64}", text)
+                              or not re.search(r"[/:@]", text)):
+        return FactoryRef(image, text)  # a plain tag or digest
+    ref = factory_ref(factory, text)
+    if ref is None or (image is not None and (ref.name != image or ref.reference is None)):
+        raise ConfigError(f"{what} `{text}` is not {'a tag of ' + image if image else 'an image'}"
+                          " of this factory's registry",
+                          hint="write a tag, a sha256: digest, or the full reference"
+                               " `images ls` prints")
+    return ref
 
 
 def diff(registry: Registry, repository: str, image: str, platform: str, tag_a: str, tag_b: str

@@ -26,7 +26,7 @@ from basefactory.adapters.registry_api import Registry
 from basefactory.images import referrers
 from basefactory.images.referrers import SBOM_TYPE as ARTIFACT_TYPE
 from basefactory.plumbing.errors import BuildError, ConfigError
-from basefactory.refs import Labels, common_index, image_ref, platform_index, repository
+from basefactory.refs import Labels, common_index, factory_ref, platform_index, repository
 from basefactory.session import Session
 from basefactory.wheels.recipe import Recipe, factory_recipes
 
@@ -237,7 +237,12 @@ def read(session: Session, target: str) -> tuple[str, str]:
     """(tag, document) of `IMAGE[:TAG]` of this factory; without a tag, the moving tag of
     the one platform it is published on."""
     factory = session.factory
-    name, _, tag = target.partition(":")
+    ref = factory_ref(factory, target)
+    if ref is None:
+        raise ConfigError(f"{target} is not an image of this factory's registry"
+                          f" ({factory.config.registry.address}/{factory.config.registry.namespace}/)",
+                          hint="`basefactory images ls` lists what is published")
+    name, tag = ref.name, ref.reference or ""
     repo = repository(factory, name)
     if not tag:
         tags = sorted(p for p in factory.config.platforms if p in session.registry.tags(repo))
@@ -248,12 +253,13 @@ def read(session: Session, target: str) -> tuple[str, str]:
                 f" {factory.config.registry.address}",
                 hint=f"e.g. basefactory images sbom {name}:{(tags or list(factory.config.platforms))[0]}")
         tag = tags[0]
+    shown = f"{factory.config.registry.address}/{repo}{'@' if ':' in tag else ':'}{tag}"
     if session.registry.digest(repo, tag) is None:
-        raise ConfigError(f"{image_ref(factory, name, tag)} is not in the registry",
+        raise ConfigError(f"{shown} is not in the registry",
                           hint="`basefactory images ls` lists what is published")
     text = fetch(session.registry, repo, tag)
     if text is None:
-        raise ConfigError(f"{image_ref(factory, name, tag)} has no SBOM stored beside it",
+        raise ConfigError(f"{shown} has no SBOM stored beside it",
                           hint="images published before basefactory wrote SBOMs have none:"
                           f" rebuild it (`basefactory images build {name} --upgrade`)")
     return tag, text

@@ -14,11 +14,13 @@ be shadowed by a public one of the same name.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from basefactory.adapters.devpi_api import DevpiClient
 from basefactory.config.factory import Factory
 from basefactory.daemons.credentials import index_password, root_password
+from basefactory.plumbing.errors import ConfigError, ServiceError
 from basefactory.refs import common_index, platform_index, staging_index
 
 
@@ -63,22 +65,61 @@ def layout_current(factory: Factory) -> bool:
 
 
 def ensure_layout(factory: Factory) -> list[str]:
-    """Create the user and indexes that are missing; return what was created."""
+    """Create the user and indexes that are missing; return what was created. On the
+    embedded devpi as root; on an existing one as the admin where factory.toml names its
+    password, else as the factory user, and what it may not make is one error listing
+    every index and right an admin must give it."""
     cfg = factory.config.index
     created: list[str] = []
     if layout_current(factory):
         return created
     password = index_password(factory)
+    admin = _admin(factory)
     with client(factory) as devpi:
-        if cfg.embedded:
-            devpi.login("root", root_password(factory))
+        if admin is not None:
+            devpi.login(*admin)
             if not devpi.user_exists(cfg.user):
                 devpi.create_user(cfg.user, password)
                 created.append(f"user {cfg.user}")
+        elif not devpi.user_exists(cfg.user):
+            raise ConfigError(f"devpi at {cfg.base_url} has no user `{cfg.user}`",
+                              hint=needs(factory))
         # the factory user owns its indexes (and may change their settings, e.g. the
         # fingerprint in custom_data); only it may upload to them
         devpi.login(cfg.user, password)
         for index, settings in _wanted(factory).items():
-            if devpi.ensure_index(index, **settings):
-                created.append(index)
+            try:
+                if devpi.ensure_index(index, **settings):
+                    created.append(index)
+            except ServiceError as exc:
+                if "refused" not in exc.message:
+                    raise
+                raise ConfigError(
+                    f"devpi at {cfg.base_url} refused to make or set up index {index} for"
+                    f" user `{cfg.user}` ({exc.message})", hint=needs(factory)) from None
     return created
+
+
+def _admin(factory: Factory) -> tuple[str, str] | None:
+    cfg = factory.config.index
+    if cfg.embedded:
+        return "root", root_password(factory)
+    if cfg.admin_password_env and os.environ.get(cfg.admin_password_env):
+        return cfg.admin_user, os.environ[cfg.admin_password_env]
+    return None
+
+
+def needs(factory: Factory) -> str:
+    """What a devpi admin gives the factory, as devpi-client commands."""
+    cfg = factory.config.index
+    lines = [f"an admin of {cfg.base_url} makes the user and indexes the factory needs"
+             f" (or set [index] admin_password_env and the factory makes them):",
+             f"  devpi user -c {cfg.user} password=…"
+             f"   # and start devpi-server with --restrict-modify root,{cfg.user},"
+             " or without it: the user writes each platform index's fingerprint"
+             " (custom_data)"]
+    for index, settings in _wanted(factory).items():
+        args = " ".join(f"{k}={','.join(v) if isinstance(v, list) else str(v)}"
+                        for k, v in settings.items() if k != "title")
+        lines.append(f"  devpi index -c {index} {args}")
+    return "\n".join(lines)
