@@ -13,7 +13,9 @@ PYTEST_ARGS ?=
 # patch: applies an adopted wheel's declared patches (recipes/index-tts.toml).
 # pigz: dockerd gunzips pulled layers with unpigz when it is on PATH (Go's gzip otherwise).
 # docker-compose (Compose v1, Debian's): the test that runs examples/compose.
-APT_PACKAGES ?= docker.io docker-registry debootstrap git ca-certificates chromium gcc binutils pigz docker-compose patch zstd
+# nginx-light: the external-services tests terminate TLS (and rate-limit) in front of a
+# devpi and the token registry with it, as sites run them.
+APT_PACKAGES ?= docker.io docker-registry debootstrap git ca-certificates chromium gcc binutils pigz docker-compose patch zstd nginx-light
 
 .PHONY: setup up down demo test test-unit test-cuda cuda tts indextts test-tts llm test-llm vllm-source ngc-standin ngc-cpu ngc mutation bench lint status clean
 

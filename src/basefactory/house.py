@@ -31,6 +31,8 @@ def up(factory: Factory) -> list[ServiceStatus]:
         devpi.ensure_replica(factory)
     if factory.config.registry.embedded:
         registry.ensure(factory)
+    else:
+        registry.check_external(factory)
     engine.login(factory)
     return status(factory)
 

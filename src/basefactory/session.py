@@ -25,7 +25,8 @@ class Session:
 
     @functools.cached_property
     def docker(self) -> Docker:
-        docker = Docker(detect_client(self.factory.config.engine.docker))
+        docker = Docker(detect_client(self.factory.config.engine.docker),
+                        index_ca=self.factory.config.index.build_ca)
         docker.require_engine()
         engine.login(self.factory, docker)
         docker.reap_orphans()
@@ -52,7 +53,8 @@ class Session:
         """The local engine, then each [[builders]] engine of factory.toml."""
         found = [self.docker]
         for builder in self.factory.config.builders:
-            docker = Docker(self.docker.client, host=builder.docker_host, name=builder.name)
+            docker = Docker(self.docker.client, host=builder.docker_host, name=builder.name,
+                            index_ca=self.factory.config.index.build_ca)
             docker.require_engine()
             found.append(docker)
         return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socketserver
 import threading
 from collections.abc import Iterator
@@ -205,3 +206,50 @@ def test_a_pull_says_false_only_where_the_registry_lacks_the_image(tmp_path: Pat
         docker.pull("127.0.0.1:5999/x:1", backoff_s=0)
     assert "could not pull it" in (caught.value.hint or "")
     assert runs(calls) == 3
+
+
+def test_an_https_index_with_its_own_ca_reaches_every_build_and_script_and_no_layer(
+        tmp_path: Path) -> None:
+    """Builds get the CA as the BuildKit secret the templates mount (so no layer of a
+    published image holds it); in-container scripts get it in their folder as PIP_CERT."""
+    from basefactory.plumbing import templates
+
+    log = tmp_path / "argv"
+    script = tmp_path / "docker"
+    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> "{log}"\n'
+                      'for a; do case "$prev" in --iidfile) echo sha256:ii > "$a";; esac;'
+                      ' prev="$a"; done\n'
+                      'for a; do case "$a" in PIP_CERT=*) echo "$a";; esac; done\n')
+    script.chmod(0o755)
+    ca = tmp_path / "company-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    docker = Docker(ClientInfo(str(script), "20.10.24", False), index_ca=ca)
+    docker.build(tmp_path, dockerfile=tmp_path / "Dockerfile", tags=["t"],
+                 build_args={"INDEX_URL": "https://devpi.example/x/+simple/"})
+    assert f"id=index-ca,src={ca}" in log.read_text().splitlines()
+    ran = docker.run_script("img", ["true"], files={"a.sh": "x"}, folder=tmp_path / "bf")
+    assert (tmp_path / "bf" / "index-ca.pem").read_text() == ca.read_text()
+    assert "PIP_CERT=/bf/index-ca.pem" in ran.output
+    plain = Docker(ClientInfo(str(script), "20.10.24", False))
+    log.unlink()
+    plain.build(tmp_path, dockerfile=tmp_path / "Dockerfile", tags=["t"])
+    assert "index-ca" not in log.read_text()
+    # the templates mount it only where a CA is configured: the default renders as before
+    for name, extra in (("platform.Dockerfile.j2", {
+            "rootfs": "r", "python": "3.11", "apt": (), "torch": "torch==2", "torch_sha256": None,
+            "packages": (), "cuda_toolkit": False, "env": {}}),
+            ("builder.Dockerfile.j2", {"base": "b", "python_dev": "python3-dev"}),
+            ("wheel.Dockerfile.j2", {"builder": "B", "apt": (), "env": {}, "pre_build": ("x",),
+                                     "requires": ("y",), "no_build_isolation": False,
+                                     "excludes": ()}),
+            ("image.Dockerfile.j2", {"parent": "p", "apt": (), "env": {}, "has_lock": True,
+                                     "has_wheels": True})):
+        default = templates.render(name, **extra)
+        with_ca = templates.render(name, **extra, index_ca=True)
+        assert "index-ca" not in default, name
+        statements = with_ca.replace("\\\n", " ").splitlines()
+        runs_index = [line for line in statements if line.startswith("RUN ")
+                      and re.search(r"\bpip (install|download|wheel)\b|uv pip| x$", line)]
+        assert runs_index and all("id=index-ca" in line for line in runs_index), name
+        assert ("PIP_CERT=/run/secrets/index-ca" in with_ca
+                or "SSL_CERT_FILE=/run/secrets/index-ca" in with_ca), name

@@ -130,6 +130,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(house.devpi, "ensure_replica", record("replica"))
     monkeypatch.setattr(house, "ensure_layout", record("layout", ["factory/p1"]))
     monkeypatch.setattr(house.registry, "ensure", record("registry"))
+    monkeypatch.setattr(house.registry, "check_external", record("registry-check"))
     for module, name in ((house.engine, "engine"), (house.devpi, "devpi"),
                          (house.registry, "registry")):
         monkeypatch.setattr(module, "status", record(
@@ -154,7 +155,8 @@ def test_up_with_external_services_and_a_replica(tmp_path: Path, calls: list[str
     calls.clear()
     house.up(small_factory(tmp_path, extra='[index]\nembedded = false\nurl = "http://devpi:3141"\n'
                            '[registry]\nembedded = false\nurl = "http://reg:5000"\n'))
-    assert calls[:3] == ["engine", "layout", "login"]
+    # an existing registry is checked (credentials, TLS, a moving tag that can move)
+    assert calls[:4] == ["engine", "layout", "registry-check", "login"]
 
 
 def test_down_stops_the_catalog_first_the_engine_last_and_says_what_it_stopped(

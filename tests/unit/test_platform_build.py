@@ -56,6 +56,11 @@ class Engine:
     def tag(self, source: str, ref: str) -> None:
         self.images[ref] = self.images[source]
 
+    def find_image(self, labels: dict[str, str]) -> str | None:
+        # a ref stands for the image id here: tag() takes either
+        return next((ref for ref, have in self.images.items()
+                     if all(have.get(k) == v for k, v in labels.items())), None)
+
     def build(self, context: Path, *, tags: list[str], labels: dict[str, str],
               target: str, **kw: Any) -> str:
         self.calls.append(("build", target))
@@ -105,6 +110,26 @@ def test_a_bootstrapped_base_is_built_once_and_current_after(tmp_path: Path,
     engine.calls.clear()
     again = build_platform(factory, "boot", engine, DEVPI)  # type: ignore[arg-type]
     assert not again.built and engine.calls == [] and again.input_digest == first.input_digest
+
+
+def test_a_factory_on_another_registry_tags_the_same_base_rather_than_building_it(
+        tmp_path: Path, no_debootstrap: None) -> None:
+    """A site that moves to its own registry (or publishes to two): the base its engine
+    already holds for the same inputs is tagged under the new registry's name, so the
+    platform keeps its identity (its fingerprint, its wheels) and nothing is rebuilt; the
+    base and its slim image are told apart by their titles."""
+    engine = Engine()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    made = build_platform(small_factory(tmp_path / "a", platforms=BOOT), "boot", engine, DEVPI)  # type: ignore[arg-type]
+    moved = small_factory(tmp_path / "b", extra='[registry]\nport = 5999\n', platforms=BOOT)
+    engine.calls.clear()
+    found = build_platform(moved, "boot", engine, DEVPI)  # type: ignore[arg-type]
+    assert not found.built and found.image_id == made.image_id
+    assert found.ref.startswith("127.0.0.1:5999/") and found.input_digest == made.input_digest
+    assert [kind for kind, _ in engine.calls] == ["pull"]  # its registry first: it lacks it
+    assert engine.images[found.slim_ref][Labels.OCI_TITLE] == "basefactory slim boot (Python, no torch)"
+    assert engine.image_id(found.slim_ref) != found.image_id
 
 
 def test_another_engine_pulls_the_published_base_rather_than_building_another(

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from basefactory.adapters.registry_api import Manifest
 from basefactory.images.retention import Pruning, TagRow, _parse, decide, review, zstd_copies
 from tests.helpers import small_factory
@@ -136,3 +138,40 @@ def test_a_whole_prune_also_thins_the_shared_builders_per_platform(tmp_path: Pat
     # naming images prunes those images only
     named = review(factory, registry, keep=1, keep_days=7, images=["api"], now=NOW)  # type: ignore[arg-type]
     assert {r.repository for r in named.rows} == {"factory/api"}
+
+
+def test_a_registry_that_refuses_deletes_is_told_with_what_prune_would_have_deleted() -> None:
+    from basefactory.adapters.registry_api import DeleteRefused
+    from basefactory.images.retention import delete
+
+    class Refusing:
+        def __init__(self) -> None:
+            self.deleted: list[str] = []
+
+        def manifest(self, repo: str, ref: str) -> None:
+            return None  # no referrers listing
+
+        def referrers(self, repo: str, digest: str) -> None:
+            return None
+
+        def digest(self, repo: str, ref: str) -> None:
+            return None
+
+        def delete(self, repo: str, digest: str) -> bool:
+            if digest == "sha256:b":
+                raise DeleteRefused("registry https://r refuses deletes", hint="enable them")
+            self.deleted.append(digest)
+            return True
+
+    doomed = [TagRow("factory/api", t, "p1", d, day(60), 1, keep=False, why="old")
+              for t, d in (("p1-20261001-aaaaaaaaaaaa", "sha256:a"),
+                           ("p1-20261002-bbbbbbbbbbbb", "sha256:b"),
+                           ("p1-20261003-cccccccccccc", "sha256:c"))]
+    registry = Refusing()
+    with pytest.raises(DeleteRefused) as caught:
+        delete(registry, doomed)  # type: ignore[arg-type]
+    assert registry.deleted == ["sha256:a"]
+    assert caught.value.message == (
+        "registry https://r refuses deletes; 1 deleted, 2 left that prune would delete:"
+        " factory/api:p1-20261002-bbbbbbbbbbbb, factory/api:p1-20261003-cccccccccccc")
+    assert caught.value.hint == "enable them"

@@ -191,11 +191,20 @@ OWNER_LABEL = "org.basefactory.owner"
 MAX_ARG = 131072
 
 
+# the BuildKit secret that carries an https index's CA into builds (templates mount it)
+INDEX_CA_SECRET = "index-ca"
+
+
 class Docker:
-    def __init__(self, client: ClientInfo, *, host: str | None = None, name: str = "local") -> None:
+    def __init__(self, client: ClientInfo, *, host: str | None = None, name: str = "local",
+                 index_ca: Path | None = None) -> None:
         self.client = client
         self.host = host  # DOCKER_HOST of another engine; None: the default one
         self.name = name
+        # the CA of an https index with a private certificate: every build gets it as the
+        # BuildKit secret `index-ca` (the templates mount it where they install), every
+        # in-container script as PIP_CERT; never a layer of an image
+        self.index_ca = index_ca
 
     @property
     def env(self) -> dict[str, str]:
@@ -359,6 +368,8 @@ class Docker:
             args += ["--label", f"{key}={value}"]
         for key, value in sorted((build_args or {}).items()):
             args += ["--build-arg", f"{key}={value}"]
+        if self.index_ca is not None:
+            secrets = {INDEX_CA_SECRET: self.index_ca, **(secrets or {})}
         for sid, path in sorted((secrets or {}).items()):
             args += ["--secret", f"id={sid},src={path}"]
         if no_cache:
@@ -412,6 +423,15 @@ class Docker:
     def image_labels(self, ref: str) -> dict[str, str]:
         found = self._inspect(ref)
         return dict(((found or {}).get("Config") or {}).get("Labels") or {})
+
+    def find_image(self, labels: Mapping[str, str]) -> str | None:
+        """The newest image on this engine carrying all of `labels`; None if none does."""
+        args = ["images", "-q", "--no-trunc"]
+        for key, value in sorted(labels.items()):
+            args += ["--filter", f"label={key}={value}"]
+        found = self._plain(args, timeout=60)
+        ids = found.stdout.split() if found.returncode == 0 else []
+        return ids[0] if ids else None
 
     def tag(self, source: str, target: str) -> None:
         self._run(["tag", source, target], echo=False)
@@ -533,6 +553,9 @@ class Docker:
         and the output)."""
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
+        if self.index_ca is not None:
+            files = {**files, "index-ca.pem": self.index_ca}
+            env = {"PIP_CERT": f"{mount}/index-ca.pem", **(env or {})}
         for name, content in files.items():
             if isinstance(content, Path):
                 shutil.copy2(content, folder / name)

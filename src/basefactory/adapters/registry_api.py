@@ -110,6 +110,8 @@ class Registry:
                    else "an anonymous client (no credentials found)")
             challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
             scope = challenge.params.get("scope") if challenge else None
+            error = challenge.params.get("error") if challenge else None
+            scope = f"{scope}, {error}" if scope and error else scope
             raise ServiceError(
                 f"registry {self.base_url} refused {who}"
                 f" ({response.request.method} {response.request.url.path}"

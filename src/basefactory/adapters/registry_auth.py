@@ -145,11 +145,18 @@ class RegistryAuth(httpx.Auth):
         # the challenge may name more than this client derived (a registry's own rule)
         wanted = tuple(dict.fromkeys(scopes + tuple(
             (challenge.params.get("scope") or "").split())))
-        with self._lock:
-            self._bearer = challenge.params
-            self._tokens.pop(wanted, None)  # expired or revoked: ask again, once
-        request.headers["Authorization"] = f"Bearer {self._token(wanted)}"
-        yield request
+        for _ in range(2):
+            with self._lock:
+                self._bearer = challenge.params
+                # expired, revoked, or issued by a realm whose clock runs ahead: a new
+                # one, at most twice (a realm that keeps issuing bad ones is an error)
+                self._tokens.pop(tuple(sorted(wanted)), None)
+            request.headers["Authorization"] = f"Bearer {self._token(wanted)}"
+            response = yield request
+            again = parse_challenge(response.headers.get("WWW-Authenticate", ""))
+            if response.status_code != 401 or again is None or \
+                    again.params.get("error") != "invalid_token":
+                return
 
     def _set_basic(self, request: httpx.Request) -> None:
         creds = self.credentials()

@@ -125,6 +125,12 @@ class IndexConfig(EmbeddedService):
     replica_port: int | None = Field(default=None, ge=1, le=65535)
 
     @property
+    def build_ca(self) -> Path | None:
+        """The CA builds and containers must trust to install from the index (pip's
+        --cert, uv's SSL_CERT_FILE): the index's own, where it is https with one."""
+        return self.ca_bundle if self.base_url.startswith("https:") else None
+
+    @property
     def replica_url(self) -> str | None:
         return f"http://{self.host}:{self.replica_port}" if self.replica_port else None
 

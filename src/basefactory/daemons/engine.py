@@ -18,7 +18,8 @@ def process(factory: Factory) -> ManagedProcess:
 
 
 def docker(factory: Factory) -> Docker:
-    return Docker(detect_client(factory.config.engine.docker))
+    return Docker(detect_client(factory.config.engine.docker),
+                  index_ca=factory.config.index.build_ca)
 
 
 def ensure(factory: Factory) -> Docker:

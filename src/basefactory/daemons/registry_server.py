@@ -21,7 +21,8 @@ from basefactory.daemons.credentials import registry_auth, registry_credentials
 from basefactory.daemons.process import ManagedProcess, wait_until
 from basefactory.daemons.status import ServiceStatus, service_status
 from basefactory.plumbing import log
-from basefactory.plumbing.errors import ServiceError
+from basefactory.plumbing.errors import ConfigError, PublishRefused, ServiceError
+from basefactory.refs import cache_repository
 
 BINARIES = ("docker-registry", "registry")
 
@@ -161,3 +162,38 @@ def status(factory: Factory) -> ServiceStatus:
     return service_status("registry", embedded=cfg.embedded, address=cfg.base_url,
                           process=process(factory), client=client(factory, timeout=2.0),
                           detail=f"images under {cfg.address}/{cfg.namespace}/")
+
+
+PROBE_REPOSITORY = "probe"  # under <namespace>-cache/: no catalog, fit or prune reads it
+
+
+def check_external(factory: Factory) -> None:
+    """An existing registry, checked before anything is built: it answers (TLS trusted),
+    the factory's credentials may push under its namespaces, and a moving tag can move
+    (ECR and Harbor can make tags immutable; every publish moves `<platform>`)."""
+    # an empty OCI artifact: nothing any client would run
+    empty, empty_type = b"{}", "application/vnd.oci.empty.v1+json"
+    oci_manifest = "application/vnd.oci.image.manifest.v1+json"
+
+    repo = cache_repository(factory, PROBE_REPOSITORY)
+    tag = next(iter(factory.config.platforms))
+    with client(factory) as registry:
+        config = registry.push_blob(repo, empty)
+        for n in (1, 2):
+            body = json.dumps({
+                "schemaVersion": 2, "mediaType": oci_manifest,
+                "config": {"mediaType": empty_type, "digest": config, "size": len(empty)},
+                "layers": [], "annotations": {"org.basefactory.probe": str(n)}},
+                separators=(",", ":")).encode()
+            try:
+                registry.push_manifest(repo, tag, body, oci_manifest)
+            except PublishRefused as exc:
+                raise ConfigError(
+                    f"{factory.config.registry.address}/{repo}:{tag} could not be moved:"
+                    f" the registry keeps tags immutable ({exc.message})",
+                    hint="every publish moves each image's moving tag (the platform's"
+                         f" name, e.g. `FROM …/tts-deps:{tag}`): keep only the dated tags"
+                         " (`<platform>-YYYYMMDD-<digest>`) immutable (Harbor: a rule on"
+                         " tags `*-20*`; ECR: IMMUTABLE_WITH_EXCLUSION for the platform"
+                         " names), or pin services to dated tags and publish with a"
+                         " registry whose rule allows the moving ones") from None

@@ -61,10 +61,17 @@ def inputs_digest(image: ImageDef, parent: dict[str, str], pins: dict[str, str],
     return digest.of(*parts)
 
 
+def uv_tls(index_ca: Path | None) -> dict[str, str]:
+    """uv's environment for an https index with a CA of its own (uv reads SSL_CERT_FILE;
+    it talks to nothing but the index here)."""
+    return {"SSL_CERT_FILE": str(index_ca)} if index_ca is not None else {}
+
+
 def lock_image(
     image: ImageDef, *, platform: str, images_dir: Path, parent: dict[str, str],
     pins: dict[str, str], index_url: str, python: str, target: str, upgrade: bool = False,
     write: bool = True, installed_only: frozenset[str] = frozenset(),
+    index_ca: Path | None = None,
 ) -> Lock:
     """`installed_only`: the parent's distributions that no index serves at the installed
     version (NVIDIA's pre-release torch). They are left out of the resolution (uv's
@@ -95,7 +102,8 @@ def lock_image(
              *exclude_args, "--output-file", str(out),
              "--index-url", index_url, "--python-version", python, "--python-platform", target,
              "--generate-hashes", "--no-header", "--no-annotate", "--quiet"],
-            check=False, echo=False, env={"UV_NO_CONFIG": "1", "UV_HTTP_TIMEOUT": "300"},
+            check=False, echo=False, env={"UV_NO_CONFIG": "1", "UV_HTTP_TIMEOUT": "300",
+                                          **uv_tls(index_ca)},
             hint="uv is a dependency of basefactory: `make setup` installs it",
         ), what=f"the lock of image {image.name} on {platform}", index=index_url,
             unanswered=lambda r: r.output if r.returncode != 0 and network.unreachable(r.output)

@@ -22,7 +22,7 @@ from packaging.version import InvalidVersion, Version
 
 from basefactory.adapters import cmd
 from basefactory.adapters.tools import beside_python
-from basefactory.images.lock import parse, python_platform
+from basefactory.images.lock import parse, python_platform, uv_tls
 from basefactory.images.publish import build_all
 from basefactory.platforms import store
 from basefactory.plumbing import log
@@ -72,7 +72,8 @@ def probe(session: Session, platform: str, package: str, version: str) -> str:
                           str(con), "--index-url", index_url, "--python-version",
                           ".".join(fp.python.split(".")[:2]), "--python-platform",
                           python_platform(fp.arch, fp.glibc), "--no-header", "--quiet"],
-                         check=False, echo=False, env={"UV_NO_CONFIG": "1"})
+                         check=False, echo=False,
+                         env={"UV_NO_CONFIG": "1", **uv_tls(session.factory.config.index.build_ca)})
     if result.returncode == 0:
         return ""
     reason = " ".join(line.strip() for line in result.output.splitlines()

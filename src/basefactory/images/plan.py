@@ -123,9 +123,10 @@ def root_parent(session: Session, root: str, platform: str, fp: Fingerprint) -> 
                   dict(fp.slim_distributions), None)
 
 
-def render(image: ImageDef, parent: str, *, has_lock: bool, has_wheels: bool) -> str:
+def render(image: ImageDef, parent: str, *, has_lock: bool, has_wheels: bool,
+           index_ca: bool = False) -> str:
     context = {"parent": parent, "apt": image.apt, "env": image.env, "has_lock": has_lock,
-               "has_wheels": has_wheels}
+               "has_wheels": has_wheels, "index_ca": index_ca}
     if image.template is not None:
         return templates.render_file(image.template, **context)
     return templates.render("image.Dockerfile.j2", **context)
@@ -154,11 +155,17 @@ def plan_image(session: Session, image: ImageDef, platform: str, parent: Parent,
                       parent=parent.installed, pins=pins, index_url=index_url,
                       python=".".join(fp.python.split(".")[:2]),
                       target=python_platform(fp.arch, fp.glibc), upgrade=upgrade,
-                      write=write_lock, installed_only=frozenset(fp.unindexed))
+                      write=write_lock, installed_only=frozenset(fp.unindexed),
+                      index_ca=factory.config.index.build_ca)
+    # how the build trusts the index is no input of what it makes: the digest is of the
+    # Dockerfile without the CA's mounts, so a site that moves its index behind TLS
+    # rebuilds nothing
+    plain = render(image, parent.ref, has_lock=bool(lock.entries), has_wheels=bool(wheel_lines))
     dockerfile = render(image, parent.ref, has_lock=bool(lock.entries),
-                        has_wheels=bool(wheel_lines))
+                        has_wheels=bool(wheel_lines),
+                        index_ca=factory.config.index.build_ca is not None)
     files = [] if image.files is None else [digest.tree_sha256(image.files)]
-    inputs = digest.of(parent.input_digest, lock.text, sorted(wheel_lines), dockerfile,
+    inputs = digest.of(parent.input_digest, lock.text, sorted(wheel_lines), plain,
                        image.model_dump(mode="json", exclude={"description", "template", "files"}),
                        *files)
     installed = {**parent.installed, **lock.entries, **pins}

@@ -85,11 +85,15 @@ def _bootstrap(
         "torch_sha256": boot.torch_sha256, "packages": boot.packages,
         "cuda_toolkit": boot.cuda_toolkit is not None, "env": boot.env,
     }
-    dockerfile = templates.render("platform.Dockerfile.j2", **context_vars)
+    dockerfile = templates.render("platform.Dockerfile.j2", **context_vars,
+                                  index_ca=factory.config.index.build_ca is not None)
+    plain = templates.render("platform.Dockerfile.j2", **context_vars)
     # the rootfs by what it is (suite, mirror, recipe version), not by its local image id,
     # which differs on every engine that imports it: so another builder computes the same
     # digest and pulls the published base instead of building a different one
-    inputs = digest.of(dockerfile, [boot.suite, mirror, ROOTFS_VERSION],
+    # of the Dockerfile without the index CA's mounts: how pip trusts the index is no
+    # input of the base it makes
+    inputs = digest.of(plain, [boot.suite, mirror, ROOTFS_VERSION],
                        sorted(f for f, _ in imported), str(boot.cuda_toolkit or ""))
     slim = slim_ref(factory, name)
     existing = docker.image_id(ref)
@@ -97,7 +101,8 @@ def _bootstrap(
         # not on this engine (another builder, a pruned cache): the same base, if the
         # registry has it, is pulled rather than rebuilt, so its identity (and every
         # wheel and image digest that follows from it) stays the same
-        existing = _pull_published(docker, ref, slim, inputs)
+        existing = _pull_published(docker, ref, slim, inputs) or \
+            _tag_local(docker, ref, slim, inputs, name)
     if existing is not None and docker.image_labels(ref).get(Labels.INPUT_DIGEST) == inputs \
             and docker.image_id(slim) is not None:
         log.detail(f"{ref} is current ({inputs[:12]})")
@@ -115,13 +120,12 @@ def _bootstrap(
         with log.phase(f"build platform base {ref} (log: {log_file})"):
             docker.build(context, dockerfile=context / "Dockerfile", target="python",
                          tags=[slim, f"{slim}-{inputs[:12]}"], build_args=args,
-                         labels={**labels, Labels.OCI_TITLE:
-                                 f"basefactory slim {name} (Python, no torch)"},
+                         labels={**labels, Labels.OCI_TITLE: title(name, slim=True)},
                          log_file=log_file)
             image_id = docker.build(
                 context, dockerfile=context / "Dockerfile", target="torch",
                 tags=[ref, f"{ref}-{inputs[:12]}"], build_args=args, log_file=log_file,
-                labels={**labels, Labels.OCI_TITLE: f"basefactory platform {name}"},
+                labels={**labels, Labels.OCI_TITLE: title(name, slim=False)},
             )
     return BaseImage(name, ref, image_id, inputs, built=True, slim_ref=slim)
 
@@ -134,6 +138,29 @@ def _pull_published(docker: Docker, ref: str, slim: str, inputs: str) -> str | N
         docker.tag(published, local)
         pulled.append(local)
     log.detail(f"pulled the published base {ref}-{inputs[:12]}")
+    return docker.image_id(ref)
+
+
+def title(name: str, *, slim: bool) -> str:
+    """The OCI title of a platform's base (or its slim image): what tells the two apart."""
+    return f"basefactory slim {name} (Python, no torch)" if slim else f"basefactory platform {name}"
+
+
+def _tag_local(docker: Docker, ref: str, slim: str, inputs: str, name: str) -> str | None:
+    """The same base already on this engine under another registry's name (a factory that
+    moved to another registry, or publishes to two): tagged, not rebuilt, so its identity
+    and every digest that follows from it stay the same."""
+    found = {}
+    for local, is_slim in ((ref, False), (slim, True)):
+        image = docker.find_image({Labels.INPUT_DIGEST: inputs,
+                                   Labels.OCI_TITLE: title(name, slim=is_slim)})
+        if image is None:
+            return None
+        found[local] = image
+    for local, image in found.items():
+        docker.tag(image, local)
+        docker.tag(image, f"{local}-{inputs[:12]}")
+    log.detail(f"{ref}: the same base ({inputs[:12]}) was on this engine under another name")
     return docker.image_id(ref)
 
 

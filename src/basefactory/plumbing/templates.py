@@ -31,6 +31,8 @@ def _env() -> jinja2.Environment:
 
 
 def render(name: str, **context: Any) -> str:
+    # index_ca: the index is https with a CA of its own (the build mounts the secret)
+    context.setdefault("index_ca", False)
     return _env().get_template(name).render(**context)
 
 
@@ -39,6 +41,7 @@ def render_file(path: Path, **context: Any) -> str:
     # its own folder first, then the package's templates (for {% include "image.Dockerfile.j2" %})
     env = _env().overlay(loader=jinja2.ChoiceLoader([
         jinja2.FileSystemLoader([str(path.parent)]), jinja2.PackageLoader("basefactory", "templates")]))
+    context.setdefault("index_ca", False)
     try:
         return env.get_template(path.name).render(**context)
     except jinja2.TemplateSyntaxError as exc:

@@ -51,14 +51,16 @@ def ensure_builder(factory: Factory, docker: Docker, registry: Registry, platfor
     the first engine of the factory that needs it, pushed to the registry and pulled by
     the others (builders, Dask workers), which may not reach an apt mirror at all."""
     ref = builder_ref(platform)
-    dockerfile = templates.render("builder.Dockerfile.j2", base=base_ref,
-                                  python_dev=python_dev_package(factory, platform))
+    context = {"base": base_ref, "python_dev": python_dev_package(factory, platform)}
+    dockerfile = templates.render("builder.Dockerfile.j2", **context,
+                                  index_ca=factory.config.index.build_ca is not None)
     base_id = docker.image_id(base_ref)
     if base_id is None:  # an engine that has not built it: it is in the registry
         docker.pull_required(base_ref, hint="publish the platform first (`basefactory"
                              f" publish --platform {platform}`)")
         base_id = docker.image_id(base_ref)
-    inputs = digest.of(dockerfile, base_id)
+    # the index's CA (a build secret) is no input of what the builder holds
+    inputs = digest.of(templates.render("builder.Dockerfile.j2", **context), base_id)
     repository, tag = cache_repository(factory, "builder"), builder_cache_tag(platform, inputs)
     shared = f"{factory.config.registry.address}/{repository}:{tag}"
     if docker.image_id(ref) is None or docker.image_labels(ref).get(Labels.INPUT_DIGEST) != inputs:
@@ -104,6 +106,7 @@ def build_wheel(
         "wheel.Dockerfile.j2", builder=builder, apt=recipe.build.apt, env=recipe.build.env,
         pre_build=recipe.build.pre_build, requires=recipe.build.requires,
         no_build_isolation=recipe.build.no_build_isolation, excludes=recipe.excludes,
+        index_ca=factory.config.index.build_ca is not None,
     )
     (context / "Dockerfile").write_text(dockerfile)
     tag = f"basefactory/wheel-build:{recipe.name}-{platform}"

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 from packaging.utils import canonicalize_name
 
-from basefactory.adapters import cmd
+from basefactory.adapters import cmd, http
 from basefactory.adapters.devpi_api import DevpiClient
 from basefactory.platforms.rootfs import cache_dir
 from basefactory.plumbing import log, network
@@ -74,7 +74,8 @@ def _links(devpi: DevpiClient, index: str, name: str, wanted: Callable[[str], bo
 
     def get() -> httpx.Response:
         try:
-            return httpx.get(url, timeout=300, headers={"Accept": "text/html"})
+            return httpx.get(url, timeout=300, headers={"Accept": "text/html"},
+                             verify=http.verify_for(devpi.base_url, devpi.tls))
         except httpx.HTTPError as exc:
             raise ServiceError(f"could not read {url}: {type(exc).__name__} {exc}",
                                hint="is devpi up?") from None
