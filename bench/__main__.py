@@ -24,6 +24,7 @@ from bench import (
     noop,
     push,
     registry_auth,
+    registry_token,
     wheel_install,
 )
 from bench.common import Figure, Report, machine
@@ -31,7 +32,7 @@ from bench.common import Figure, Report, machine
 BENCHES = {"registry_auth": registry_auth.bench, "noop": noop.bench,
            "fits": fits.bench, "wheel_install": wheel_install.bench, "images": images.bench,
            "catalog": catalog.bench, "coldstart": coldstart.bench, "indextts": indextts.bench,
-           "dask": dask.bench, "push": push.bench}
+           "dask": dask.bench, "push": push.bench, "registry_token": registry_token.bench}
 # run only when named (`python -m bench indextts`): they need a heavy tier published first
 # (`make indextts`)
 HEAVY = {"indextts"}

@@ -21,6 +21,8 @@ def test_devpi_runs_as_a_primary_on_its_port_with_a_stable_private_secret(
     argv = list(devpi_server.process(f).argv)
     assert argv[argv.index("--port") + 1] == "3999"
     assert argv[argv.index("--role") + 1] == "primary"
+    # nobody but root and the factory's user may create users or indexes
+    assert argv[argv.index("--restrict-modify") + 1] == "root,factory"
     assert argv[argv.index("--serverdir") + 1] == str(f.state_dir / "devpi")
     secret = Path(argv[argv.index("--secretfile") + 1])
     made = secret.read_bytes()

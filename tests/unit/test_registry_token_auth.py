@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -301,3 +302,41 @@ def test_the_referrers_api_is_used_where_the_registry_has_it_and_asked_once_wher
 def test_credentials_never_show_their_secret() -> None:
     assert "s3cret" not in repr(GOOD)
     assert "s3cret" not in str(GOOD)
+
+
+def test_up_finds_a_registry_whose_moving_tags_cannot_move(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An existing registry is probed at `up`: the same tag pushed twice; Harbor's answer to
+    the second push under an immutability rule is a configuration error with the way out."""
+    from basefactory.daemons import registry_server
+    from basefactory.plumbing.errors import ConfigError
+    from tests.helpers import small_factory
+
+    factory = small_factory(tmp_path, '[registry]\nembedded = false\nurl = "https://r.example"\n')
+    puts: list[str] = []
+
+    def harbor(immutable: bool) -> Registry:
+        def answer(request: httpx.Request) -> httpx.Response:
+            if request.method == "HEAD":
+                return httpx.Response(200)  # the empty config blob is there
+            if request.method == "PUT" and "/manifests/" in request.url.path:
+                puts.append(request.url.path)
+                if immutable and len(puts) > 1:
+                    return httpx.Response(412, text='{"errors":[{"code":"PRECONDITION","message":'
+                                          '"The tag p1 is immutable, cannot be overwritten"}]}')
+                return httpx.Response(201, headers={"Docker-Content-Digest": "sha256:ab"})
+            return httpx.Response(500)
+
+        registry = Registry("https://r.example")
+        registry.retries._inner = httpx.MockTransport(answer)
+        return registry
+
+    monkeypatch.setattr(registry_server, "client", lambda f: harbor(immutable=False))
+    registry_server.check_external(factory)
+    assert puts == ["/v2/factory-cache/probe/manifests/p1"] * 2
+    puts.clear()
+    monkeypatch.setattr(registry_server, "client", lambda f: harbor(immutable=True))
+    with pytest.raises(ConfigError) as caught:
+        registry_server.check_external(factory)
+    assert "r.example/factory-cache/probe:p1 could not be moved" in caught.value.message
+    assert "keep only the dated tags" in (caught.value.hint or "")
