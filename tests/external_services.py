@@ -49,9 +49,21 @@ class Pem:
     key: Path
 
 
+def _write(folder: Path, name: str, cert: Any, key: Any) -> Pem:
+    from cryptography.hazmat.primitives import serialization
+
+    pem = Pem(folder / f"{name}.crt", folder / f"{name}.key")
+    pem.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.TraditionalOpenSSL,
+                                          serialization.NoEncryption()))
+    pem.key.chmod(0o600)
+    return pem
+
+
 def make_ca(folder: Path, name: str = "basefactory test CA") -> Pem:
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
@@ -70,13 +82,7 @@ def make_ca(folder: Path, name: str = "basefactory test CA") -> Pem:
                                          key_agreement=False, encipher_only=False,
                                          decipher_only=False), critical=True)
             .sign(key, hashes.SHA256()))
-    pem = Pem(folder / "ca.crt", folder / "ca.key")
-    pem.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    pem.key.chmod(0o600)
-    return pem
+    return _write(folder, "ca", cert, key)
 
 
 def issue(ca: Pem, folder: Path, name: str, *, rsa: bool = False) -> Pem:
@@ -108,13 +114,7 @@ def issue(ca: Pem, folder: Path, name: str, *, rsa: bool = False) -> Pem:
                                                   ExtendedKeyUsageOID.CLIENT_AUTH]),
                            critical=False)
             .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
-    pem = Pem(folder / f"{name}.crt", folder / f"{name}.key")
-    pem.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.TraditionalOpenSSL,
-                                          serialization.NoEncryption()))
-    pem.key.chmod(0o600)
-    return pem
+    return _write(folder, name, cert, key)
 
 
 # --- the token server ----------------------------------------------------------------------
@@ -139,6 +139,7 @@ class TokenServer:
     # the next N tokens carry an `exp` already past the registry's leeway: what a client
     # meets when its token expires mid-run (or the realm's clock is ahead)
     expire_next: int = 0
+    refresh_tokens: dict[str, str] = field(default_factory=dict)  # refresh token -> user
     _server: ThreadingHTTPServer | None = None
     url: str = ""
 
@@ -159,7 +160,8 @@ class TokenServer:
         return {"type": kind, "name": name,
                 "actions": [a for a in wanted if a in allowed or "*" in allowed]}
 
-    def token(self, user: str | None, scopes: list[str]) -> dict[str, Any]:
+    def token(self, user: str | None, scopes: list[str], *, offline: bool = False
+              ) -> dict[str, Any]:
         import jwt
         from cryptography import x509
         from cryptography.hazmat.primitives import serialization
@@ -178,8 +180,14 @@ class TokenServer:
                   "nbf": now - 5, "iat": now, "jti": uuid.uuid4().hex, "access": access}
         value = jwt.encode(claims, self.signer.key.read_bytes(), algorithm="RS256",
                            headers={"x5c": [base64.b64encode(der).decode()]})
-        return {"token": value, "access_token": value, "expires_in": self.lifetime_s,
-                "issued_at": dt.datetime.now(dt.UTC).isoformat()}
+        answer = {"token": value, "access_token": value, "expires_in": self.lifetime_s,
+                  "issued_at": dt.datetime.now(dt.UTC).isoformat()}
+        if offline and user is not None:
+            # a refresh token (what `docker login` stores as `identitytoken`)
+            refresh = uuid.uuid4().hex
+            self.refresh_tokens[refresh] = user
+            answer["refresh_token"] = refresh
+        return answer
 
     def start(self) -> TokenServer:
         server = self
@@ -188,26 +196,58 @@ class TokenServer:
             def log_message(self, *args: object) -> None:
                 pass
 
+            def answer(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def known(self, name: str, password: str) -> bool:
+                user = server.users.get(name)
+                return user is not None and user.password == password
+
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                """The token specification: Basic credentials (or none), scopes in the
+                query; `offline_token=true` adds a refresh token, as `docker login` asks."""
                 query = parse_qs(urlparse(self.path).query)
                 user = None
                 header = self.headers.get("Authorization", "")
                 if header.startswith("Basic "):
                     name, _, password = base64.b64decode(header[6:]).decode().partition(":")
-                    known = server.users.get(name)
-                    if known is None or known.password != password:
-                        self.send_response(401)
-                        self.send_header("Content-Type", "application/json")
-                        self.end_headers()
-                        self.wfile.write(b'{"details":"authentication failed"}')
+                    if not self.known(name, password):
+                        self.answer(401, {"details": "authentication failed"})
                         return
                     user = name
-                body = json.dumps(server.token(user, query.get("scope", []))).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.answer(200, server.token(user, query.get("scope", []), offline=query.get(
+                    "offline_token", [""])[0] == "true"))
+
+            def do_POST(self) -> None:  # noqa: N802
+                """The OAuth2 variant (what containerd's and BuildKit's resolvers, and the
+                factory with an identity token, send): a form with grant_type password or
+                refresh_token, scopes space-separated."""
+                length = int(self.headers.get("Content-Length", "0"))
+                form = parse_qs(self.rfile.read(length).decode())
+                grant = form.get("grant_type", [""])[0]
+                user: str | None = None
+                if grant == "password":
+                    name, password = form.get("username", [""])[0], form.get("password", [""])[0]
+                    if not self.known(name, password):
+                        self.answer(401, {"error": "invalid_grant"})
+                        return
+                    user = name
+                elif grant == "refresh_token":
+                    user = server.refresh_tokens.get(form.get("refresh_token", [""])[0])
+                    if user is None:
+                        self.answer(401, {"error": "invalid_grant"})
+                        return
+                else:
+                    self.answer(400, {"error": "unsupported_grant_type"})
+                    return
+                scopes = " ".join(form.get("scope", [])).split()
+                self.answer(200, server.token(user, scopes, offline=form.get(
+                    "access_type", [""])[0] == "offline"))
 
         self._server = ThreadingHTTPServer(("127.0.0.1", port(5600)), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/token"

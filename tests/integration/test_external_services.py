@@ -100,32 +100,36 @@ def external(tmp_path_factory: pytest.TempPathFactory) -> Iterator[External]:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def external_factory(root: Path, services: str) -> Factory:
+    """The test factory's platforms, recipes and images, with `services` ([index] and
+    [registry] tables) in place of its embedded ones."""
+    path = write_factory(root, index_port=1, registry_port=1)
+    body = path.read_text()
+    path.write_text('state_dir = ".factory"\n' + textwrap.dedent(services)
+                    + body[body.index("[wheels]"):])
+    return load_factory(path)
+
+
 def tier_factory(root: Path, external: External, session_factory: Factory, *,
                  user: str = "factory", extra: str = "", registry_ca: bool = True) -> Factory:
     """A factory publishing into the token registry, its wheels from the session's index
     behind nginx's TLS (an existing devpi and registry to this factory: it runs neither)."""
-    path = write_factory(root, index_port=1, registry_port=1)
-    index = session_factory.config.index
-    text = textwrap.dedent(f"""
-        state_dir = ".factory"
+    ca = f'ca_bundle = "{external.ca.cert}"'
+    return external_factory(root, f"""
         [index]
         embedded = false
         url = "{external.session_devpi}"
-        ca_bundle = "{external.ca.cert}"
-        user = "{index.user}"
+        {ca}
+        user = "{session_factory.config.index.user}"
         password_env = "TIER_INDEX_PASSWORD"
         [registry]
         embedded = false
         url = "https://{external.registry}"
-        {f'ca_bundle = "{external.ca.cert}"' if registry_ca else ""}
+        {ca if registry_ca else ""}
         user = "{user}"
         password_env = "TIER_REGISTRY_PASSWORD"
         compression = ["gzip", "zstd"]
-    """)
-    body = path.read_text()
-    platforms = body[body.index("[wheels]"):]
-    path.write_text(text + extra + platforms)
-    return load_factory(path)
+        """ + textwrap.dedent(extra))
 
 
 def cli(factory: Factory, *args: str, password: str = REGISTRY_PASSWORD,
@@ -222,11 +226,23 @@ def test_a_downstream_build_pulls_from_the_token_registry_with_dockers_own_login
     config = tmp_path / "docker"
     ref = f"{external.registry}/factory/api-lean:{PLATFORM}"
     docker = ["/usr/bin/docker"]
-    env = {**os.environ, "DOCKER_CONFIG": str(config), "DOCKER_BUILDKIT": "1"}
+    # the classic builder pulls FROM through the engine, as `docker pull` does: Docker
+    # 20.10's BuildKit speaks plain HTTP to registries on 127.0.0.0/8 (insecure by default),
+    # which this TLS registry answers 400; a site's registry is not on loopback
+    env = {**os.environ, "DOCKER_CONFIG": str(config), "DOCKER_BUILDKIT": "0"}
     login = subprocess.run([*docker, "login", external.registry, "-u", "factory",
                             "--password-stdin"], input=REGISTRY_PASSWORD, env=env,
                            capture_output=True, text=True)
     assert login.returncode == 0, login.stderr
+    # the realm gave `docker login` a refresh token: the factory, with no password of its
+    # own, reads it from Docker's config and trades it for access tokens (OAuth2)
+    stored = json.loads((config / "config.json").read_text())["auths"][external.registry]
+    assert stored.get("identitytoken")
+    external.tokens.issued.clear()
+    listed = cli(tier, "images", "ls", "--json", password="", docker_config=config)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert any(r["image"] == "api-lean" for r in json.loads(listed.stdout))
+    assert {user for user, _ in external.tokens.issued} == {"factory"}
     subprocess.run([*docker, "image", "rm", ref], env=env, capture_output=True)
     (tmp_path / "Dockerfile").write_text(f"FROM {ref}\nRUN python3 -c 'import fastapi'\n")
     tag = "basefactory-test/downstream-token:1"
@@ -321,10 +337,7 @@ def test_an_untrusted_certificate_names_the_ca_setting(tier: Factory, external: 
 # --- an existing devpi behind TLS, run by its own admin -----------------------------------
 
 def devpi_factory(root: Path, external: External, *, user: str, admin: bool) -> Factory:
-    path = write_factory(root, index_port=1, registry_port=1)
-    body = path.read_text()
-    text = textwrap.dedent(f"""
-        state_dir = ".factory"
+    return external_factory(root, f"""
         [index]
         embedded = false
         url = "{external.devpi}"
@@ -332,9 +345,7 @@ def devpi_factory(root: Path, external: External, *, user: str, admin: bool) -> 
         user = "{user}"
         password_env = "TIER_INDEX_PASSWORD"
         {'admin_password_env = "TIER_DEVPI_ADMIN"' if admin else ''}
-    """)
-    path.write_text(text + body[body.index("[wheels]"):])
-    return load_factory(path)
+        """)
 
 
 def test_an_existing_devpi_over_tls_gets_its_layout_from_its_admin(
