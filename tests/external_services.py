@@ -320,18 +320,21 @@ def token_registry(folder: Path, ca: Pem, tokens: TokenServer) -> tuple[Service,
 
 
 def nginx(folder: Path, ca: Pem, name: str, upstream: str, *, rate_limit: bool = False,
-          outside_header: bool = False) -> tuple[Service, str]:
+          outside_header: bool = False, client_certs: bool = False) -> tuple[Service, str]:
     """nginx terminating TLS (a certificate of `ca`) in front of `upstream`; optionally
     limiting requests to a few a second, answering 429 with `Retry-After: 1`, as
     registries behind a rate limit do. (service, https base URL)."""
     folder.mkdir(parents=True, exist_ok=True)
     tls = issue(ca, folder, name)
-    listen = port(8443 if not rate_limit else 8444)
+    listen = port(8443 if not (rate_limit or client_certs) else 8444)
     base = f"https://127.0.0.1:{listen}"
     limit_zone = "limit_req_zone $binary_remote_addr zone=slow:1m rate=4r/s;" if rate_limit else ""
     limit = ("limit_req zone=slow burst=2 nodelay; limit_req_status 429;"
              " add_header Retry-After 1 always;") if rate_limit else ""
     outside = f"proxy_set_header X-outside-url {base};" if outside_header else ""
+    # mutual TLS: only clients with a certificate of the test CA get through
+    mutual = (f"ssl_client_certificate {ca.cert}; ssl_verify_client on;"
+              if client_certs else "")
     (folder / "nginx.conf").write_text(f"""
 pid {folder}/nginx.pid;
 error_log {folder}/error.log warn;
@@ -349,6 +352,7 @@ http {{
     listen 127.0.0.1:{listen} ssl;
     ssl_certificate {tls.cert};
     ssl_certificate_key {tls.key};
+    {mutual}
     client_max_body_size 0;
     proxy_request_buffering off;
     proxy_buffering off;

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -324,6 +325,24 @@ def test_a_429_is_waited_out(tier_published: subprocess.CompletedProcess[str],
         assert registry.retries.waited_s >= 1.0  # nginx did say 429, and it was waited out
 
 
+def test_a_registry_that_asks_for_a_client_certificate_gets_the_configured_one(
+        external: External, tmp_path: Path) -> None:
+    front, url = nginx(tmp_path / "mtls", external.ca, "mtls", f"https://{external.registry}",
+                       client_certs=True)
+    try:
+        mine = issue(external.ca, tmp_path, "factory-client")
+        tls = http.Tls(ca_bundle=external.ca.cert, client_cert=mine.cert, client_key=mine.key)
+        with Registry(url, tls=tls, auth=RegistryAuth(
+                lambda: Credentials("factory", REGISTRY_PASSWORD, "the test"),
+                verify=http.verify_for(url, tls))) as registry:
+            assert registry.ping()
+        with registry_client(external, url=url) as without, \
+                pytest.raises(ServiceError, match="400|certificate"):
+            without.tags("factory/api-lean")
+    finally:
+        front.stop()
+
+
 def test_an_untrusted_certificate_names_the_ca_setting(tier: Factory, external: External,
                                                      tmp_path: Path, session: Session) -> None:
     untrusted = tier_factory(tmp_path / "untrusted", external, session.factory,
@@ -368,7 +387,7 @@ def test_an_existing_devpi_over_tls_gets_its_layout_from_its_admin(
     # devpi runs with --restrict-modify root: the team user may not change its indexes'
     # settings, and the factory says what it needs instead of failing on a 403
     with client(plain, login=True) as devpi:
-        with pytest.raises(ServiceError, match="refused"):
+        with pytest.raises(ServiceError, match="--restrict-modify listing `team`"):
             devpi.set_custom_data(f"team/{PLATFORM}", {"fingerprint": {}})
         # it uploads (its indexes' acl_upload), and the file is served over TLS
         wheel = make_wheel(tmp_path, "bf-tls", "1.0", "X = 1\n")
@@ -376,7 +395,12 @@ def test_an_existing_devpi_over_tls_gets_its_layout_from_its_admin(
         simple = httpx.get(devpi.simple_url(f"team/{PLATFORM}") + "bf-tls/",
                            verify=str(external.ca.cert))
         assert wheel.name in simple.text and simple.url.scheme == "https"
-        assert f"{external.devpi}/team/{PLATFORM}/+f/" in simple.text  # nginx's outside URL
+        href = re.search(r'href="([^"]+)"', simple.text)
+        assert href is not None
+        file_url = simple.url.join(href.group(1))
+        assert str(file_url).startswith(f"{external.devpi}/team/{PLATFORM}/+f/")
+        got = httpx.get(file_url, verify=str(external.ca.cert))
+        assert got.status_code == 200 and got.content == wheel.read_bytes()
 
 
 def test_a_user_without_upload_rights_and_anonymous_user_creation_are_refused(

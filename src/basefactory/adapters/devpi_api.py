@@ -166,7 +166,17 @@ class DevpiClient:
         if config is None:
             raise ServiceError(f"devpi index {index} does not exist", hint="run `basefactory up`")
         payload = {**_settable(config), "custom_data": json.dumps(data, sort_keys=True)}
-        self._json("PATCH", f"/{index}", content=json.dumps(payload))
+        try:
+            self._json("PATCH", f"/{index}", content=json.dumps(payload))
+        except ServiceError as exc:
+            if "refused" not in exc.message:
+                raise
+            raise ServiceError(
+                f"devpi at {self.base_url} does not let user `{self.user}` change the settings"
+                f" of {index} ({exc.message})",
+                hint="the factory keeps the platform's fingerprint there: start devpi-server"
+                     f" with --restrict-modify listing `{self.user}` beside root (the"
+                     " embedded devpi does), or without --restrict-modify") from None
         self._custom[index] = dict(data)
 
     # --- releases ------------------------------------------------------------------------

@@ -84,9 +84,11 @@ def ensure_layout(factory: Factory) -> list[str]:
         elif not devpi.user_exists(cfg.user):
             raise ConfigError(f"devpi at {cfg.base_url} has no user `{cfg.user}`",
                               hint=needs(factory))
-        # the factory user owns its indexes (and may change their settings, e.g. the
-        # fingerprint in custom_data); only it may upload to them
-        devpi.login(cfg.user, password)
+        # the factory user owns its indexes (and changes their settings, e.g. the
+        # fingerprint in custom_data); only it may upload to them. The admin, where there
+        # is one, makes them: a devpi with --restrict-modify lets no one else
+        if admin is None:
+            devpi.login(cfg.user, password)
         for index, settings in _wanted(factory).items():
             try:
                 if devpi.ensure_index(index, **settings):
