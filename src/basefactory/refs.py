@@ -35,6 +35,7 @@ class Labels:
     PROOF_PREFIX = f"{LABEL}.proof."
     SMOKE_V1 = f"{LABEL}.smoke"  # the smoke proof's schema 1
     COPY_OF = f"{LABEL}.copy-of"  # an annotation of a zstd copy: the gzip image it copies
+    PROBE = f"{LABEL}.probe"  # an annotation of `up`'s probe of an existing registry
     OWNER = OWNER_LABEL  # on the containers a run starts (the docker adapter writes it)
     OCI_TITLE = "org.opencontainers.image.title"
     OCI_DESCRIPTION = "org.opencontainers.image.description"

@@ -22,7 +22,7 @@ from basefactory.daemons.process import ManagedProcess, wait_until
 from basefactory.daemons.status import ServiceStatus, service_status
 from basefactory.plumbing import log
 from basefactory.plumbing.errors import ConfigError, PublishRefused, ServiceError
-from basefactory.refs import cache_repository
+from basefactory.refs import Labels, cache_repository
 
 BINARIES = ("docker-registry", "registry")
 
@@ -183,7 +183,7 @@ def check_external(factory: Factory) -> None:
             body = json.dumps({
                 "schemaVersion": 2, "mediaType": oci_manifest,
                 "config": {"mediaType": empty_type, "digest": config, "size": len(empty)},
-                "layers": [], "annotations": {"org.basefactory.probe": str(n)}},
+                "layers": [], "annotations": {Labels.PROBE: str(n)}},
                 separators=(",", ":")).encode()
             try:
                 registry.push_manifest(repo, tag, body, oci_manifest)
