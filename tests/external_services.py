@@ -140,6 +140,8 @@ class TokenServer:
     # meets when its token expires mid-run (or the realm's clock is ahead)
     expire_next: int = 0
     refresh_tokens: dict[str, str] = field(default_factory=dict)  # refresh token -> user
+    _key: Any = None
+    _x5c: str = ""
     _server: ThreadingHTTPServer | None = None
     url: str = ""
 
@@ -174,12 +176,14 @@ class TokenServer:
         if self.expire_next > 0:
             self.expire_next -= 1
             exp = now - 300
-        der = x509.load_pem_x509_certificate(self.signer.cert.read_bytes()).public_bytes(
-            serialization.Encoding.DER)
+        if self._key is None:  # loaded once, as a realm keeps its key in memory
+            self._key = serialization.load_pem_private_key(self.signer.key.read_bytes(), None)
+            self._x5c = base64.b64encode(x509.load_pem_x509_certificate(
+                self.signer.cert.read_bytes()).public_bytes(serialization.Encoding.DER)).decode()
         claims = {"iss": ISSUER, "sub": user or "", "aud": SERVICE, "exp": exp,
                   "nbf": now - 5, "iat": now, "jti": uuid.uuid4().hex, "access": access}
-        value = jwt.encode(claims, self.signer.key.read_bytes(), algorithm="RS256",
-                           headers={"x5c": [base64.b64encode(der).decode()]})
+        value = jwt.encode(claims, self._key, algorithm="RS256",  # type: ignore[arg-type]
+                           headers={"x5c": [self._x5c]})
         answer = {"token": value, "access_token": value, "expires_in": self.lifetime_s,
                   "issued_at": dt.datetime.now(dt.UTC).isoformat()}
         if offline and user is not None:

@@ -345,7 +345,7 @@ def cmd_images_fit(args: argparse.Namespace) -> int:
 
     factory = _factory(args)
     with one_writer(factory.state_dir, "images fit", wait=args.wait):
-        house.up(factory)
+        house.ensure(factory)
         live = log.is_tty() and not args.json and not args.quiet
         with Session(factory) as session, Progress(live=live) as progress:
             steps = fit_published(session, platforms=args.platform or None,
@@ -380,7 +380,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         # the workers' `run`s hold the lock shared, each step's own exclusively
         with one_writer(factory.state_dir, "publish --executor", wait=args.wait,
                           shared=True):
-            house.up(factory)
+            house.ensure(factory)
             with Session(factory) as session:
                 outcome = publish_on_dask(session, args.executor,
                                           platforms=args.platform or None,
@@ -391,7 +391,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
             raise_failures(outcome)
     else:
         with one_writer(factory.state_dir, "publish", wait=args.wait):
-            house.up(factory)
+            house.ensure(factory)
             live = log.is_tty() and not args.json and not args.quiet
             with Session(factory) as session, Progress(live=live) as progress:
                 try:
@@ -446,7 +446,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     factory = _factory(args)
     with step_writer(factory.state_dir, args.step, wait=args.wait):
-        house.up(factory)
+        house.ensure(factory)
         with Session(factory) as session:
             steps = run_step(session, args.step)
     if args.json:

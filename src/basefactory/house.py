@@ -20,6 +20,15 @@ from basefactory.plumbing import log
 
 
 def up(factory: Factory) -> list[ServiceStatus]:
+    """`basefactory up`: the services ready, an existing registry probed, their status."""
+    ensure(factory, probe_registry=True)
+    return status(factory)
+
+
+def ensure(factory: Factory, *, probe_registry: bool = False) -> None:
+    """The services ready, as every command that builds or publishes needs them. The probe
+    of an existing registry (a push of a tag, twice) is `up`'s: a publish that meets an
+    immutable moving tag says the same when it pushes."""
     factory.state_dir.mkdir(parents=True, exist_ok=True)
     engine.ensure(factory)
     if factory.config.index.embedded:
@@ -31,10 +40,9 @@ def up(factory: Factory) -> list[ServiceStatus]:
         devpi.ensure_replica(factory)
     if factory.config.registry.embedded:
         registry.ensure(factory)
-    else:
+    elif probe_registry:
         registry.check_external(factory)
     engine.login(factory)
-    return status(factory)
 
 
 def down(factory: Factory) -> list[str]:

@@ -155,8 +155,13 @@ def test_up_with_external_services_and_a_replica(tmp_path: Path, calls: list[str
     calls.clear()
     house.up(small_factory(tmp_path, extra='[index]\nembedded = false\nurl = "http://devpi:3141"\n'
                            '[registry]\nembedded = false\nurl = "http://reg:5000"\n'))
-    # an existing registry is checked (credentials, TLS, a moving tag that can move)
+    # an existing registry is checked (credentials, TLS, a moving tag that can move) by
+    # `up`; a publish's own start leaves the probe (two pushes) to `up`
     assert calls[:4] == ["engine", "layout", "registry-check", "login"]
+    calls.clear()
+    house.ensure(small_factory(tmp_path, extra='[index]\nembedded = false\nurl = "http://devpi:3141"\n'
+                               '[registry]\nembedded = false\nurl = "http://reg:5000"\n'))
+    assert calls == ["engine", "layout", "login"]
 
 
 def test_down_stops_the_catalog_first_the_engine_last_and_says_what_it_stopped(

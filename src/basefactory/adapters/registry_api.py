@@ -82,6 +82,8 @@ class Registry:
 
     def close(self) -> None:
         self._http.close()
+        if self.auth is not None:
+            self.auth.close()
 
     def __enter__(self) -> Registry:
         return self

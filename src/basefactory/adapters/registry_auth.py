@@ -113,6 +113,11 @@ class RegistryAuth(httpx.Auth):
         self._basic = False
         self._tokens: dict[tuple[str, ...], _Token] = {}
         self.tokens_fetched = 0  # for the bench and the tests: the realm's load
+        self._realm_client: httpx.Client | None = None
+
+    def close(self) -> None:
+        if self._realm_client is not None:
+            self._realm_client.close()
 
     def credentials(self) -> Credentials | None:
         with self._lock:
@@ -184,17 +189,20 @@ class RegistryAuth(httpx.Auth):
         params += [("scope", s) for s in scopes]
         auth = httpx.BasicAuth(creds.user, creds.secret) if creds else None
         started = self._clock()
+        if self._realm_client is None:
+            # one client for the realm, kept: its connection is reused by the next scope
+            self._realm_client = httpx.Client(verify=self._verify, timeout=30.0,  # type: ignore[arg-type]
+                                              transport=self._token_transport)
+        client = self._realm_client
         try:
-            with httpx.Client(verify=self._verify, timeout=30.0,  # type: ignore[arg-type]
-                              transport=self._token_transport) as client:
-                if creds is not None and creds.user == "<token>":
-                    # a refresh token from `docker login` (identitytoken): OAuth2's grant
-                    response = client.post(realm, data={
-                        "grant_type": "refresh_token", "refresh_token": creds.secret,
-                        "service": challenge.get("service", ""), "scope": " ".join(scopes),
-                        "client_id": "basefactory"})
-                else:
-                    response = client.get(realm, params=params, auth=auth)  # type: ignore[arg-type]
+            if creds is not None and creds.user == "<token>":
+                # a refresh token from `docker login` (identitytoken): OAuth2's grant
+                response = client.post(realm, data={
+                    "grant_type": "refresh_token", "refresh_token": creds.secret,
+                    "service": challenge.get("service", ""), "scope": " ".join(scopes),
+                    "client_id": "basefactory"})
+            else:
+                response = client.get(realm, params=params, auth=auth)  # type: ignore[arg-type]
         except httpx.HTTPError as exc:
             raise ServiceError(f"the registry's token server {realm} is not answering"
                                f" ({type(exc).__name__}: {exc})",
