@@ -31,6 +31,18 @@ def test_the_system_trust_store_is_loaded_only_for_https_and_once() -> None:
         client.close()
 
 
+def test_a_registry_with_its_own_ca_never_loads_the_system_store(tmp_path: Path) -> None:
+    """The token registry's no-op publish paid ~30 ms for a system store it never used."""
+    from basefactory.adapters.registry_api import Registry
+
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    http.context.cache_clear()
+    with Registry("https://registry.example", tls=http.Tls(ca_bundle=bundle)):
+        pass
+    info = http.context.cache_info()
+    assert (info.currsize, info.misses) == (1, 1)  # the CA's context only, made once
+
+
 def test_a_bulk_record_parses_as_a_proof_or_is_refused() -> None:
     proof = Proof.new(Kind.FIT, Subject(platform="p1", image="tts-deps", image_digest="d",
                                         wheel="w.whl", wheel_sha256="s"),

@@ -45,10 +45,10 @@ def verify_for(base_url: str, tls: Tls | None = None) -> ssl.SSLContext | bool:
 def client(base_url: str, *, timeout: float, tls: Tls | None = None,
            transport: httpx.BaseTransport | None = None,
            auth: httpx.Auth | None = None) -> httpx.Client:
-    verify = verify_for(base_url, tls)
-    if transport is None:
-        return httpx.Client(base_url=base_url, timeout=timeout, verify=verify, auth=auth)
-    return httpx.Client(base_url=base_url, timeout=timeout, transport=transport, auth=auth)
+    # verify is given with a transport too: httpx builds the transports of the
+    # environment's proxies with it (else each loads the default store, ~30 ms)
+    return httpx.Client(base_url=base_url, timeout=timeout, verify=verify_for(base_url, tls),
+                        auth=auth, transport=transport)
 
 
 def transport(base_url: str, tls: Tls | None = None) -> httpx.HTTPTransport:

@@ -78,7 +78,7 @@ class Registry:
         self.retries = RetryAfterTransport(http.transport(self.base_url, tls),
                                            sleep=retry_sleep or time.sleep)
         self._http = http.client(self.base_url, timeout=timeout, transport=self.retries,
-                                 auth=auth)
+                                 auth=auth, tls=tls)
 
     def close(self) -> None:
         self._http.close()
