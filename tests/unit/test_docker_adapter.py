@@ -253,3 +253,32 @@ def test_an_https_index_with_its_own_ca_reaches_every_build_and_script_and_no_la
         assert runs_index and all("id=index-ca" in line for line in runs_index), name
         assert ("PIP_CERT=/run/secrets/index-ca" in with_ca
                 or "SSL_CERT_FILE=/run/secrets/index-ca" in with_ca), name
+
+
+def test_a_login_is_not_repeated_whether_docker_kept_the_password_or_an_identity_token(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache_home: Path) -> None:
+    """`docker login` costs a round trip to the realm on every publish unless skipped; a
+    realm that gives refresh tokens leaves Docker an identity token and no password to
+    compare, so the login that made it is remembered (a digest of token and password)."""
+    config = tmp_path / "docker-config"
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    log = tmp_path / "logins"
+    script = tmp_path / "docker"
+    # a `docker login` that stores what the realm gave: an identity token for this one
+    script.write_text(f"""#!/bin/sh
+read password
+echo "$2 $4" >> {log}
+mkdir -p {config}
+if [ "$2" = "oauth.example:5000" ]; then entry='{{"auth":"'$(printf '%s:' "$4" | base64)'","identitytoken":"rt-'$password'"}}'
+else entry='{{"auth":"'$(printf '%s:%s' "$4" "$password" | base64)'"}}'; fi
+printf '{{"auths":{{"%s":%s}}}}' "$2" "$entry" > {config}/config.json
+""")
+    script.chmod(0o755)
+    docker = Docker(ClientInfo(str(script), "20.10.24", False))
+    for address in ("basic.example:5000", "oauth.example:5000"):
+        docker.login(address, "ci", "pw1")
+        docker.login(address, "ci", "pw1")
+        assert log.read_text().splitlines().count(f"{address} ci") == 1, address
+        docker.login(address, "ci", "pw2")  # a new password: logged in again
+        assert log.read_text().splitlines().count(f"{address} ci") == 2, address
+    assert "pw2" not in "".join(p.read_text() for p in (cache_home / "basefactory" / "logins").iterdir())

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import hashlib
 import http.client
 import json
 import os
@@ -109,9 +110,49 @@ def _client_key(path: str) -> str | None:
     return "|".join(parts)
 
 
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "basefactory"
+
+
 def _cache_file() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / \
-        "basefactory" / "docker-clients.json"
+    return _cache_dir() / "docker-clients.json"
+
+
+def _auth_entry(folder: Path, address: str) -> dict[str, Any]:
+    """The Docker client's config entry for a registry ({} where it has none)."""
+    entry = (_read_json(folder / "config.json").get("auths") or {})
+    found = entry.get(address) if isinstance(entry, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def _login_digest(identity_token: object, password: str) -> str | None:
+    """What tells that an identity token was made by a login with this password, no
+    weaker a secret than the token itself (which sits in the same folder)."""
+    if not isinstance(identity_token, str) or not identity_token:
+        return None
+    return hashlib.sha256(f"{identity_token}\0{password}".encode()).hexdigest()
+
+
+def _logins_file(folder: Path) -> Path:
+    return _cache_dir() / "logins" / (hashlib.sha256(str(folder.resolve()).encode())
+                                      .hexdigest()[:16] + ".json")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
 
 
 def _cached_client_info(path: str) -> ClientInfo | None:
@@ -278,16 +319,22 @@ class Docker:
         (its config file is read first: a login rewrites it and costs a round trip)."""
         folder = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        try:
-            auths = json.loads((folder / "config.json").read_text()).get("auths") or {}
-            if (auths.get(address) or {}).get("auth") == token:
-                return
-        except (OSError, ValueError, AttributeError):
-            pass
+        entry = _auth_entry(folder, address)
+        if entry.get("auth") == token:
+            return
+        # a registry whose realm gives refresh tokens: Docker keeps the identity token,
+        # not the password; the login that made it is remembered by a digest of both
+        made_by = _login_digest(entry.get("identitytoken"), password)
+        marker = _logins_file(folder)
+        if made_by is not None and _read_json(marker).get(f"{address}|{user}") == made_by:
+            return
         self._run(["login", address, "-u", user, "--password-stdin"], stdin=password,
                   secrets=[password], echo=False,
                   hint=f"check the registry's credentials: is {address} this factory's"
                        " registry? (`basefactory status`)")
+        made_by = _login_digest(_auth_entry(folder, address).get("identitytoken"), password)
+        if made_by is not None:
+            _write_json(marker, {**_read_json(marker), f"{address}|{user}": made_by})
 
     def pull(self, ref: str, *, attempts: int = 3, backoff_s: float = 2.0) -> bool:
         """Pull `ref`; False where the registry does not have it. Any other failure (a
