@@ -94,6 +94,15 @@ def external(tmp_path_factory: pytest.TempPathFactory) -> Iterator[External]:
         trust = [trust_in_engine(address, ca)]
         yield External(ca, tokens, address, limited_url, devpi_url, folder, trust, services)
     finally:
+        # the tags this module's publishes left on the engine (their layers are the
+        # session's, which the session removes)
+        refs = subprocess.run(["/usr/bin/docker", "images", "--format",
+                               "{{.Repository}}:{{.Tag}}"], capture_output=True,
+                              text=True).stdout.split()
+        mine = [r for r in refs if r.startswith(f"{locals().get('address', '-')}/")]
+        if mine:
+            subprocess.run(["/usr/bin/docker", "image", "rm", "--force", *mine],
+                           capture_output=True)
         for service in reversed(services):
             service.stop()
         tokens.stop()
@@ -315,6 +324,15 @@ def test_a_token_that_expires_mid_run_is_renewed(
         with pytest.raises(ServiceError, match="invalid_token"):
             registry.tags("factory/slim")
         external.tokens.expire_next = 0
+    # and in a whole publish: its first tokens are refused by the registry, each is
+    # renewed, and the publish ends as if nothing happened
+    external.tokens.expire_next = 2  # a request survives two refused tokens in a row
+    external.tokens.issued.clear()
+    again = cli(tier, "publish", "--platform", PLATFORM, "--only", "api-lean", "--json")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert external.tokens.expire_next == 0
+    scopes = [scope for _, scope in external.tokens.issued]
+    assert len(scopes) > len(set(scopes))  # the refused ones were asked for again
 
 
 def test_a_429_is_waited_out(tier_published: subprocess.CompletedProcess[str],
