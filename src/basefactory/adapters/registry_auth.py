@@ -11,7 +11,7 @@ httpx client every adapter of the factory shares (DESIGN.md, "Registries").
 A token is cached per scope set until shortly before it expires, so a no-op publish asks
 the realm once per repository, not once per request. Once a registry has shown a Bearer
 challenge, later requests carry a token from the start (no 401 round trip each); a 401
-with a token (expired, revoked) drops it and asks again, once.
+with a token (expired, revoked) drops it and asks again, at most twice.
 """
 
 from __future__ import annotations
