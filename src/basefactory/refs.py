@@ -187,6 +187,12 @@ def platform_index(factory: Factory, platform: str) -> str:
     return user_index(factory.config.index.user, platform)
 
 
+def base_pins_index(factory: Factory, platform: str) -> str:
+    """What the platform's base pins, at the base's versions (index/base_pins.py): first
+    among the platform index's bases, so that devpi hides the mirror's other releases."""
+    return user_index(factory.config.index.user, f"{platform}-base")
+
+
 def user_index(user: str, name: str) -> str:
     """devpi's name of an index: <user>/<name>."""
     return f"{user}/{name}"

@@ -21,6 +21,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import parse_wheel_filename
+from packaging.version import Version
+
 from basefactory.adapters.docker import Docker, detect_client
 from basefactory.config.factory import load_factory
 from basefactory.platforms.rootfs import ensure_rootfs, host_apt_mirror
@@ -31,14 +35,34 @@ RELEASE = "25.10"  # the NGC release whose layout this copies (PIP_CONSTRAINT si
 REPOSITORY = "mirror/nvcr.io/nvidia/pytorch"
 
 
-def ngc_version(wheel: Path) -> str:
-    """NVIDIA's label for a torch it built from the same commit: 2.13.0a0+cf30153c4c.nv25.10
-    (the next minor's .0a0 for a patch release, as NVIDIA builds from the main branch)."""
+def ngc_version(wheel: Path, *, nv: bool = True) -> str:
+    """NVIDIA's label for a build from the same commit: torch 2.13.0a0+cf30153c4c.nv25.10
+    (the next minor's .0a0 for a patch release, as NVIDIA builds from the main branch);
+    torchvision without the .nv part (0.29.0a0+<commit>)."""
+    package = wheel.name.split("-", 1)[0]
     with zipfile.ZipFile(wheel) as whl:
-        text = whl.read("torch/version.py").decode()
+        text = whl.read(f"{package}/version.py").decode()
     commit = re.search(r"^git_version = '([0-9a-f]+)'", text, re.M)
-    major, minor = re.match(r"torch-(\d+)\.(\d+)", wheel.name).groups()  # type: ignore[union-attr]
-    return f"{major}.{minor}.0a0+{commit.group(1)[:10] if commit else 'unknown'}.nv{RELEASE}"
+    major, minor = re.match(rf"{package}-(\d+)\.(\d+)", wheel.name).groups()  # type: ignore[union-attr]
+    label = f"{major}.{minor}.0a0+{commit.group(1)[:10] if commit else 'unknown'}"
+    return f"{label}.nv{RELEASE}" if nv else label
+
+
+def torchvision_for(house: Path, torch: Path) -> Path | None:
+    """The newest torchvision of the wheelhouse whose requirement on torch this torch meets.
+    PyPI's are CUDA builds, so a local build of torch (2.13.0+cpu) has none."""
+    version = Version(parse_wheel_filename(torch.name)[1].public)
+    if parse_wheel_filename(torch.name)[1].local:
+        return None
+    found = []
+    for wheel in house.glob("torchvision-*.whl"):
+        with zipfile.ZipFile(wheel) as whl:
+            meta = next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))
+            text = whl.read(meta).decode()
+        for line in re.findall(r"^Requires-Dist: (torch\b.*)$", text, re.M):
+            if Requirement(line).name == "torch" and Requirement(line).specifier.contains(version):
+                found.append((parse_wheel_filename(wheel.name)[1], wheel))
+    return max(found)[1] if found else None
 
 
 def link_or_copy(source: Path, dest: Path) -> None:
@@ -66,17 +90,18 @@ def main() -> int:
         print(f"standin: no {pattern} in {house} (--wheelhouse DIR)", file=sys.stderr)
         return 2
     version = ngc_version(torch)
+    torchvision = torchvision_for(house, torch)
     variant = "" if args.cuda else "-cpu"
     ref = f"{factory.config.registry.address}/{REPOSITORY}:{RELEASE}-py3{variant}-standin"
     rootfs = ensure_rootfs(docker, "bookworm", host_apt_mirror())
     # the wheels are hard-linked into the context where the file system allows it
     with tempfile.TemporaryDirectory(prefix="ngc-standin-") as tmp:
         context = Path(tmp)
-        for name in ("Dockerfile", "retag_torch.py"):
+        for name in ("Dockerfile", "retag.py"):
             shutil.copy2(HERE / name, context / name)
         (context / "wheels").mkdir()
         (context / "cuda").mkdir()
-        wheels = [torch]
+        wheels = [torch] + ([torchvision] if torchvision else [])
         if args.cuda:
             # torch's NVIDIA libraries as the wheelhouse has them (NGC keeps them in system
             # folders: a difference the README names)
@@ -91,6 +116,8 @@ def main() -> int:
             link_or_copy(wheel, context / "wheels" / wheel.name)
         docker.build(context, dockerfile=context / "Dockerfile", tags=[ref],
                      build_args={"ROOTFS": rootfs, "TORCH_VERSION": version,
+                                 "TORCHVISION_VERSION": (ngc_version(torchvision, nv=False)
+                                                         if torchvision else ""),
                                  "NGC_RELEASE": RELEASE,
                                  "VARIANT": "cuda" if args.cuda else "cpu",
                                  "INDEX_URL": f"{factory.config.index.base_url}/root/pypi/+simple/"},

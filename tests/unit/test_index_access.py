@@ -27,7 +27,8 @@ def test_the_admin_is_told_every_index_and_right_the_factory_needs(tmp_path: Pat
     assert "--restrict-modify root,ci-factory" in text
     assert "devpi index -c ci-factory/common bases=root/pypi volatile=False" \
         " acl_upload=ci-factory acl_toxresult_upload=ci-factory" in text
-    assert "devpi index -c ci-factory/p1 bases=ci-factory/common" in text
+    assert "devpi index -c ci-factory/p1 bases=ci-factory/p1-base,ci-factory/common" in text
+    assert "devpi index -c ci-factory/p1-base bases= volatile=True" in text
     assert "devpi index -c ci-factory/staging bases= volatile=True" in text
     assert factory.config.index.tls.ca_bundle == Path("/etc/ssl/company-ca.pem")
     assert factory.config.index.tls.setting == "factory.toml [index]"

@@ -12,7 +12,7 @@ import pytest
 from basefactory.daemons.credentials import index_password, registry_auth, root_password
 from basefactory.index.layout import _wanted
 from basefactory.plumbing.errors import ConfigError
-from basefactory.refs import common_index, platform_index, staging_index
+from basefactory.refs import base_pins_index, common_index, platform_index, staging_index
 from tests.helpers import small_factory
 
 TWO_PLATFORMS = ('[platforms.p1]\nimage = "example.invalid/pytorch:1"\n'
@@ -25,16 +25,22 @@ def test_the_indexes_follow_the_configured_user_and_inherit_in_a_chain(tmp_path:
     assert common_index(f) == "acme/pure"
     assert platform_index(f, "p1") == "acme/p1" and staging_index(f) == "acme/staging"
     wanted = _wanted(f)
-    assert set(wanted) == {"acme/pure", "acme/staging", "acme/p1", "acme/p2"}
-    # a platform's index sees the common one, which sees PyPI; nothing inherits staging
-    assert wanted["acme/p1"]["bases"] == ["acme/pure"]
+    assert set(wanted) == {"acme/pure", "acme/staging", "acme/p1", "acme/p2", "acme/p1-base",
+                           "acme/p2-base"}
+    # a platform's index sees its base's pins first (so devpi hides the mirror's other
+    # releases of them), then the common one, which sees PyPI; nothing inherits staging
+    assert wanted["acme/p1"]["bases"] == ["acme/p1-base", "acme/pure"]
+    assert base_pins_index(f, "p1") == "acme/p1-base" and wanted["acme/p1-base"]["bases"] == []
+    # the pins index is made before the index that inherits it
+    assert list(wanted).index("acme/p1-base") < list(wanted).index("acme/p1")
     assert wanted["acme/pure"]["bases"] == ["root/pypi"]
     assert wanted["acme/staging"]["bases"] == []
     assert not any("acme/staging" in w["bases"] for w in wanted.values())
     # only the factory user uploads files or test records; published files never change
     for name, settings in wanted.items():
         assert settings["acl_upload"] == ["acme"] and settings["acl_toxresult_upload"] == ["acme"]
-        assert settings["volatile"] is (name == "acme/staging")
+        # the pins are rewritten when the base changes
+        assert settings["volatile"] is (name == "acme/staging" or name.endswith("-base"))
     assert wanted["acme/p2"]["title"] == "the second"
     assert wanted["acme/p1"]["title"] == "wheels built against platform p1"
 

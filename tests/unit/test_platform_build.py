@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
+from basefactory.index.base_pins import PinSync
 from basefactory.platforms import build as platform_build
 from basefactory.platforms import publish as platform_publish
 from basefactory.platforms.build import BaseImage, _copy_toolkit, build_platform, push_base
+from basefactory.platforms.fingerprint import PROBE_VERSION
 from basefactory.plumbing.errors import ToolError
 from basefactory.refs import Labels, base_ref, slim_ref
 from tests.helpers import small_factory
@@ -206,7 +208,8 @@ def publish_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SimpleName
 
     def probe(docker: Any, name: str, ref: str, slim: str | None) -> Any:
         world.probes += 1
-        return FP.model_copy(update={"platform": name, "base_digest": world.base_id})
+        return FP.model_copy(update={"platform": name, "base_digest": world.base_id,
+                                     "probe_version": PROBE_VERSION})
 
     def save(factory: Any, devpi: Any, fp: Any) -> None:
         world.stored = fp
@@ -218,7 +221,8 @@ def publish_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SimpleName
     monkeypatch.setattr(platform_publish, "build_platform", build)
     monkeypatch.setattr(platform_publish, "probe", probe)
     monkeypatch.setattr(platform_publish, "push_base", push)
-    monkeypatch.setattr(platform_publish, "unindexed", lambda devpi, index, d: {"torch": "2.14.0a0"})
+    monkeypatch.setattr(platform_publish.base_pins, "sync", lambda *args: PinSync(
+        unserved={"torch": "2.14.0a0"}))
     monkeypatch.setattr(platform_publish.store, "load", lambda f, d, n: world.stored)
     monkeypatch.setattr(platform_publish.store, "save", save)
     registry = SimpleNamespace(labels=lambda repo, tag: {Labels.INPUT_DIGEST: world.pushed_digest})
@@ -239,3 +243,8 @@ def test_a_platform_is_probed_and_pushed_only_when_its_base_changed(
     publish_world.base_id = "sha256:base2"  # the moving tag upstream moved
     third = platform_publish.ensure_platform(session, "ngc")
     assert third.probed and publish_world.probes == 2 and publish_world.pushes == 2
+    # a fingerprint from an older probe (it did not read the constraint files' paths) is
+    # probed again, the base unchanged
+    publish_world.stored = publish_world.stored.model_copy(update={"probe_version": 1})
+    fourth = platform_publish.ensure_platform(session, "ngc")
+    assert fourth.probed and publish_world.probes == 3 and publish_world.pushes == 2

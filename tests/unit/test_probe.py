@@ -1,5 +1,4 @@
-"""Which of a base's distributions no index serves (NVIDIA's pre-release builds), and what
-the probe reads from a system Python: pure logic over a stand-in index."""
+"""What the probe reads from a system Python."""
 
 from __future__ import annotations
 
@@ -7,37 +6,24 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from basefactory.platforms.fingerprint import PROBE_SCRIPT, Fingerprint
-from basefactory.platforms.probe import unindexed
+from basefactory.platforms.fingerprint import PROBE_SCRIPT, PROBE_VERSION
+from basefactory.platforms.probe import probe
 
 
-class Index:
-    """What the platform's simple pages list, and which projects were asked for."""
+class Engine:
+    """What `docker run BASE python -c PROBE` printed."""
 
-    def __init__(self, listed: dict[str, set[str]]) -> None:
-        self.listed, self.asked = listed, []
+    def __init__(self, output: str) -> None:
+        self.output = output
 
-    def simple_versions(self, index: str, project: str) -> set[str]:
-        self.asked.append(project)
-        return self.listed.get(project, set())
+    def run(self, ref: str, argv: list[str], **kwargs: Any) -> Any:
+        return SimpleNamespace(returncode=0, output="pip noise\n" + self.output, tail="")
 
-
-def test_only_vendor_builds_that_the_index_lacks_are_unindexed() -> None:
-    index = Index({"torch": {"2.13.0+cpu"}, "numpy": {"2.4.6"}})
-    dists = {"torch": "2.13.0a0+cf30153c4c.nv25.10", "numpy": "2.4.6",
-             "transformer-engine": "2.8.0+5ba5d9e", "pytorch-triton": "3.5.0+git8b0c4bbc"}
-    found = unindexed(index, "factory/ngc", dists)  # type: ignore[arg-type]
-    assert found == {"torch": "2.13.0a0+cf30153c4c.nv25.10",
-                     "transformer-engine": "2.8.0+5ba5d9e",
-                     "pytorch-triton": "3.5.0+git8b0c4bbc"}
-    assert "numpy" not in index.asked  # a final release is the mirror's: no lookup
-
-
-def test_a_bootstrapped_torch_imported_into_its_index_is_served() -> None:
-    index = Index({"torch": {"2.13.0+cpu"}})
-    assert unindexed(index, "factory/cpu", {"torch": "2.13.0+cpu"}) == {}  # type: ignore[arg-type]
+    def image_id(self, ref: str) -> str:
+        return "sha256:b1"
 
 
 def test_the_probe_reads_the_bases_constraint_file_and_python(tmp_path: Path) -> None:
@@ -57,7 +43,11 @@ def test_the_probe_reads_the_bases_constraint_file_and_python(tmp_path: Path) ->
     assert found["pip_constraints"] == {"torch": "2.13.0a0+abc.nv25.10", "numpy": "1.26.4"}
     assert found["site_packages"] == str(tmp_path)
     assert found["python_executable"] == sys.executable
-    fp = Fingerprint(platform="p", base_image="b", base_digest="d", probed_at="t",
-                     **{**found, "distributions": {"torch": "2.13.0a0+abc.nv25.10"}})
+    # where the file is: the factory's images give it to uv as UV_CONSTRAINT
+    assert found["pip_constraint_files"] == [str(tmp_path / "constraint.txt")]
+    fp = probe(Engine(out.stdout), "p", "base:1")  # type: ignore[arg-type]
+    assert fp.probe_version == PROBE_VERSION and fp.base_digest == "sha256:b1"
+    assert fp.pip_constraint_files == (str(tmp_path / "constraint.txt"),)
+    fp = fp.model_copy(update={"distributions": {"torch": "2.13.0a0+abc.nv25.10"}})
     # what the constraint file pins and the base does not ship keeps its pin
     assert fp.constraints() == "numpy==1.26.4\ntorch==2.13.0a0+abc.nv25.10\n"

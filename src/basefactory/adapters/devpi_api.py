@@ -309,22 +309,44 @@ class DevpiClient:
             raise ServiceError(f"devpi GET {url} answered {response.status_code}")
         return response.json()
 
+    def simple_files(self, index: str, project: str) -> list[tuple[str, str]]:
+        """(file name, URL) of each file of `project` the index's simple page lists: what
+        pip and uv see. An index that does not know the project lists none."""
+        page = simple_url("", index) + f"{canonicalize_name(project)}/"
+        response = self._request("GET", page, headers={"Accept": "text/html"})
+        if response.status_code != 200:
+            return []
+        here = httpx.URL(self.base_url + page)
+        return [(name, str(here.join(href).copy_with(fragment=None)))
+                for href, name in re.findall(
+                    r'<a\s[^>]*href="([^"]+)"[^>]*>([^<>]+\.(?:whl|tar\.gz|zip))</a>',
+                    response.text)]
+
     def simple_versions(self, index: str, project: str) -> set[str]:
         """Versions of `project` that the index's simple page lists (what pip and uv see)."""
-        response = self._request("GET", simple_url("", index) + f"{canonicalize_name(project)}/",
-                                 headers={"Accept": "text/html"})
-        if response.status_code != 200:
-            return set()
         versions = set()
-        for filename in re.findall(r">([^<>]+\.(?:whl|tar\.gz|zip))</a>", response.text):
-            try:
-                if filename.endswith(".whl"):
-                    versions.add(str(parse_wheel_filename(filename)[1]))
-                else:
-                    versions.add(str(parse_sdist_filename(filename)[1]))
-            except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
-                continue
+        for filename, _ in self.simple_files(index, project):
+            version = file_version(filename)
+            if version is not None:
+                versions.add(version)
         return versions
+
+    def register(self, index: str, *, name: str, version: str, summary: str) -> None:
+        """A release without files (devpi's `submit`, what `devpi upload --only-docs` and
+        setup.py register send): the project is then the index's own, and devpi hides the
+        mirror's releases of it from every index that inherits this one."""
+        self._authenticate()
+        try:
+            response = self._http.post(
+                f"/{index}/", headers={**self._auth, "Accept": "application/json"},
+                data={":action": "submit", "name": name, "version": version,
+                      "summary": summary, "metadata_version": "2.1"})
+        except httpx.HTTPError as exc:
+            raise ServiceError(http.explain(exc, f"devpi at {self.base_url}", self.tls),
+                               hint="is devpi up? `basefactory status`") from None
+        _raise_for_status(response, refused=f"devpi refused to register {name} {version} on"
+                          f" {index}", hint="registering needs the factory user's credentials",
+                          failed=f"register of {name} {version} on {index}")
 
     def wait_listed(self, index: str, pins: dict[str, str], *, attempts: int = 5
                     ) -> dict[str, str]:
@@ -362,6 +384,16 @@ class DevpiClient:
                         fh.write(chunk)
         except httpx.HTTPError as exc:
             raise ServiceError(f"download of {url} failed: {exc}") from None
+
+
+def file_version(filename: str) -> str | None:
+    """The version in a wheel's or an sdist's file name; None for a name that is neither."""
+    try:
+        if filename.endswith(".whl"):
+            return str(parse_wheel_filename(filename)[1])
+        return str(parse_sdist_filename(filename)[1])
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+        return None
 
 
 _SETTABLE = (

@@ -124,9 +124,10 @@ def root_parent(session: Session, root: str, platform: str, fp: Fingerprint) -> 
 
 
 def render(image: ImageDef, parent: str, *, has_lock: bool, has_wheels: bool,
-           index_ca: bool = False) -> str:
+           index_ca: bool = False, uv_constraint: str = "") -> str:
+    """`uv_constraint`: the base's pip constraint files, which uv is given too."""
     context = {"parent": parent, "apt": image.apt, "env": image.env, "has_lock": has_lock,
-               "has_wheels": has_wheels, "index_ca": index_ca}
+               "has_wheels": has_wheels, "index_ca": index_ca, "uv_constraint": uv_constraint}
     if image.template is not None:
         return templates.render_file(image.template, **context)
     return templates.render("image.Dockerfile.j2", **context)
@@ -160,10 +161,13 @@ def plan_image(session: Session, image: ImageDef, platform: str, parent: Parent,
     # how the build trusts the index is no input of what it makes: the digest is of the
     # Dockerfile without the CA's mounts, so a site that moves its index behind TLS
     # rebuilds nothing
-    plain = render(image, parent.ref, has_lock=bool(lock.entries), has_wheels=bool(wheel_lines))
+    uv_constraint = " ".join(fp.pip_constraint_files)
+    plain = render(image, parent.ref, has_lock=bool(lock.entries), has_wheels=bool(wheel_lines),
+                   uv_constraint=uv_constraint)
     dockerfile = render(image, parent.ref, has_lock=bool(lock.entries),
                         has_wheels=bool(wheel_lines),
-                        index_ca=factory.config.index.build_ca is not None)
+                        index_ca=factory.config.index.build_ca is not None,
+                        uv_constraint=uv_constraint)
     files = [] if image.files is None else [digest.tree_sha256(image.files)]
     inputs = digest.of(parent.input_digest, lock.text, sorted(wheel_lines), plain,
                        image.model_dump(mode="json", exclude={"description", "template", "files"}),

@@ -2,14 +2,18 @@
 
     root/pypi            the PyPI mirror (devpi's own)
     factory/common       pure-Python wheels the factory builds; bases: root/pypi
-    factory/<platform>   wheels built against that platform; bases: factory/common
+    factory/<platform>   wheels built against that platform; bases: factory/<platform>-base,
+                         factory/common
+    factory/<platform>-base  what the platform's base pins, at the base's versions
+                         (volatile: rewritten when the base changes; index/base_pins.py)
     factory/staging      where a tested wheel and its test record wait to be pushed (no
                          index inherits it, so nothing installs from it)
 
 Every factory index is non-volatile: a published file is never overwritten (409), and
 only the factory user may upload. Because devpi hides a mirror's releases of any
 project an index holds itself, a private wheel (or the platform's own torch) can never
-be shadowed by a public one of the same name.
+be shadowed by a public one of the same name; and no public release of what the base
+pins (NGC's torch, torchvision, ...) is offered beside the base's own version.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from basefactory.adapters.devpi_api import DevpiClient
 from basefactory.config.factory import Factory
 from basefactory.daemons.credentials import index_password, root_password
 from basefactory.plumbing.errors import ConfigError, ServiceError
-from basefactory.refs import common_index, platform_index, staging_index
+from basefactory.refs import base_pins_index, common_index, platform_index, staging_index
 
 
 def _stage(user: str, bases: list[str], title: str, *, volatile: bool = False) -> dict[str, Any]:
@@ -50,7 +54,10 @@ def _wanted(factory: Factory) -> dict[str, dict[str, Any]]:
                                              volatile=True)}
     for name, platform in factory.config.platforms.items():
         title = platform.description or f"wheels built against platform {name}"
-        wanted[platform_index(factory, name)] = _stage(cfg.user, [common], title)
+        pins = base_pins_index(factory, name)
+        wanted[pins] = _stage(cfg.user, [], f"what the base of {name} pins, at its versions"
+                              " (rewritten when the base changes)", volatile=True)
+        wanted[platform_index(factory, name)] = _stage(cfg.user, [pins, common], title)
     return wanted
 
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 from pydantic import BaseModel, ConfigDict
+
+# Install tools, not runtime: builds may need newer ones than the base ships, and nothing
+# loads them against torch.
+BUILD_FRONTENDS = frozenset({"pip", "setuptools", "wheel"})
 
 
 class Fingerprint(BaseModel):
@@ -32,6 +37,11 @@ class Fingerprint(BaseModel):
     in_venv: bool = True
     # the pins of the base's own pip constraint file(s) ($PIP_CONSTRAINT: NGC from 25.03)
     pip_constraints: dict[str, str] = {}
+    # those files' paths in the base: the factory's images give them to uv (UV_CONSTRAINT),
+    # which does not read PIP_CONSTRAINT
+    pip_constraint_files: tuple[str, ...] = ()
+    # what the probe that made this knew to look for: an older one is probed again
+    probe_version: int = 1
     # the base's distributions that its index does not serve at the installed version
     # (NVIDIA's pre-release builds, 2.13.0a0+<commit>.nv25.10): resolvers must take them as
     # installed, never fetch them; set by ensure_platform from the index
@@ -49,11 +59,23 @@ class Fingerprint(BaseModel):
         """The PEP 440 local label of wheels built here: pt213cpu, pt214cu130."""
         return local_label(self.torch, self.cuda)
 
+    def index_pins(self) -> dict[str, str]:
+        """What the platform's index offers at the base's version only (index/base_pins.py):
+        the pins of the base's constraint file, and torch. Build frontends are left out:
+        isolated build environments fetch newer ones, and nothing loads them against torch."""
+        pins: dict[str, str] = {canonicalize_name(n): v for n, v in self.pip_constraints.items()}
+        pins["torch"] = self.torch_installed
+        return {n: v for n, v in sorted(pins.items()) if n not in BUILD_FRONTENDS}
+
     def constraints(self) -> str:
         """pip/uv constraints: nothing the base ships is ever reinstalled or upgraded, and
         what the base's own constraint file pins (and it does not ship) keeps that pin."""
         pins = {**self.pip_constraints, **self.distributions}
         return "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
+
+
+# 2: pip_constraint_files
+PROBE_VERSION = 2
 
 
 def local_label(torch: str, cuda: str | None) -> str:
@@ -109,5 +131,6 @@ print(json.dumps({
     "site_packages": os.path.dirname(os.path.dirname(torch.__file__)),
     "in_venv": sys.prefix != sys.base_prefix,
     "pip_constraints": pins,
+    "pip_constraint_files": os.environ.get("PIP_CONSTRAINT", "").split(),
 }))
 """

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from packaging.version import InvalidVersion, Version
-
-from basefactory.adapters.devpi_api import DevpiClient
 from basefactory.adapters.docker import Docker
-from basefactory.platforms.fingerprint import DISTRIBUTIONS_SCRIPT, PROBE_SCRIPT, Fingerprint
+from basefactory.platforms.fingerprint import (
+    DISTRIBUTIONS_SCRIPT,
+    PROBE_SCRIPT,
+    PROBE_VERSION,
+    Fingerprint,
+)
 from basefactory.plumbing.errors import BuildError
 
 
@@ -35,26 +37,6 @@ def probe(docker: Docker, platform: str, ref: str, slim: str | None = None) -> F
         probed_at=datetime.now(UTC).isoformat(timespec="seconds"),
         slim_image=slim,
         slim_distributions=slim_dists,
+        probe_version=PROBE_VERSION,
         **found,
     )
-
-
-def unindexed(devpi: DevpiClient, index: str, distributions: dict[str, str]) -> dict[str, str]:
-    """The base's distributions that `index` does not serve at the installed version.
-
-    Only pre-releases, dev releases and local versions are looked up (one request each):
-    they are what vendors build themselves (NVIDIA's torch 2.13.0a0+cf30153c4c.nv25.10,
-    which no index has); a final release is served by the mirror. A bootstrapped base's
-    torch (2.13.0+cpu) was imported into its index and is served."""
-    found = {}
-    for name, version in sorted(distributions.items()):
-        try:
-            parsed = Version(version)
-        except InvalidVersion:
-            found[name] = version
-            continue
-        if not (parsed.is_prerelease or parsed.is_devrelease or parsed.local):
-            continue
-        if str(parsed) not in devpi.simple_versions(index, name):
-            found[name] = version
-    return found

@@ -18,15 +18,12 @@ from pathlib import Path
 from basefactory.adapters.docker import Docker
 from basefactory.adapters.registry_api import Registry
 from basefactory.config.factory import Factory
-from basefactory.platforms.fingerprint import Fingerprint
+from basefactory.platforms.fingerprint import BUILD_FRONTENDS, Fingerprint
 from basefactory.plumbing import digest, log, templates
 from basefactory.plumbing.errors import BuildError, ToolError
 from basefactory.plumbing.faults import checkpoint
 from basefactory.refs import Labels, builder_cache_tag, builder_ref, cache_repository
 from basefactory.wheels.recipe import Recipe
-
-# Install tools, not runtime: builds may need newer ones than the base ships.
-UNCONSTRAINED = frozenset({"pip", "setuptools", "wheel"})
 
 
 @dataclass(frozen=True)
@@ -37,7 +34,7 @@ class BuiltWheel:
 
 def constraints(fingerprint: Fingerprint) -> str:
     return "".join(f"{name}=={version}\n" for name, version in sorted(
-        fingerprint.distributions.items()) if name not in UNCONSTRAINED)
+        fingerprint.distributions.items()) if name not in BUILD_FRONTENDS)
 
 
 def python_dev_package(factory: Factory, platform: str) -> str:
