@@ -53,16 +53,37 @@ async def _forward(name: str, path: str, body: Any) -> Any:
         except httpx.HTTPError as exc:
             raise HTTPException(502, f"{name} service did not answer: {type(exc).__name__}") from exc
     if answer.status_code >= 400:
-        raise HTTPException(answer.status_code, answer.text)
+        # the upstream's own answer (a 422 names the field), as it gave it
+        return JSONResponse(_json_or_text(answer), status_code=answer.status_code)
     return answer.json()
+
+
+def _json_or_text(answer: httpx.Response) -> Any:
+    try:
+        return answer.json()
+    except ValueError:
+        return {"detail": answer.text}
+
+
+async def _body(request: Request) -> Any:
+    """The request's JSON object; anything else is the client's mistake (422), not ours."""
+    try:
+        body = await request.json()
+    except ValueError:
+        raise HTTPException(422, [{"loc": ["body"], "msg": "the body is not JSON",
+                                   "type": "json_invalid"}]) from None
+    if not isinstance(body, dict):
+        raise HTTPException(422, [{"loc": ["body"], "msg": "the body must be a JSON object",
+                                   "type": "dict_type"}])
+    return body
 
 
 @app.post("/align")
 async def align(request: Request) -> Any:
-    return await _forward("tts", "/align", await request.json())
+    return await _forward("tts", "/align", await _body(request))
 
 
 @app.post("/v1/completions")
 async def completions(request: Request) -> Any:
     # vLLM's OpenAI-compatible server, passed through unchanged
-    return await _forward("llm", "/v1/completions", await request.json())
+    return await _forward("llm", "/v1/completions", await _body(request))

@@ -20,6 +20,7 @@ from basefactory.images.plan import ImageResult
 from basefactory.refs import image_ref
 from basefactory.session import Session
 from tests.helpers import PLATFORM, ROOT, port, require, wait_http
+from tests.service_inputs import named_field
 
 STACK = ROOT / "examples" / "compose" / "docker-compose.yml"
 
@@ -120,6 +121,16 @@ def test_the_cpu_profile_comes_up_healthy_and_answers(session: Session,
         "status": "ok", "upstreams": {"tts": "ok"}}
     routed = httpx.post(f"{gateway}/align", json=scores, timeout=30)
     assert routed.status_code == 200 and routed.json() == direct.json()
+    # bad input through the gateway: the TTS service's 422 as it gave it, naming the
+    # field; the gateway's own 422 for a body that is no JSON object (it was a 500)
+    ragged = httpx.post(f"{gateway}/align", json={"scores": [[1, 0], [1]]}, timeout=30)
+    assert ragged.status_code == 422 and named_field(ragged) == "scores", ragged.text
+    for content in (b"not json", b"[1, 2]"):
+        bad = httpx.post(f"{gateway}/align", content=content, timeout=10,
+                         headers={"Content-Type": "application/json"})
+        assert bad.status_code == 422 and named_field(bad) == "body", bad.text
+    assert httpx.get(f"{gateway}/health", timeout=10).status_code == 200
+    assert httpx.post(f"{gateway}/align", json=scores, timeout=30).json() == direct.json()
     # no LLM on the CPU profile: the gateway says so instead of hanging or answering 500
     missing = httpx.post(f"{gateway}/v1/completions", json={"prompt": "hi"}, timeout=10)
     assert missing.status_code == 404 and "LLM_URL is unset" in missing.text

@@ -20,9 +20,14 @@ from basefactory.images.plan import ImageResult
 from basefactory.images.publish import build_all
 from basefactory.plumbing.errors import BuildError, TestFailed
 from basefactory.proofs import SCHEMA
-from basefactory.refs import image_ref, repository
+from basefactory.refs import image_ref, platform_index, repository
 from basefactory.session import Session
 from tests.helpers import PLATFORM, ROOT, containerd_run, wait_http
+from tests.service_inputs import (
+    check_align_refuses_bad_input,
+    check_indextts_refuses_bad_input,
+    wav,
+)
 from tests.walk import Walk
 
 IMAGES = {"cuda-deps", "tts-deps", "stt-deps", "api-lean"}
@@ -214,8 +219,42 @@ def test_downstream_service_builds_from_tts_deps_and_runs(
                              json={"scores": [[1, 0, 0, 0], [0, 1, 1, 1]]}, timeout=10)
         assert aligned.status_code == 200
         assert aligned.json() == {"path": [[1, 0, 0, 0], [0, 1, 1, 1]]}
+        # bad input: a 422 naming the field, then the good request still answers
+        check_align_refuses_bad_input(f"http://127.0.0.1:{port}")
+        again = httpx.post(f"http://127.0.0.1:{port}/align",
+                           json={"scores": [[1, 0, 0, 0], [0, 1, 1, 1]]}, timeout=10)
+        assert again.status_code == 200 and again.json() == aligned.json()
     finally:
         subprocess.run([docker.client.path, "rm", "-f", name], capture_output=True)
+
+
+def test_the_indextts_service_checks_its_input_before_the_model(
+        session: Session, images: dict[str, ImageResult]) -> None:
+    """Seed 001's service (examples/indextts-service) on the CPU tts-deps image, which has
+    its web stack but not Index-TTS (tests/tts runs it with the model loaded): each bad
+    request is a 422 naming its field, not the 500 it was; a good one is told the model is
+    not loaded (503), and /health keeps answering."""
+    docker = session.docker.client.path
+    port = _free_port()
+    name = f"indextts-inputs-{port}"
+    index = session.devpi.simple_url(platform_index(session.factory, PLATFORM))
+    app = ROOT / "examples" / "indextts-service" / "app.py"
+    subprocess.run([docker, "run", "-d", "--rm", "--name", name, "--network", "host",
+                    "-v", f"{app}:/app/app.py:ro", "-w", "/app",
+                    image_ref(session.factory, "tts-deps", PLATFORM), "bash", "-c",
+                    f"pip install -q --index-url {index} python-multipart && exec python -m"
+                    f" uvicorn app:app --host 127.0.0.1 --port {port}"],
+                   check=True, capture_output=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        health = wait_http(f"{url}/health", timeout=180).json()
+        assert health["model_loaded"] is False and "indextts" in health["error"], health
+        check_indextts_refuses_bad_input(url)
+        good = httpx.post(f"{url}/synthesize", data={"text": "Hello.", "max_mel_tokens": "60"},
+                          files={"prompt": ("v.wav", wav(1.0), "audio/wav")}, timeout=60)
+        assert good.status_code == 503 and "not loaded" in good.text, good.text
+    finally:
+        subprocess.run([docker, "rm", "-f", name], capture_output=True)
 
 
 def test_a_build_waits_for_its_locked_versions_on_the_index(session: Session,

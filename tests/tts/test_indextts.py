@@ -22,6 +22,7 @@ from basefactory.refs import common_index, image_ref, platform_index
 from basefactory.session import Session
 from basefactory.wheels.publish import build_all as build_wheels
 from tests.helpers import ROOT, wait_http
+from tests.service_inputs import check_indextts_refuses_bad_input
 from tests.tts.conftest import TTS
 
 
@@ -103,6 +104,9 @@ def test_indextts_deps_synthesizes_and_the_seed_service_runs_on_it(
         health = wait_http(f"http://127.0.0.1:{port}/health", timeout=300).json()
         assert health == {"status": "healthy", "model_loaded": True, "device": "cpu",
                           "cuda_available": False}, health
+        # each bad request a 422 naming its field (a prompt that is not audio and a
+        # negative budget were 500s); the good request after them still synthesizes
+        check_indextts_refuses_bad_input(f"http://127.0.0.1:{port}")
         answer = httpx.post(f"http://127.0.0.1:{port}/synthesize", timeout=300,
                             data={"text": "Hello from the factory.", "max_mel_tokens": "60"})
         assert answer.status_code == 200, answer.text
