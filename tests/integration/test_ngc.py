@@ -6,6 +6,7 @@ regression test: pip and uv installing what requires torch leave NVIDIA's torch 
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from basefactory.adapters.tools import beside_python
+from basefactory.catalog import views
+from basefactory.catalog.snapshot import Snapshot
 from basefactory.images.plan import ImageResult
 from basefactory.images.publish import build_all as build_images
 from basefactory.platforms.fingerprint import Fingerprint
@@ -71,6 +74,8 @@ def test_the_probe_sees_a_system_python_with_nvidias_torch(ngc: Fingerprint) -> 
     assert ngc.pip_constraints["torch"] == ngc.torch
     # no index serves NVIDIA's build: resolvers take it as installed
     assert ngc.unindexed == {"torch": ngc.torch}
+    # where the constraint file is: the factory's images give it to uv
+    assert ngc.pip_constraint_files == ("/etc/pip/constraint.txt",)
     # two setuptools on sys.path (Debian's, pip's newer): the one that imports counts
     assert int(ngc.distributions["setuptools"].split(".")[0]) >= 77
     assert f"torch=={ngc.torch}\n" in ngc.constraints()
@@ -135,3 +140,83 @@ cmp -s /tmp/before /tmp/forced || echo "forced reinstall seen: $(cat /tmp/forced
     assert f"torch unchanged: torch {ngc.torch}" in done.output, done.output[-2000:]
     assert "NGC's constraint file refused another torch" in done.output, done.output[-2000:]
     assert "forced reinstall seen: torch 2.13.0+cpu" in done.output, done.output[-2000:]
+
+
+def test_the_platform_index_offers_the_bases_pins_at_the_bases_versions_only(
+        session: Session, ngc: Fingerprint) -> None:
+    """Read from the real devpi's simple pages, as pip and uv read them: NVIDIA's torch is
+    on no index, so the platform's index offers no torch at all (PyPI's mirror has many);
+    every other pin of the base's constraint file is offered at the base's version only,
+    its file copied from the mirror into factory/<platform>-base."""
+    devpi, index = session.devpi, platform_index(session.factory, NGC)
+    mirror = session.factory.config.index.mirror
+    assert devpi.simple_versions(index, "torch") == set()
+    assert len(devpi.simple_versions(mirror, "torch")) > 10
+    pinned = {n: v for n, v in ngc.pip_constraints.items()
+              if n not in ("torch", "pip", "setuptools", "wheel")}
+    assert len(pinned) >= 8, pinned  # the stand-in's torch requirements, at least
+    for name, version in pinned.items():
+        assert devpi.simple_versions(index, name) == {version}, name
+    # sympy: the mirror offers others; the platform's index does not
+    assert devpi.simple_versions(mirror, "sympy") - {pinned["sympy"]}
+    # what the base does not pin is the mirror's, as before
+    assert len(devpi.simple_versions(index, "timm")) > 5
+
+
+# Popular packages that require torch (and, through torchvision or their own pins, often
+# another torch than NVIDIA's). Each is installed with the catalog's pip line (under the
+# base's PIP_CONSTRAINT) and its uv line (under the image's UV_CONSTRAINT).
+ECOSYSTEM = ("timm", "torchaudio", "kornia", "accelerate")
+
+
+def test_torch_packages_install_with_the_catalogs_lines_and_never_replace_nvidias_torch(
+        session: Session, ngc: Fingerprint, cuda_deps: ImageResult, tmp_path: Path) -> None:
+    """Seed 001 through the factory's own index: `uv pip install --system timm` once
+    replaced NGC's torch with PyPI's 2.15.0 (timm -> torchvision 0.29.2 -> torch==2.15.0).
+    Now each package either installs with torch's files unchanged, or is refused by the
+    resolver with a message that names torch's pin; torch's files are compared after every
+    attempt, installed or not."""
+    snapshot = Snapshot(taken_at="", registry="", index=session.devpi.base_url,
+                        platforms={NGC: ngc.model_dump(mode="json")}, images={}, wheels=[],
+                        errors=[], index_user=session.factory.config.index.user)
+    [row] = views.platforms(snapshot)
+    lines = {"pip": row["pip"], "uv": row["uv_pip"]}
+    assert lines["uv"].startswith("uv pip install --system --index-url ")
+    shutil.copy2(TORCH_STATE_SCRIPT, tmp_path / "torch_state.py")
+    attempts = "".join(
+        f"try {tool} {pkg} {line.replace('PACKAGE', pkg)}\n"
+        for pkg in ECOSYSTEM for tool, line in lines.items())
+    script = f"""set -u
+echo "UV_CONSTRAINT=$UV_CONSTRAINT PIP_CONSTRAINT=$PIP_CONSTRAINT"
+python /t/torch_state.py > /tmp/before
+try() {{
+    tool=$1 pkg=$2; shift 2
+    "$@" > /tmp/out 2>&1; rc=$?
+    python /t/torch_state.py > /tmp/now
+    cmp -s /tmp/before /tmp/now && same=same || same=CHANGED
+    echo "RESULT $tool $pkg rc=$rc torch=$same"
+    [ $rc = 0 ] || tail -c 1500 /tmp/out | sed "s/^/  $tool $pkg: /"
+    # the other tool resolves it afresh
+    [ $rc != 0 ] || pip uninstall -q -y $pkg > /dev/null 2>&1
+}}
+{attempts}python -c 'import torch; print("torch at the end", torch.__version__)'
+"""
+    done = session.docker.run(
+        cuda_deps.ref, ["bash", "-c", script], check=False, echo=False,
+        volumes=[(tmp_path, "/t", "ro"), (Path(beside_python("uv")), "/usr/local/bin/uv", "ro")])
+    (tmp_path / "attempts.log").write_text(done.output)
+    assert done.returncode == 0, done.tail
+    assert "UV_CONSTRAINT=/etc/pip/constraint.txt" in done.output, done.output[:500]
+    results = re.findall(r"^RESULT (\S+) (\S+) rc=(\d+) torch=(\S+)$", done.output, re.M)
+    assert len(results) == 2 * len(ECOSYSTEM), done.output[-3000:]
+    for tool, pkg, rc, torch_files in results:
+        assert torch_files == "same", f"{tool} {pkg} changed torch's files:\n{done.output}"
+        if rc != "0":
+            said = "\n".join(line for line in done.output.splitlines()
+                              if line.startswith(f"  {tool} {pkg}: "))
+            # refused by the resolver, naming torch and the base's pin of it
+            assert "torch" in said and ngc.torch in said, said
+    assert f"torch at the end {ngc.torch}" in done.output
+    # the point of an index is that things install: what needs no other torch does
+    installed = {(tool, pkg) for tool, pkg, rc, _ in results if rc == "0"}
+    assert ("pip", "accelerate") in installed and ("uv", "accelerate") in installed, results

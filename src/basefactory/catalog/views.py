@@ -43,8 +43,9 @@ def platforms(s: Snapshot) -> list[dict[str, Any]]:
             "distributions": len(fp.get("distributions") or {}),
             "index_url": index_url if fp else None,
             "pip": f"pip install --index-url {index_url} PACKAGE" if fp else None,
-            # uv does not read PIP_CONSTRAINT, and into a system Python it installs only with
-            # --system (seed 001: without it, uv made a venv and reinstalled torch there)
+            # into a system Python uv installs only with --system (seed 001: without it, uv
+            # made a venv and reinstalled torch there); the factory's images set UV_CONSTRAINT
+            # to the base's PIP_CONSTRAINT, which uv does not read
             "uv_pip": (f"uv pip install --system --index-url {index_url} PACKAGE" if system
                        else f"uv pip install --index-url {index_url} PACKAGE") if fp else None,
             "wheels": sum(1 for w in s.wheels if w.platform == name),
