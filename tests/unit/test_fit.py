@@ -9,13 +9,18 @@ import json
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from basefactory.adapters.devpi_api import ReleaseFile
 from basefactory.audit.allow import AllowedModule
 from basefactory.images import fit
+from basefactory.proofs import Kind, Proof, Subject
+from tests.helpers import small_factory
 
 TORCH = ["torch 2.13.0+cpu 1200 abc"]
 
@@ -353,3 +358,121 @@ def test_the_stack_size_of_a_torch_less_image_is_rounded_to_tenths() -> None:
     r["before"] = {"numpy": {"version": "1.26.4", "size": 1}}
     out = fit.verdict(r)
     assert out.reason == "adds torch (287.1 MB download) to an image without torch"
+
+
+# --- a fit's proof is of these exact inputs, and sees torch's files ---------------------
+
+def _target(digest: str = "sha256:" + "a" * 64) -> fit.Target:
+    return fit.Target(image="tts-deps", platform="p", ref=f"r/tts-deps@{digest}",
+                      digest=digest, included={})
+
+
+def _candidate(sha256: str = "1" * 64, recipe: Any = None) -> fit.Candidate:
+    return fit.Candidate(ReleaseFile("app", "1.0", "app-1.0-py3-none-any.whl",
+                                     "http://i/+f/app-1.0-py3-none-any.whl", sha256),
+                         "factory/p", recipe)
+
+
+def _recipe(command: str = "python -c 'import app'", allow: tuple[str, ...] = ()) -> Any:
+    return SimpleNamespace(test=SimpleNamespace(command=command),
+                           audit=SimpleNamespace(allow=[SimpleNamespace(key=lambda k=k: k)
+                                                        for k in allow]))
+
+
+def test_a_fit_proof_is_of_one_image_digest_one_wheel_file_and_the_rules(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each part of what a fit tested changes its inputs, so a proof of another image
+    digest (a rebuilt image), another file, another test or allowance, or older rules is
+    never taken for this pair's."""
+    base = fit.fit_inputs(_target(), _candidate(recipe=_recipe()))
+    assert fit.fit_inputs(_target(), _candidate(recipe=_recipe())) == base
+    others = [
+        fit.fit_inputs(_target("sha256:" + "b" * 64), _candidate(recipe=_recipe())),
+        fit.fit_inputs(_target(), _candidate("2" * 64, recipe=_recipe())),
+        fit.fit_inputs(_target(), _candidate(recipe=_recipe("pytest -q"))),
+        fit.fit_inputs(_target(), _candidate(recipe=_recipe(allow=("x.so",)))),
+        fit.fit_inputs(replace(_target(), allow=(AllowedModule(module="y.so", library="liby.so.1", reason="vendored by the image"),)),
+                       _candidate(recipe=_recipe())),
+    ]
+    monkeypatch.setattr(fit, "RULES", fit.RULES + 1)
+    others.append(fit.fit_inputs(_target(), _candidate(recipe=_recipe())))
+    assert base not in others and len(set(others)) == len(others)
+
+
+def test_pairs_never_take_a_proof_made_on_another_image_digest() -> None:
+    old, new, wheel = _target(), _target("sha256:" + "c" * 64), _candidate()
+    proof = Proof.new(Kind.FIT, Subject(platform="p", wheel=wheel.file.filename,
+                                        wheel_sha256=wheel.file.sha256, image="tts-deps",
+                                        image_digest=old.digest),
+                      inputs=fit.fit_inputs(old, wheel), passed=True, evidence={})
+    session: Any = SimpleNamespace(proofs=SimpleNamespace(wheel=lambda f: [proof]))
+    [same] = fit.pairs(session, [old], [wheel])
+    assert same.proof == proof
+    [rebuilt] = fit.pairs(session, [new], [wheel])
+    assert rebuilt.proof is None  # refitted, not called current
+
+
+class LocalEngine:
+    """`docker run` of the fit script, run instead by a fresh venv's Python on this host:
+    the script, its argv and its files are the factory's own."""
+
+    def __init__(self, venv: Path, links: Path) -> None:
+        self.venv, self.links = venv, links
+        self.argv: list[str] = []
+
+    def run_script(self, ref: str, argv: list[str], *, files: dict[str, Any], folder: Path,
+                   env: dict[str, str], log_file: Path) -> Any:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            target = folder / name
+            if isinstance(content, Path):
+                target.write_bytes(content.read_bytes())
+            else:
+                target.write_text(content)
+        self.argv = argv
+        local = [str(self.venv / "bin" / "python")] + [
+            a.replace("/bf/", f"{folder}/") for a in argv[1:]]
+        done = subprocess.run(local, capture_output=True, text=True, timeout=300, env={
+            **env, "PATH": f"{self.venv / 'bin'}:/usr/bin:/bin", "PIP_NO_INDEX": "1",
+            "PIP_FIND_LINKS": str(self.links)})
+        return SimpleNamespace(output=done.stdout, returncode=done.returncode,
+                               tail=done.stderr[-2000:])
+
+
+@pytest.mark.fresh_python
+def test_a_wheel_that_rewrites_torchs_files_does_not_fit(tmp_path: Path) -> None:
+    """torch's version stays, but the wheel ships torch/version.py over torch's own: only
+    the file state before and after shows it. run_fit, with the real script in a fresh
+    venv holding a stand-in torch, refuses the pair; a wheel that leaves torch alone fits."""
+    links = tmp_path / "links"
+    links.mkdir()
+    with zipfile.ZipFile(_wheel(links, "torch", "2.13.0", []), "a") as z:
+        z.writestr("torch/version.py", "__version__ = '2.13.0'\n")
+    with zipfile.ZipFile(_wheel(links, "app", "1.0", []), "a") as z:
+        z.writestr("torch/version.py", "__version__ = '2.13.0'  # app's own copy\n")
+    _wheel(links, "clean", "1.0", [])
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index",
+                    "--find-links", str(links), "torch==2.13.0"], check=True)
+    engine = LocalEngine(venv, links)
+    attached: list[str] = []
+    session: Any = SimpleNamespace(
+        factory=small_factory(tmp_path), docker=engine,
+        devpi=SimpleNamespace(simple_url=lambda index: (tmp_path / "none").as_uri(),
+                              attach_test_result=lambda url, text: attached.append(text)))
+
+    def fit_of(name: str) -> Proof:
+        wheel = fit.Candidate(ReleaseFile(name, "1.0", f"{name}-1.0-py3-none-any.whl",
+                                          f"http://i/+f/{name}", "1" * 64), "factory/p", None)
+        pair = fit.Pair(_target(), wheel, None)
+        return fit.run_fit(session, pair, work=tmp_path / "work" / name,
+                           log_file=tmp_path / f"{name}.log")
+
+    rewrote = fit_of("app")
+    assert "--torch-state" in engine.argv
+    assert rewrote.passed is False, rewrote.evidence
+    assert rewrote.evidence["reason"] == "reinstalls torch 2.13.0 (its files changed)"
+    clean = fit_of("clean")
+    assert clean.passed is True, clean.evidence["reason"]
+    assert len(attached) == 2  # each proof attached to its wheel's file
