@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from basefactory.catalog import views
@@ -52,6 +54,8 @@ def snapshot() -> Snapshot:
                   proof_of_test("http://idx/t4", passed=False)),
         ],
         errors=[],
+        # the inputs a fit record of (image digest, wheel sha256) must have today
+        fit_inputs={"sha256:1 s": "i"},
     )
 
 
@@ -193,6 +197,27 @@ def test_a_fit_record_of_another_image_build_proves_nothing() -> None:
     s = with_fits(fit_proof("cuda-deps", "sha256:old", True, "installs cleanly", "http://x"))
     (pair,) = views.combos(s, "cuda-deps", "openai-whisper")["combos"]
     assert pair["fits"] is None and pair["reason"].startswith("not tested")
+
+
+def test_a_fit_record_of_other_inputs_or_another_file_proves_nothing() -> None:
+    """A record made under older rules, or before the recipe's test or an allowance
+    changed, has other inputs: the pair is "not tested" until a publish refits it. A
+    record of another file of the same version (another sha256) is not this file's. And
+    where the recipes did not load, no record can be checked, so none counts."""
+    stale = fit_proof("cuda-deps", "sha256:1", True, "installs cleanly", "http://x")
+    stale = Proof(stale.kind, stale.subject, "inputs-of-rules-1", True, stale.evidence,
+                  stale.at, source=stale.source)
+    (pair,) = views.combos(with_fits(stale), "cuda-deps", "openai-whisper")["combos"]
+    assert pair["fits"] is None and pair["reason"].startswith("not tested as things are now")
+    other = fit_proof("cuda-deps", "sha256:1", True, "installs cleanly", "http://x")
+    other = Proof(other.kind, replace(other.subject, wheel_sha256="another-build"),
+                  other.inputs, True, other.evidence, other.at, source=other.source)
+    (pair,) = views.combos(with_fits(other), "cuda-deps", "openai-whisper")["combos"]
+    assert pair["fits"] is None and pair["proven_by"] is None
+    good = fit_proof("cuda-deps", "sha256:1", True, "installs cleanly", "http://x")
+    unchecked = replace(with_fits(good), fit_inputs=None)
+    (pair,) = views.combos(unchecked, "cuda-deps", "openai-whisper")["combos"]
+    assert pair["fits"] is None
 
 
 def test_the_matrix_has_every_image_and_the_newest_tested_wheels() -> None:

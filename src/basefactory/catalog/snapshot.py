@@ -15,12 +15,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from packaging.utils import canonicalize_name
+
 from basefactory.adapters.devpi_api import DevpiClient, ReleaseFile, simple_url
 from basefactory.config.factory import Factory
 from basefactory.daemons import registry_server
-from basefactory.images import referrers
-from basefactory.images.definition import repositories
+from basefactory.images import fit, referrers
+from basefactory.images.definition import load_images, repositories
 from basefactory.images.referrers import SBOM_TYPE
+from basefactory.plumbing.errors import ConfigError
 from basefactory.proofs import Proof
 from basefactory.proofs.read import ProofReader
 from basefactory.refs import (
@@ -32,6 +35,7 @@ from basefactory.refs import (
     zstd_ref,
     zstd_repository,
 )
+from basefactory.wheels.recipe import load_recipes
 
 
 def image_url(image: str, platform: str) -> str:
@@ -97,6 +101,13 @@ class Snapshot:
     wheels: list[Wheel]
     errors: list[str]
     index_user: str = "factory"  # the configured [index] user, whose indexes these are
+    # "<image digest> <wheel sha256>" -> the inputs a fit proof of that pair must have to
+    # count today (images.fit.fit_inputs: the rules, the image's and the recipe's
+    # allowances, the recipe's test); None where the recipes or images did not load
+    fit_inputs: dict[str, str] | None = field(default_factory=dict)
+
+    def expected_fit(self, image_digest: str, wheel_sha256: str) -> str | None:
+        return (self.fit_inputs or {}).get(f"{image_digest} {wheel_sha256}")
 
     @property
     def platform_names(self) -> list[str]:
@@ -137,16 +148,47 @@ class Reader:
         """Raise if either source is down: the caller keeps the last good snapshot."""
         images_future = self.pool.submit(self.images)
         platforms, wheels = self._index()
+        images = images_future.result()
+        errors: list[str] = []
+        try:
+            expected: dict[str, str] | None = self.fit_expectations(images, wheels)
+        except ConfigError as exc:
+            expected = None
+            errors.append(f"fit records are not checked against the recipes and images: {exc}")
         return Snapshot(
             taken_at=datetime.now(UTC).isoformat(timespec="seconds"),
             registry=self.factory.config.registry.address,
             index=self.devpi.base_url,
             platforms=platforms,
-            images=images_future.result(),
+            images=images,
             wheels=wheels,
-            errors=[],
+            errors=errors,
             index_user=self.factory.config.index.user,
+            fit_inputs=expected,
         )
+
+    def fit_expectations(self, images: dict[str, dict[str, ImageCell]], wheels: list[Wheel]
+                         ) -> dict[str, str]:
+        """What a fit proof of each (image build, wheel file) pair must have as its inputs
+        today: a record made under older rules, or before a recipe's test or an allowance
+        changed, no longer proves the pair (as `publish` would refit it)."""
+        recipes = load_recipes(self.factory.recipes_dir,
+                               exclude=self.factory.config.wheels.exclude)
+        definitions = load_images(self.factory.images_dir, recipes=set(recipes))
+        by_dist = {r.distribution: r for r in recipes.values()}
+        expected = {}
+        for name, cells in images.items():
+            allow = definitions[name].audit.allow if name in definitions else ()
+            for platform, cell in cells.items():
+                target = fit.Target(name, platform, cell.ref, cell.digest, cell.wheels, allow)
+                for w in wheels:
+                    if w.platform not in (platform, None):
+                        continue
+                    candidate = fit.Candidate(
+                        ReleaseFile(w.project, w.version, w.filename, w.url, w.sha256),
+                        w.index, by_dist.get(canonicalize_name(w.project)))
+                    expected[f"{cell.digest} {w.sha256}"] = fit.fit_inputs(target, candidate)
+        return expected
 
     def _index(self) -> tuple[dict[str, dict[str, Any]], list[Wheel]]:
         """Fingerprints and wheels; read again only when devpi's serial moved (thousands of

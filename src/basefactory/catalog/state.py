@@ -109,7 +109,8 @@ def _same(a: Snapshot, b: Snapshot) -> bool:
     held the GIL long enough to show in the latency's tail. The reader hands back the same
     wheel objects while devpi's serial stands, so comparing them is mostly identity."""
     return (a.platforms == b.platforms and a.wheels == b.wheels and a.images == b.images
-            and a.registry == b.registry and a.index == b.index and a.errors == b.errors)
+            and a.registry == b.registry and a.index == b.index and a.errors == b.errors
+            and a.fit_inputs == b.fit_inputs)
 
 
 def from_dict(data: dict[str, Any]) -> Snapshot:
@@ -123,4 +124,5 @@ def from_dict(data: dict[str, Any]) -> Snapshot:
                     platforms=data["platforms"], images=images,
                     wheels=[Wheel(**{**w, "proofs": [Proof.from_dict(x) for x in w["proofs"]]})
                             for w in data["wheels"]],
-                    errors=data.get("errors", []), index_user=data.get("index_user", "factory"))
+                    errors=data.get("errors", []), index_user=data.get("index_user", "factory"),
+                    fit_inputs=data.get("fit_inputs", {}))
