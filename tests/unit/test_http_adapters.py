@@ -196,6 +196,22 @@ def test_an_index_read_in_one_request_where_devpi_has_the_plugin() -> None:
     assert records == {f"{OWN}.toxresult-1": record}
 
 
+def test_two_files_of_one_version_each_keep_their_own_records() -> None:
+    """Two builds of one version (two build tags, or two platforms' wheels): each file's
+    records are its own, never the other's."""
+    other = OWN.replace("+p1-cp311", "+p1-1-cp311")
+    answer = {"result": {"files": [
+        {"project": "Ext", "version": "1.0", "href": href, "sha256": sha,
+         "toxresults": [{"href": f"{href}.toxresult-{n}", "record": f'{{"n": {n}}}'}]}
+        for n, (href, sha) in enumerate([(OWN, "ab"), (other, "cd")])]}}
+    found = devpi(lambda r: httpx.Response(200, json=answer)).index_wheels("factory/p1")
+    assert found is not None
+    files, records = found
+    assert [(f.url, f.sha256, f.toxresults) for f in files] == [
+        (OWN, "ab", (f"{OWN}.toxresult-0",)), (other, "cd", (f"{other}.toxresult-1",))]
+    assert records == {f"{OWN}.toxresult-0": '{"n": 0}', f"{other}.toxresult-1": '{"n": 1}'}
+
+
 @pytest.mark.parametrize("reply", [
     httpx.Response(404, json={"message": "Not Found"}),  # a devpi without the plugin
     httpx.Response(500, text="Internal Server Error"),  # a plugin broken by a devpi upgrade

@@ -91,3 +91,21 @@ def test_records_read_in_bulk_are_found_without_a_request() -> None:
     found = reader.wheel(file)
     assert [(p.kind, p.passed, p.source) for p in found] == [
         (Kind.WHEEL_TEST, True, "http://d/x.whl.toxresult-0")]
+
+
+def test_a_proof_of_another_file_is_not_read_as_this_files() -> None:
+    """A record whose subject is another file (its sha256), attached here by mistake,
+    proves nothing about this file: the reader leaves it out."""
+    mine = Proof.new(Kind.WHEEL_TEST, Subject(wheel="x.whl", wheel_sha256="ab", platform="p1"),
+                     inputs="ab", passed=False, evidence={})
+    theirs = Proof.new(Kind.WHEEL_TEST, Subject(wheel="x.whl", wheel_sha256="cd",
+                                                platform="p1"),
+                       inputs="cd", passed=True, evidence={})
+    file = ReleaseFile("x", "1.0", "x.whl", "http://d/x.whl", "ab",
+                       toxresults=("http://d/x.whl.toxresult-0", "http://d/x.whl.toxresult-1"))
+    reader = ProofReader(None)  # type: ignore[arg-type]
+    reader.seed_records({"http://d/x.whl.toxresult-0": json.dumps(mine.to_dict()),
+                         "http://d/x.whl.toxresult-1": json.dumps(theirs.to_dict())})
+    found = reader.wheel(file)
+    assert [p.subject.wheel_sha256 for p in found] == ["ab"]
+    assert not proven(found, Kind.WHEEL_TEST)  # the other file's pass does not count here

@@ -41,7 +41,9 @@ class ProofReader:
             self._records.update(parsed)
 
     def wheel(self, file: ReleaseFile) -> list[Proof]:
-        """The proofs attached to a wheel file; a record that is not a proof is skipped."""
+        """The proofs attached to a wheel file; a record that is not a proof is skipped, and
+        so is a proof of another file (its sha256 is not this file's: attached to the wrong
+        file by a reader's or a writer's mistake, it proves nothing about this one)."""
         proofs = []
         for url in file.toxresults:
             if url not in self._records:
@@ -52,7 +54,8 @@ class ProofReader:
                 with self._lock:
                     self._records[url] = proof
             found = self._records[url]
-            if found is not None:
+            if found is not None and (not file.sha256 or not found.subject.wheel_sha256
+                                      or found.subject.wheel_sha256 == file.sha256):
                 proofs.append(found)
         return proofs
 
