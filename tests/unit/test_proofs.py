@@ -37,6 +37,9 @@ def test_a_schema_1_wheel_test_record_still_reads() -> None:
     # and a saved snapshot of it (the model's shape, schema 1) reads back the same
     saved = {**proof.to_dict(), "source": "u"}
     assert Proof.from_dict(json.loads(json.dumps(saved))) == proof
+    # a failed one reads as failed, and one that says nothing of passing is no pass
+    assert Proof.from_dict({**old, "passed": False}).passed is False
+    assert Proof.from_dict({k: v for k, v in old.items() if k != "passed"}).passed is False
 
 
 @pytest.mark.parametrize("bad", [
