@@ -12,6 +12,7 @@ import pytest
 
 from basefactory.daemons import devpi_server, registry_server
 from basefactory.daemons.status import service_status
+from basefactory.plumbing.errors import ServiceError
 from tests.helpers import small_factory
 
 
@@ -79,3 +80,66 @@ def test_a_service_state_comes_from_its_pid_file_and_one_ping(
                            client=probe, detail="d")
     assert (found.state, found.managed) == (state, managed) and probe.closed
     assert found.as_dict()["address"] == "http://x"
+
+
+class Registry:
+    """What the running registry answers: to a ping, and to an anonymous request."""
+
+    def __init__(self, up: bool, anonymous: int | None) -> None:
+        self.up, self.anonymous = up, anonymous
+
+    def ping(self) -> bool:
+        return self.up
+
+    def ping_status(self, *, anonymous: bool = False) -> int | None:
+        return self.anonymous if self.up else None
+
+
+class Process:
+    def __init__(self, pid: int | None, registry: Registry) -> None:
+        self.pid_, self.registry = pid, registry
+        self.calls: list[str] = []
+
+    def pid(self) -> int | None:
+        return self.pid_
+
+    def stop(self) -> bool:
+        self.calls.append("stop")
+        self.registry.up = False
+        return True
+
+    def start(self) -> None:
+        self.calls.append("start")
+        self.registry.up, self.registry.anonymous = True, 401
+
+
+@pytest.mark.parametrize(("up", "anonymous", "ours", "rehashed", "calls"), [
+    (True, 401, True, False, []),  # ours, with auth, password unchanged: left alone
+    (True, 200, True, False, ["stop", "start"]),  # ours, answering without credentials
+    (True, 401, True, True, ["stop", "start"]),  # ours, but the password changed
+    (False, None, False, False, ["start"]),  # nothing there
+])
+def test_up_keeps_only_a_registry_that_refuses_anonymous_clients_with_todays_password(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, up: bool, anonymous: int | None,
+        ours: bool, rehashed: bool, calls: list[str]) -> None:
+    registry = Registry(up, anonymous)
+    proc = Process(1234 if ours else None, registry)
+    monkeypatch.setattr(registry_server, "client", lambda factory: registry)
+    monkeypatch.setattr(registry_server, "_binary", lambda: "registry")
+    monkeypatch.setattr(registry_server, "write_config", lambda factory: rehashed)
+    monkeypatch.setattr(registry_server, "process", lambda factory: proc)
+    registry_server.ensure(small_factory(tmp_path))
+    assert proc.calls == calls
+
+
+def test_up_refuses_a_registry_it_did_not_start_that_lets_anyone_in(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = Registry(True, 200)
+    proc = Process(None, registry)
+    monkeypatch.setattr(registry_server, "client", lambda factory: registry)
+    monkeypatch.setattr(registry_server, "_binary", lambda: "registry")
+    monkeypatch.setattr(registry_server, "write_config", lambda factory: False)
+    monkeypatch.setattr(registry_server, "process", lambda factory: proc)
+    with pytest.raises(ServiceError, match="did not start answers"):
+        registry_server.ensure(small_factory(tmp_path))
+    assert proc.calls == []

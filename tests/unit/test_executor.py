@@ -67,3 +67,19 @@ def test_a_resource_no_worker_offers_is_refused_before_submitting(client: Any) -
                                   node(f"wheel:torchsort:{P}", cuda_toolkit=1)])
     assert "wheel:torchsort" in str(caught.value) and "--resources" in str(caught.value)
     assert all(not keys for keys in client.processing().values())
+
+
+def test_a_round_refuses_a_resource_no_worker_offers_before_it_submits(
+        client: Any, tmp_path: Path) -> None:
+    """The round itself checks (not only a caller): nothing is submitted, so no step waits
+    forever for a worker that will never come, and the first step is not even tried."""
+    config = tmp_path / "factory.toml"
+    config.write_text('[index]\nport = "not a port"\n')
+    session = SimpleNamespace(factory=SimpleNamespace(path=config))
+    submitted: list[str] = []
+    spy = SimpleNamespace(scheduler_info=client.scheduler_info,
+                          submit=lambda *a, **k: submitted.append(k["key"]))
+    todo = [node(f"platform:{P}"), node(f"wheel:torchsort:{P}", cuda_toolkit=1)]
+    with pytest.raises(ConfigError, match="cuda_toolkit"):
+        _run_round(spy, session, todo, [], None)  # type: ignore[arg-type]
+    assert submitted == []

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from basefactory.plumbing import digest, log
+from tests.helpers import small_factory
 
 
 def test_a_digest_of_parts_ignores_key_order_and_sees_any_value() -> None:
@@ -110,3 +111,22 @@ def test_step_locks_let_different_steps_run_together_and_nothing_beside_a_publis
         pass
     with step_writer(tmp_path, "wheel:a:p"):  # every lock above was released
         pass
+
+
+def test_run_of_a_step_another_run_holds_exits_with_the_locks_message(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`basefactory run STEP` takes the step's lock before anything else (before the
+    services are even checked): the same step is never run twice at once."""
+    from basefactory import cli, house
+    from basefactory.plumbing.errors import WriterBusy
+    from basefactory.plumbing.writer import step_writer
+
+    factory = small_factory(tmp_path)
+    monkeypatch.setattr(house, "ensure", lambda f: pytest.fail("ran beside the holder"))
+    step = "wheel:torchsort:cpu-py311-torch2.13"
+    with step_writer(factory.state_dir, step):
+        code = cli.main(["--config", str(factory.path), "run", step])
+    assert code == WriterBusy("x").exit_code
+    err = capsys.readouterr().err
+    assert "another basefactory run holds" in err and "wheel_torchsort_cpu-py311-torch2.13.lock" in err
