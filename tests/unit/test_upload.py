@@ -1,86 +1,96 @@
-"""images/upload.py's pure parts: the manifest it writes and the layers it may mount.
-The push itself (docker save, pigz, the registry) runs in tests/integration/test_images.py
-and in every image publish of the suite."""
+"""The engine-to-registry push (images/upload.py) over a stand-in engine and registry:
+what `docker save` streams is checked to be the image that was inspected before any
+manifest is written. The real engine and registry run it in tests/integration."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import tarfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from basefactory.adapters.registry_api import Manifest
-from basefactory.images.upload import DOCKER_MANIFEST, GZIP_LAYERS, Layer, known_layers, manifest
+from basefactory.images import upload
 from basefactory.plumbing.errors import BuildError
 
-CONFIG = b'{"rootfs": {"type": "layers", "diff_ids": ["sha256:a", "sha256:b", "sha256:a"]}}'
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
 
 
-def test_the_manifest_lists_each_layer_in_the_configs_order_and_the_config_by_digest() -> None:
-    layers = {"sha256:a": Layer("sha256:ga", 10, GZIP_LAYERS[0]),
-              "sha256:b": Layer("sha256:gb", 20, GZIP_LAYERS[1])}
-    body = json.loads(manifest(CONFIG, ["sha256:a", "sha256:b", "sha256:a"], layers))
-    assert body["mediaType"] == DOCKER_MANIFEST and body["schemaVersion"] == 2
-    assert body["config"]["digest"] == f"sha256:{hashlib.sha256(CONFIG).hexdigest()}"
-    assert body["config"]["size"] == len(CONFIG)
-    # a diff_id listed twice (two identical layers) has its one blob twice
-    assert [(x["digest"], x["size"]) for x in body["layers"]] == [
-        ("sha256:ga", 10), ("sha256:gb", 20), ("sha256:ga", 10)]
+class Engine:
+    """An image of one layer, saved in the legacy `docker save` layout; `saved_config`
+    is the config the stream carries (another image's, to break the guard)."""
 
+    def __init__(self, saved_config: bytes | None = None) -> None:
+        self.layer = _tar({"etc/hello": b"hello\n"})
+        diff_id = "sha256:" + hashlib.sha256(self.layer).hexdigest()
+        self.config = json.dumps({"rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+        self.image_id = "sha256:" + hashlib.sha256(self.config).hexdigest()
+        self.diff_id = diff_id
+        self.saved_config = self.config if saved_config is None else saved_config
 
-def test_a_layer_that_was_neither_sent_nor_mounted_is_a_bug_not_a_manifest() -> None:
-    with pytest.raises(BuildError, match="no pushed layer for sha256:b"):
-        manifest(CONFIG, ["sha256:a", "sha256:b"], {"sha256:a": Layer("sha256:ga", 1, "x")})
+    def image_inspect(self, ref: str) -> dict[str, Any]:
+        return {"Id": self.image_id, "RootFS": {"Layers": [self.diff_id]}}
+
+    @contextmanager
+    def save(self, ref: str) -> Iterator[io.BytesIO]:
+        yield io.BytesIO(_tar({
+            f"{self.image_id.removeprefix('sha256:')}.json": self.saved_config,
+            f"{'a' * 64}/layer.tar": self.layer,
+            "manifest.json": b"[]"}))
 
 
 class Registry:
-    """What known_layers reads: manifests and configs, as the registry answers them."""
+    def __init__(self) -> None:
+        self.blobs: dict[str, int] = {}
+        self.manifests: list[tuple[str, str]] = []
 
-    def __init__(self, images: dict[tuple[str, str], tuple[dict[str, Any], list[str]]]) -> None:
-        self.images = images
+    def mount_blob(self, repository: str, digest: str, source: str) -> bool:
+        return False
 
-    def manifest(self, repo: str, ref: str) -> Manifest | None:
-        found = self.images.get((repo, ref))
-        return None if found is None else Manifest("sha256:m", DOCKER_MANIFEST, found[0])
+    def upload_blob(self, repository: str, chunks: Iterable[bytes]) -> tuple[str, int]:
+        data = b"".join(chunks)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        self.blobs[digest] = len(data)
+        return digest, len(data)
 
-    def blob_json(self, repo: str, digest: str) -> dict[str, Any]:
-        return {"rootfs": {"diff_ids": next(d for (r, _), (_, d) in self.images.items()
-                                            if r == repo)}}
+    def push_blob(self, repository: str, data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        self.blobs[digest] = len(data)
+        return digest
 
-
-def gz(digest: str, media: str = GZIP_LAYERS[0]) -> dict[str, Any]:
-    return {"mediaType": media, "digest": digest, "size": 5}
-
-
-def test_known_layers_map_diff_ids_to_gzip_blobs_first_image_first() -> None:
-    registry = Registry({
-        ("factory/cuda-deps", "p1-t"): ({"config": {"digest": "sha256:c1"}, "layers": [
-            gz("sha256:g1"), gz("sha256:g2")]}, ["sha256:d1", "sha256:d2"]),
-        ("factory/tts-deps", "p1"): ({"config": {"digest": "sha256:c2"}, "layers": [
-            gz("sha256:other-g1"), gz("sha256:z3", "application/vnd.oci.image.layer.v1.tar+zstd"),
-        ]}, ["sha256:d1", "sha256:d3"]),
-    })
-    found = known_layers(registry, [("factory/cuda-deps", "p1-t"), ("factory/tts-deps", "p1"),
-                                    ("factory/gone", "p1")])  # type: ignore[arg-type]
-    assert found == {"sha256:d1": ("factory/cuda-deps", Layer("sha256:g1", 5, GZIP_LAYERS[0])),
-                     "sha256:d2": ("factory/cuda-deps", Layer("sha256:g2", 5, GZIP_LAYERS[0]))}
-    # a zstd layer is never mounted into a gzip image
+    def push_manifest(self, repository: str, reference: str, body: bytes, media_type: str
+                      ) -> str:
+        self.manifests.append((repository, reference))
+        return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
-def test_a_parents_oci_gzip_layer_is_mounted_under_dockers_type() -> None:
-    """The push writes a Docker v2 manifest: a parent whose manifest is OCI (a pulled NGC
-    base) lends its gzip blobs, but not its OCI media type."""
-    registry = Registry({("factory/base", "p1"): ({"config": {"digest": "sha256:c"}, "layers": [
-        gz("sha256:g1", "application/vnd.oci.image.layer.v1.tar+gzip")]}, ["sha256:d1"])})
-    found = known_layers(registry, [("factory/base", "p1")])  # type: ignore[arg-type]
-    assert found == {"sha256:d1": ("factory/base", Layer("sha256:g1", 5, GZIP_LAYERS[0]))}
-    body = json.loads(manifest(b"{}", ["sha256:d1"], {d: layer for d, (_, layer) in found.items()}))
-    assert body["mediaType"] == DOCKER_MANIFEST
-    assert body["layers"][0]["mediaType"] == "application/vnd.docker.image.rootfs.diff.tar.gzip"
+def test_the_saved_image_is_pushed_with_its_config_and_gzip_layer(tmp_path: Path) -> None:
+    engine, registry = Engine(), Registry()
+    pushed = upload.push(engine, registry, "local:1", "factory/x", "t",  # type: ignore[arg-type]
+                         reuse={}, scratch=tmp_path)
+    assert pushed.sent == 1 and pushed.mounted == 0
+    assert registry.manifests == [("factory/x", "t")]
+    assert engine.image_id in registry.blobs  # the config, by the image's own id
 
 
-def test_a_manifest_whose_layers_do_not_match_its_config_is_not_trusted() -> None:
-    registry = Registry({("factory/x", "p1"): ({"config": {"digest": "sha256:c"}, "layers": [
-        gz("sha256:g1")]}, ["sha256:d1", "sha256:d2"])})
-    assert known_layers(registry, [("factory/x", "p1")]) == {}  # type: ignore[arg-type]
+def test_a_save_that_streams_another_images_config_pushes_no_manifest(tmp_path: Path) -> None:
+    """The engine's image moved between inspect and save (another build took the tag):
+    the stream is not the image that was inspected, so no manifest names it."""
+    engine, registry = Engine(saved_config=b'{"rootfs": "of another build"}'), Registry()
+    with pytest.raises(BuildError, match="gave no config of image"):
+        upload.push(engine, registry, "local:1", "factory/x", "t",  # type: ignore[arg-type]
+                    reuse={}, scratch=tmp_path)
+    assert registry.manifests == []
