@@ -50,7 +50,8 @@ def test_the_file_taken_is_the_best_wheel_of_that_version_for_the_platform() -> 
     assert best_file(files, "1.26.4", TAGS) == (
         "numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
         "http://i/+f/numpy-1.26.4-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
-    # a newer glibc's wheel does not install on this one
+    # a newer glibc's wheel does not install on this one; an older glibc's does
+    assert best_file([("x-1-cp311-cp311-manylinux_2_5_x86_64.whl", "u")], "1", TAGS)
     assert best_file([("x-1-cp311-cp311-manylinux_2_39_x86_64.whl", "u")], "1", TAGS) is None
     # a pure wheel over the sdist; the sdist where nothing else fits; 1.0 is 1.0.0
     assert best_file([("x-1.0.tar.gz", "s"), ("x-1.0-py3-none-any.whl", "w")], "1.0.0",
@@ -71,6 +72,8 @@ class Devpi:
         self.custom: dict[str, Any] = {}
         self.writes: list[tuple[str, ...]] = []
         self.fail_upload: str | None = None
+        self.versions: list[tuple[str, str]] = []
+        self.summaries: list[str] = []
 
     def custom_data(self, index: str) -> dict[str, Any]:
         return dict(self.custom.get(index, {}))
@@ -80,6 +83,7 @@ class Devpi:
         self.writes.append(("record", index))
 
     def release_files(self, index: str, project: str) -> list[ReleaseFile]:
+        assert index == "factory/p1", index  # the platform's own index
         version = self.own.get(project)
         return [ReleaseFile(project, version, f"{project}-{version}.whl", "u", "")] if version else []
 
@@ -94,10 +98,12 @@ class Devpi:
         if name == self.fail_upload:
             raise RuntimeError("devpi went away")
         self.writes.append(("upload", index, path.name))
+        self.versions.append((name, version))
         return "uploaded"
 
     def register(self, index: str, *, name: str, version: str, summary: str) -> None:
         self.writes.append(("register", index, name, version))
+        self.summaries.append(summary)
 
     def delete_version(self, index: str, name: str, version: str) -> None:
         self.writes.append(("delete", index, name, version))
@@ -114,11 +120,17 @@ def run(factory: Any, devpi: Devpi, fp: Any) -> PinSync:
 
 
 def test_a_sync_copies_what_the_mirror_has_and_registers_what_no_index_serves(
-        tmp_path: Path) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     factory = small_factory(tmp_path)
     devpi = Devpi(MIRROR)
     done = run(factory, devpi, ngc(numpy="1.26.4"))
+    assert done.changed is True
     assert done.copied == {"numpy": "1.26.4"} and done.unserved == {"torch": NGC_TORCH}
+    assert devpi.versions == [("numpy", "1.26.4")]
+    assert devpi.summaries == ["pinned by the base of platform p1: the only version its"
+                               " index offers"]
+    assert ("pinned, and served by no index (resolvers take the base's copy): torch"
+            f" {NGC_TORCH}") in capsys.readouterr().out.replace("\n", " ")
     assert sorted(devpi.writes) == [
         ("record", "factory/p1-base"),
         ("register", "factory/p1-base", "torch", NGC_TORCH),
@@ -141,11 +153,25 @@ def test_a_changed_pin_replaces_its_old_release_and_leaves_the_others(tmp_path: 
         ("upload", "factory/p1-base", "numpy-1.26.5-cp311-cp311-manylinux_2_17_x86_64.whl"),
         ("record", "factory/p1-base")]
     assert done.removed == ["numpy==1.26.4"] and done.unserved == {"torch": NGC_TORCH}
+    assert done.files == {"numpy": "numpy-1.26.5-cp311-cp311-manylinux_2_17_x86_64.whl"}
     # a pin the base no longer has is removed: the mirror's releases show again
     devpi.writes.clear()
     run(factory, devpi, ngc())
     assert devpi.writes == [("delete", "factory/p1-base", "numpy", "1.26.5"),
                             ("record", "factory/p1-base")]
+    held = PinSync.of(devpi.custom["factory/p1-base"])
+    assert held.pins == {"torch": NGC_TORCH} and held.files == {}
+
+
+def test_an_unchanged_pin_keeps_its_file_when_another_changes(tmp_path: Path) -> None:
+    factory = small_factory(tmp_path)
+    mirror = {**MIRROR, "sympy": ["sympy-1.14.0-py3-none-any.whl"]}
+    devpi = Devpi(mirror)
+    run(factory, devpi, ngc(numpy="1.26.4", sympy="1.14.0"))
+    done = run(factory, devpi, ngc(numpy="1.26.5", sympy="1.14.0"))
+    assert done.files == {"numpy": "numpy-1.26.5-cp311-cp311-manylinux_2_17_x86_64.whl",
+                          "sympy": "sympy-1.14.0-py3-none-any.whl"}
+    assert PinSync.of(devpi.custom["factory/p1-base"]).files == done.files
 
 
 def test_a_torch_the_platform_index_holds_itself_is_neither_copied_nor_hidden(
@@ -170,3 +196,20 @@ def test_a_sync_that_crashed_midway_completes_on_the_rerun(tmp_path: Path) -> No
     done = run(factory, devpi, ngc(numpy="1.26.4"))
     assert done.copied == {"numpy": "1.26.4"} and done.unserved == {"torch": NGC_TORCH}
     assert PinSync.of(devpi.custom["factory/p1-base"]).pins == done.pins
+
+
+def test_the_platform_tags_are_the_targets_not_this_hosts() -> None:
+    """Another Python and another architecture than the host's; glibc as the probe reads
+    it (two or three parts; unknown means manylinux2014's 2.17); the legacy manylinux
+    names at the glibc each stands for."""
+    arm = [str(t) for t in platform_tags("cp310", "2.28.1", "aarch64")]
+    assert arm[0] == "cp310-cp310-manylinux_2_28_aarch64"
+    assert "cp310-abi3-manylinux2014_aarch64" in arm and "py3-none-any" in arm
+    assert "cp310-none-any" in arm and "cp310-cp310-manylinux_2_5_aarch64" in arm
+    assert not any("x86_64" in t or "cp311" in t for t in arm)
+    for legacy, glibc in (("manylinux2014", 17), ("manylinux2010", 12), ("manylinux1", 5)):
+        assert arm.index(f"cp310-cp310-{legacy}_aarch64") == \
+            arm.index(f"cp310-cp310-manylinux_2_{glibc}_aarch64") + 1
+    assert not any("manylinux_2_4_" in t for t in arm)
+    unknown = [str(t) for t in platform_tags("cp311", "", "x86_64")]
+    assert unknown[0] == "cp311-cp311-manylinux_2_17_x86_64"

@@ -220,6 +220,43 @@ def test_a_fit_record_of_other_inputs_or_another_file_proves_nothing() -> None:
     assert pair["fits"] is None
 
 
+def test_each_verdict_of_a_pair_says_exactly_this() -> None:
+    """The four answers a pair can get, whole: what an API client reads field by field."""
+    s = snapshot()
+    whisper = next(w for w in s.wheels if w.project == "openai-whisper")
+    test = whisper.proofs[0]
+    cuda = s.images["cuda-deps"][P]
+    assert views.fit(cuda, whisper, test, "i") == {
+        "included": False, "fits": None,
+        "reason": "not tested: no test has installed this wheel in this image build",
+        "adds": None, "proven_by": None}
+    mas = next(w for w in s.wheels if w.project == "monotonic-alignment-search")
+    here = f"/api/images/tts-deps/platforms/{P}"
+    assert views.fit(s.images["tts-deps"][P], mas, mas.proofs[0], None) == {
+        "included": True, "fits": True,
+        "reason": "included in the image: its smoke test imported it and its ABI audit loaded"
+                  " every module",
+        "adds": None, "proven_by": {"wheel_test": "http://idx/t1", "image_smoke": here,
+                                    "image_abi_audit": here}}
+    record = fit_proof("cuda-deps", "sha256:1", True, "installs cleanly", "http://idx/f1")
+    with_record = replace(whisper, proofs=[test, record])
+    assert views.fit(cuda, with_record, test, "i") == {
+        "included": False, "fits": True, "reason": "installs cleanly",
+        "adds": {"packages": [{"name": "x", "version": "1", "mb": 1.0}], "mb": 1.0},
+        "proven_by": {"fit": "http://idx/f1", "wheel_test": "http://idx/t2"}}
+    assert views.fit(cuda, with_record, test, "older") == {
+        "included": False, "fits": None,
+        "reason": "not tested as things are now: its fit record was made under other rules or"
+                  " before its recipe's test or an allowance changed (the next publish tests"
+                  " it again)", "adds": None, "proven_by": None}
+    # a record that names no reason, and one that names no file (an older writer's)
+    bare = Proof(Kind.FIT, Subject(platform=P, image="cuda-deps", image_digest="sha256:1"),
+                 "i", False, {}, "2026-11-24T00:00:00", source="http://idx/f2")
+    verdict = views.fit(cuda, replace(whisper, proofs=[test, bare]), test, "i")
+    assert verdict["fits"] is False and verdict["reason"] == ""
+    assert verdict["adds"] == {"packages": [], "mb": None}
+
+
 def test_the_matrix_has_every_image_and_the_newest_tested_wheels() -> None:
     s = with_fits(fit_proof("cuda-deps", "sha256:1", False, "adds torch", "http://idx/f1"))
     m = views.matrix(s, P)

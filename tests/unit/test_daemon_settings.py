@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,7 +93,10 @@ class Registry:
         return self.up
 
     def ping_status(self, *, anonymous: bool = False) -> int | None:
-        return self.anonymous if self.up else None
+        # with the factory's credentials it answers 200; without, what it was set to
+        if not self.up:
+            return None
+        return self.anonymous if anonymous is True else 200
 
 
 class Process:
@@ -113,6 +117,25 @@ class Process:
         self.registry.up, self.registry.anonymous = True, 401
 
 
+def _stand_ins(monkeypatch: pytest.MonkeyPatch, factory: Any, registry: Registry,
+               proc: Process, rehashed: bool) -> list[tuple[str, Any]]:
+    waited: list[tuple[str, Any]] = []
+
+    def of(value: Any) -> Any:
+        def call(given: Any) -> Any:
+            assert given is factory
+            return value
+        return call
+
+    monkeypatch.setattr(registry_server, "client", of(registry))
+    monkeypatch.setattr(registry_server, "_binary", lambda: "registry")
+    monkeypatch.setattr(registry_server, "write_config", of(rehashed))
+    monkeypatch.setattr(registry_server, "process", of(proc))
+    monkeypatch.setattr(registry_server, "wait_until", lambda ping, *, timeout, what, process:
+                        waited.append((what, process)))
+    return waited
+
+
 @pytest.mark.parametrize(("up", "anonymous", "ours", "rehashed", "calls"), [
     (True, 401, True, False, []),  # ours, with auth, password unchanged: left alone
     (True, 200, True, False, ["stop", "start"]),  # ours, answering without credentials
@@ -120,26 +143,29 @@ class Process:
     (False, None, False, False, ["start"]),  # nothing there
 ])
 def test_up_keeps_only_a_registry_that_refuses_anonymous_clients_with_todays_password(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, up: bool, anonymous: int | None,
-        ours: bool, rehashed: bool, calls: list[str]) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        up: bool, anonymous: int | None, ours: bool, rehashed: bool, calls: list[str]) -> None:
     registry = Registry(up, anonymous)
     proc = Process(1234 if ours else None, registry)
-    monkeypatch.setattr(registry_server, "client", lambda factory: registry)
-    monkeypatch.setattr(registry_server, "_binary", lambda: "registry")
-    monkeypatch.setattr(registry_server, "write_config", lambda factory: rehashed)
-    monkeypatch.setattr(registry_server, "process", lambda factory: proc)
-    registry_server.ensure(small_factory(tmp_path))
+    factory = small_factory(tmp_path)
+    waited = _stand_ins(monkeypatch, factory, registry, proc, rehashed)
+    registry_server.ensure(factory)
     assert proc.calls == calls
+    # a start waits for the registry it started, naming it if it dies
+    assert waited == ([("the registry", proc)] if "start" in calls else [])
+    restarted = "restarting the registry with the factory's credentials" in capsys.readouterr().out
+    assert restarted is ("stop" in calls)
 
 
 def test_up_refuses_a_registry_it_did_not_start_that_lets_anyone_in(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     registry = Registry(True, 200)
     proc = Process(None, registry)
-    monkeypatch.setattr(registry_server, "client", lambda factory: registry)
-    monkeypatch.setattr(registry_server, "_binary", lambda: "registry")
-    monkeypatch.setattr(registry_server, "write_config", lambda factory: False)
-    monkeypatch.setattr(registry_server, "process", lambda factory: proc)
-    with pytest.raises(ServiceError, match="did not start answers"):
-        registry_server.ensure(small_factory(tmp_path))
+    factory = small_factory(tmp_path)
+    _stand_ins(monkeypatch, factory, registry, proc, False)
+    with pytest.raises(ServiceError, match="did not start answers") as caught:
+        registry_server.ensure(factory)
     assert proc.calls == []
+    assert caught.value.hint == ("stop it (`basefactory down` in the factory that started it),"
+                                 " or set [registry] port (or url and embedded = false to use"
+                                 " it)")

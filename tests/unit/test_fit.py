@@ -405,11 +405,25 @@ def test_pairs_never_take_a_proof_made_on_another_image_digest() -> None:
                                         wheel_sha256=wheel.file.sha256, image="tts-deps",
                                         image_digest=old.digest),
                       inputs=fit.fit_inputs(old, wheel), passed=True, evidence={})
-    session: Any = SimpleNamespace(proofs=SimpleNamespace(wheel=lambda f: [proof]))
+    session: Any = SimpleNamespace(proofs=SimpleNamespace(
+        wheel=lambda f: [proof] if f is wheel.file else []))
     [same] = fit.pairs(session, [old], [wheel])
-    assert same.proof == proof
+    assert (same.target, same.wheel, same.proof) == (old, wheel, proof)
     [rebuilt] = fit.pairs(session, [new], [wheel])
     assert rebuilt.proof is None  # refitted, not called current
+
+
+def test_a_wheel_the_image_ships_at_that_version_is_no_pair() -> None:
+    """Its smoke test and ABI audit are that pair's proof; another version, or the next
+    wheel, is still a pair."""
+    session: Any = SimpleNamespace(proofs=SimpleNamespace(wheel=lambda f: []))
+    ships = replace(_target(), included={"my-app": "1.0"})
+    app = fit.Candidate(ReleaseFile("My_App", "1.0", "my_app-1.0-py3-none-any.whl", "u", "1"),
+                        "factory/p", None)
+    newer = fit.Candidate(ReleaseFile("my-app", "2.0", "my_app-2.0-py3-none-any.whl", "u", "2"),
+                          "factory/p", None)
+    found = fit.pairs(session, [ships], [app, newer, _candidate()])
+    assert [p.wheel for p in found] == [newer, _candidate()]
 
 
 class LocalEngine:

@@ -184,15 +184,15 @@ def test_an_index_read_in_one_request_where_devpi_has_the_plugin() -> None:
     paths = []
 
     def plugin(request: httpx.Request) -> httpx.Response:
-        paths.append(request.url.path)
+        paths.append(f"{request.method} {request.url.path}")
         return httpx.Response(200, json=answer)
 
     found = devpi(plugin).index_wheels("factory/p1")
-    assert paths == ["/factory/p1/+basefactory/wheels"]
+    assert paths == ["GET /factory/p1/+basefactory/wheels"]
     assert found is not None
     files, records = found
-    assert [(f.project, f.filename, f.toxresults) for f in files] == [
-        ("Ext", "ext-1.0+p1-cp311-cp311-linux_x86_64.whl", (f"{OWN}.toxresult-1",))]
+    assert [(f.project, f.version, f.filename, f.toxresults) for f in files] == [
+        ("Ext", "1.0", "ext-1.0+p1-cp311-cp311-linux_x86_64.whl", (f"{OWN}.toxresult-1",))]
     assert records == {f"{OWN}.toxresult-1": record}
 
 

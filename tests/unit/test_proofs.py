@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -112,3 +113,29 @@ def test_a_proof_of_another_file_is_not_read_as_this_files() -> None:
     found = reader.wheel(file)
     assert [p.subject.wheel_sha256 for p in found] == ["ab"]
     assert not proven(found, Kind.WHEEL_TEST)  # the other file's pass does not count here
+
+
+def test_records_not_read_in_bulk_are_fetched_once_each_and_kept() -> None:
+    """A devpi without the plugin: each record is fetched from its URL once, a proof kept,
+    a record that is no proof skipped (and not fetched again); a proof without a sha256
+    (an older writer's) still belongs to the file it is attached to."""
+    with_sha = Proof.new(Kind.WHEEL_TEST, Subject(wheel="x.whl", wheel_sha256="ab"),
+                         inputs="ab", passed=True, evidence={})
+    without = Proof.new(Kind.FIT, Subject(wheel="x.whl", image="i", image_digest="d"),
+                        inputs="f", passed=True, evidence={})
+    records = {"http://d/r0": with_sha.to_dict(), "http://d/r1": {"a tox run": 1},
+               "http://d/r2": without.to_dict()}
+    asked: list[str] = []
+
+    def test_record(url: str) -> object:
+        asked.append(url)
+        return records[url]
+
+    reader = ProofReader(SimpleNamespace(test_record=test_record))  # type: ignore[arg-type]
+    file = ReleaseFile("x", "1.0", "x.whl", "http://d/x.whl", "ab",
+                       toxresults=("http://d/r0", "http://d/r1", "http://d/r2"))
+    for _ in range(2):
+        found = reader.wheel(file)
+        assert [(p.kind, p.source) for p in found] == [(Kind.WHEEL_TEST, "http://d/r0"),
+                                                        (Kind.FIT, "http://d/r2")]
+    assert asked == ["http://d/r0", "http://d/r1", "http://d/r2"]
