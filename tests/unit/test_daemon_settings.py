@@ -131,8 +131,11 @@ def _stand_ins(monkeypatch: pytest.MonkeyPatch, factory: Any, registry: Registry
     monkeypatch.setattr(registry_server, "_binary", lambda: "registry")
     monkeypatch.setattr(registry_server, "write_config", of(rehashed))
     monkeypatch.setattr(registry_server, "process", of(proc))
-    monkeypatch.setattr(registry_server, "wait_until", lambda ping, *, timeout, what, process:
-                        waited.append((what, process)))
+    def wait_until(ping: Any, *, timeout: float, what: str, process: Any) -> None:
+        assert ping == registry.ping and timeout == 30  # the registry's own answer, 30 s
+        waited.append((what, process))
+
+    monkeypatch.setattr(registry_server, "wait_until", wait_until)
     return waited
 
 
@@ -153,7 +156,8 @@ def test_up_keeps_only_a_registry_that_refuses_anonymous_clients_with_todays_pas
     assert proc.calls == calls
     # a start waits for the registry it started, naming it if it dies
     assert waited == ([("the registry", proc)] if "start" in calls else [])
-    restarted = "restarting the registry with the factory's credentials" in capsys.readouterr().out
+    said = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    restarted = "restarting the registry with the factory's credentials" in said
     assert restarted is ("stop" in calls)
 
 

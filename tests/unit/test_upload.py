@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import tarfile
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -97,14 +98,17 @@ class Registry:
 
 @pytest.mark.parametrize("oci", [False, True], ids=["docker-save", "oci-layout"])
 def test_a_push_mounts_what_the_registry_has_and_sends_the_rest_gzipped(
-        tmp_path: Path, oci: bool) -> None:
+        tmp_path: Path, oci: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the save is unpacked under the factory's scratch folder (made with its parents),
+    # never the system's temporary folder, which may be small
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "not-the-scratch"))
     engine = Engine(oci=oci)
     base = upload.Layer("sha256:" + "b" * 64, 321, upload.DOCKER_GZIP_LAYER)
     registry = Registry(mountable=base.digest)
     done: list[str] = []
     pushed = upload.push(engine, registry, "local:1", "factory/x", "t",  # type: ignore[arg-type]
                          reuse={engine.diff_ids[0]: ("factory/base", base)},
-                         scratch=tmp_path / "scratch", on_layer=done.append)
+                         scratch=tmp_path / "state" / "scratch", on_layer=done.append)
     assert engine.asked == ["inspect local:1", "save local:1"]
     [sent] = [c[2] for c in registry.calls if c[0] == "upload"]
     assert gzip.decompress(registry.blobs[sent]) == engine.layers[1]
@@ -122,7 +126,7 @@ def test_a_push_mounts_what_the_registry_has_and_sends_the_rest_gzipped(
     assert pushed == upload.Pushed(
         "sha256:" + hashlib.sha256(json.dumps(registry.manifest, indent=3).encode()
                                    ).hexdigest(), 1, len(registry.blobs[sent]), 1)
-    assert list((tmp_path / "scratch").iterdir()) == []  # nothing left of the save
+    assert list((tmp_path / "state" / "scratch").iterdir()) == []  # nothing left of the save
 
 
 def test_a_layer_the_registry_cannot_mount_is_sent(tmp_path: Path) -> None:
