@@ -319,7 +319,7 @@ def vendored(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "blas.c").write_text("extern int gf(void); int b(void) { return gf(); }\n")
     (root / "ext.c").write_text("extern int b(void); int e(void) { return b(); }\n")
     site = root / "site"
-    for folder in ("pkg.libs", "plain", "gone.libs"):
+    for folder in ("pkg.libs", "plain", "gone.libs", "codec.", "codec2."):
         libs = site / folder
         libs.mkdir(parents=True)
         gcc("-o", str(libs / "libquad-1a.so.0"), str(root / "quad.c"), "-Wl,-soname,libquad-1a.so.0")
@@ -331,10 +331,15 @@ def vendored(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # auditwheel writes DT_RPATH (patchelf --force-rpath), which the loader also uses for
     # the libraries the extension's libraries need; a DT_RUNPATH serves only the
     # extension's own needs, so the same extension with one fails to load
-    for folder, tags in (("pkg", "--disable-new-dtags"), ("runpath", "--enable-new-dtags")):
+    for folder, tags, libs in (("pkg", "--disable-new-dtags", "pkg.libs"),
+                               ("runpath", "--enable-new-dtags", "pkg.libs"),
+                               # PyNvVideoCodec's layout: the vendored folder is not
+                               # `<name>.libs`, its extension names it in its RPATH
+                               ("codec", "--disable-new-dtags", "codec."),
+                               ("codec2", "--enable-new-dtags", "codec2.")):
         (site / folder).mkdir()
-        gcc("-o", str(site / folder / "_ext.so"), str(root / "ext.c"), f"-L{site / 'pkg.libs'}",
-            "-l:libblas-3c.so", f"-Wl,{tags},-rpath,$ORIGIN/../pkg.libs")
+        gcc("-o", str(site / folder / "_ext.so"), str(root / "ext.c"), f"-L{site / libs}",
+            "-l:libblas-3c.so", f"-Wl,{tags},-rpath,$ORIGIN/../{libs}")
     return site
 
 
@@ -357,6 +362,28 @@ def test_a_vendored_library_finds_its_siblings_as_its_extension_would(vendored: 
         "libblas-3c.so": "libquad-1a.so.0", "libgfort-2b.so.5": "libquad-1a.so.0"}
 
 
+def test_a_folder_an_extension_names_in_its_rpath_is_vendored_whatever_its_name(
+        vendored: Path) -> None:
+    """llm-deps failed its audit on PyNvVideoCodec's libraries (`pynvvideocodec./libxcb-…`
+    missing its sibling libXau) though the real loader finds them through the extension's
+    RPATH: the folder was not spelled `<name>.libs`. Named in an audited module's DT_RPATH,
+    it is vendored; audited without that module, or named in a DT_RUNPATH (which serves only
+    the extension's own needs), it is not."""
+    report = run("--path", str(vendored / "codec."), "--path", str(vendored / "codec"))
+    assert report.modules == 4 and report.failures == [], report.failures
+    alone = run("--path", str(vendored / "codec."))
+    assert {(f["module"], f["library"]) for f in alone.failures} == {
+        ("libblas-3c.so", "libgfort-2b.so.5"), ("libgfort-2b.so.5", "libquad-1a.so.0")}
+    runpath = run("--path", str(vendored / "codec2."), "--path", str(vendored / "codec2"))
+    assert {(f["module"], f["library"]) for f in runpath.failures} == {
+        ("libblas-3c.so", "libgfort-2b.so.5"), ("libgfort-2b.so.5", "libquad-1a.so.0"),
+        ("_ext.so", "libgfort-2b.so.5")}
+    folders = abi_script.rpath_folders([str(vendored / "codec" / "_ext.so"),
+                                        str(vendored / "codec2" / "_ext.so"),
+                                        str(vendored / "codec." / "libblas-3c.so")])
+    assert folders == {os.path.realpath(vendored / "codec.")}
+
+
 def test_only_a_library_in_a_vendored_folder_names_a_sibling(vendored: Path) -> None:
     error = "libgfort-2b.so.5: cannot open shared object file: No such file or directory"
     libs = vendored / "pkg.libs"
@@ -367,6 +394,10 @@ def test_only_a_library_in_a_vendored_folder_names_a_sibling(vendored: Path) -> 
     assert abi_script.vendored_sibling(str(libs / "libblas-3c.so"), "undefined symbol: x") is None
     gone = "libnothere.so.1: cannot open shared object file: No such file or directory"
     assert abi_script.vendored_sibling(str(libs / "libblas-3c.so"), gone) is None
+    codec = vendored / "codec."
+    assert abi_script.vendored_sibling(str(codec / "libblas-3c.so"), error) is None
+    assert abi_script.vendored_sibling(str(codec / "libblas-3c.so"), error, frozenset(
+        {os.path.realpath(codec)})) == str(codec / "libgfort-2b.so.5")
 
 
 # -- the script's functions, in this process (where mutation testing reaches them) -------

@@ -11,9 +11,10 @@ Each module loads in a child forked from the worker right after `import torch`, 
 module starts from the same state: what one module maps can never let another load, and
 no verdict depends on the order of loading. A failing module gets a second chance after
 importing its own top-level package, since some packages load their shared objects in an
-order of their own. A library a wheel vendors (auditwheel's `<name>.libs/`, no RPATH of
-its own) is opened with its siblings loaded first, as the loader finds them through the
-extension's RPATH; in any other folder a library gets no such help. What still fails is
+order of their own. A library a wheel vendors (in auditwheel's `<name>.libs/`, or in any
+folder an audited module names in its DT_RPATH; no RPATH of its own) is opened with its
+siblings loaded first, as the loader finds them through the extension's RPATH; in any
+other folder a library gets no such help. What still fails is
 reported with the distribution that installed it. A library the NVIDIA container runtime
 injects from the host (libcuda, libnvidia-ml, ...) is listed as host-provided, not a
 failure; but dlopen stops at that missing library before it binds a single symbol, so such
@@ -49,6 +50,8 @@ HOST_PROVIDED = re.compile(
 MISSING = re.compile(r"([^\s:]+\.so[\w.]*): cannot open shared object file")
 UNDEFINED = re.compile(r"undefined symbol: (\S+)")
 SHARED = re.compile(r"\.so(\.\d+)*$")
+# the folders audited modules name in their RPATH, from the audit to its workers
+VENDORED_ENV = "BASEFACTORY_AUDIT_VENDORED"
 
 
 def canon(name):
@@ -89,9 +92,10 @@ SYSTEM_DIRS = ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch
 
 
 @functools.cache
-def elf_dynamic(path):
+def elf_dynamic(path, symbols=True):
     """(needed sonames, rpath dirs, runpath dirs, defined symbols, strongly undefined
-    symbols) of an ELF64 little-endian shared object, read with mmap (stdlib only)."""
+    symbols) of an ELF64 little-endian shared object, read with mmap (stdlib only); with
+    `symbols` false, the symbol sets are left empty (libtorch's take a second to read)."""
     import mmap
     import struct
 
@@ -125,7 +129,7 @@ def elf_dynamic(path):
                     elif tag in (15, 29):
                         (rpath if tag == 15 else runpath).extend(
                             cstr(table, value).split(":"))
-            elif kind == 11 and entsize:  # SHT_DYNSYM
+            elif kind == 11 and entsize and symbols:  # SHT_DYNSYM
                 table = strings(link)
                 for at in range(offset + entsize, offset + size, entsize):
                     name_off, info, _, shndx = struct.unpack_from("<IBBH", m, at)
@@ -237,10 +241,12 @@ def worker():
         import torch  # noqa: F401  (see the module docstring)
     baseline = loaded_libraries()
     cache = ld_cache()
+    vendored = frozenset(json.loads(os.environ.get(VENDORED_ENV) or "[]"))
     for line in sys.stdin:
         path, package = json.loads(line)
         print(json.dumps({"start": path}), flush=True)
-        answer, code = in_child(check_module, ctypes, path, package, baseline, cache)
+        answer, code = in_child(check_module, ctypes, path, package, baseline, cache,
+                                vendored)
         if answer is None:
             answer = {"path": path, "static": None,
                       "error": f"crashed while loading (exit {code})"}
@@ -268,12 +274,12 @@ def in_child(work, *args):
     return (json.loads(answer) if answer else None), code
 
 
-def check_module(ctypes, path, package, baseline, cache):
-    error = load_with_siblings(ctypes, path)
+def check_module(ctypes, path, package, baseline, cache, vendored=frozenset()):
+    error = load_with_siblings(ctypes, path, vendored=vendored)
     if error and package:
         with contextlib.suppress(BaseException):
             importlib.import_module(package)
-        error = load_with_siblings(ctypes, path)
+        error = load_with_siblings(ctypes, path, vendored=vendored)
     static = None
     missing = MISSING.search(error or "")
     if missing and HOST_PROVIDED.match(missing.group(1)):
@@ -292,15 +298,18 @@ def load(ctypes, path):
         return str(exc)
 
 
-def vendored_sibling(path, error):
+def vendored_sibling(path, error, vendored=frozenset()):
     """The library beside `path` that dlopen could not find, when `path` is a library a
-    wheel vendors (auditwheel's `<name>.libs/`), else None. Vendored libraries carry no
-    RPATH of their own: the wheel's extension modules name the folder in theirs, and the
-    loader then finds a vendored library's siblings there (numpy's OpenBLAS needs its
-    gfortran, which needs its quadmath). Only such a library, opened on its own, misses
-    them; a library in any other folder gets no such help."""
+    wheel vendors, else None. Vendored libraries carry no RPATH of their own: the wheel's
+    extension modules name the folder in theirs, and the loader then finds a vendored
+    library's siblings there (numpy's OpenBLAS needs its gfortran, which needs its
+    quadmath). Only such a library, opened on its own, misses them; a library in any other
+    folder gets no such help. A vendored folder is auditwheel's `<name>.libs/`, or any
+    folder an audited module names in its DT_RPATH (`vendored`: rpath_folders), whatever
+    the tool that wrote it called it (PyNvVideoCodec's `pynvvideocodec.`)."""
     folder = os.path.dirname(path)
-    if error is None or not folder.endswith(".libs"):
+    if error is None or not (folder.endswith(".libs")
+                             or os.path.realpath(folder) in vendored):
         return None
     missing = MISSING.search(error)
     if missing is None:
@@ -309,20 +318,35 @@ def vendored_sibling(path, error):
     return sibling if os.path.isfile(sibling) else None
 
 
-def load_with_siblings(ctypes, path, loading=frozenset()):
+def load_with_siblings(ctypes, path, loading=frozenset(), vendored=frozenset()):
     """dlopen `path`; a vendored library first gets the siblings it needs loaded (each
     the same way), as the loader finds them through the extension's RPATH."""
     error = load(ctypes, path)
     loading = loading | {path}
-    sibling = vendored_sibling(path, error)
+    sibling = vendored_sibling(path, error, vendored)
     while sibling is not None and sibling not in loading:
-        failed = load_with_siblings(ctypes, sibling, loading)
+        failed = load_with_siblings(ctypes, sibling, loading, vendored)
         if failed is not None:
             return failed  # what the loader would stop at: the sibling's own missing need
         loading = loading | {sibling}
         error = load(ctypes, path)
-        sibling = vendored_sibling(path, error)
+        sibling = vendored_sibling(path, error, vendored)
     return error
+
+
+def rpath_folders(paths):
+    """The folders the objects `paths` name in their DT_RPATH, `$ORIGIN` expanded: where
+    the loader also looks for what the libraries they load need. (A DT_RUNPATH serves
+    only the object's own needs, so it makes no folder vendored.)"""
+    found = set()
+    for path in paths:
+        try:
+            rpath = elf_dynamic(path, symbols=False)[1]
+        except (OSError, ValueError):
+            continue
+        found.update(os.path.realpath(d) for d in
+                     search_paths(rpath, [], os.path.dirname(path), [])[0])
+    return frozenset(found)
 
 
 def relative(path, dirs):
@@ -361,9 +385,11 @@ def audit(dists, extra, site=True):
     todo = [p for p in shared_objects(dirs)
             if not wanted or canon(owner.get(p, "")) in wanted]
     results, statics, pending = {}, {}, list(todo)
+    # of every module, not only those a replaced worker has left: the same verdicts
+    env = {**os.environ, VENDORED_ENV: json.dumps(sorted(rpath_folders(todo)))}
     while pending:
         proc = subprocess.Popen([sys.executable, __file__, "--worker"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, text=True, env=env)
         feed = "".join(json.dumps([p, top_package(p, dirs)]) + "\n" for p in pending)
         out, _ = proc.communicate(feed)
         current = None
