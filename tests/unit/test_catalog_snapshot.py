@@ -8,6 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from basefactory.adapters.devpi_api import ReleaseFile
 from basefactory.catalog.snapshot import Reader
 from basefactory.images import fit
@@ -41,7 +43,7 @@ def test_a_zstd_copy_is_offered_only_when_it_is_this_very_build(tmp_path: Path) 
 
 
 def test_the_fit_inputs_expected_today_come_from_the_recipes_and_images_on_disk(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What a fit record of (image build, wheel file) must carry to count: the same
     fit_inputs publish computes, from the image's allowances and the wheel's recipe. A
     changed recipe test changes it (the record then reads "not tested as things are now")."""
@@ -50,6 +52,7 @@ def test_the_fit_inputs_expected_today_come_from_the_recipes_and_images_on_disk(
     factory = small_factory(tmp_path, '[wheels]\nexclude = ["vllm-source", "index-tts-source"]\n')
     reader = Reader.__new__(Reader)
     reader.factory = factory
+    reader._expected_at = None
     cell: Any = SimpleNamespace(ref="r/cuda-deps:p1", digest="sha256:d1", wheels={})
     wheel: Any = SimpleNamespace(project="torchsort", version="0.1.10+pt213cpu",
                                  filename="torchsort.whl", url="u", sha256="s1",
@@ -64,8 +67,16 @@ def test_the_fit_inputs_expected_today_come_from_the_recipes_and_images_on_disk(
     candidate = fit.Candidate(ReleaseFile("torchsort", wheel.version, "torchsort.whl", "u", "s1"),
                               "factory/p1", recipes["torchsort"])
     assert expected == {"sha256:d1 s1": fit.fit_inputs(target, candidate)}  # p2's: not here
+    # nothing changed: not computed again (the recipes are not even read)
+    monkeypatch.setattr("basefactory.catalog.snapshot.load_recipes", lambda *a, **k: 1 / 0)
+    assert reader.fit_expectations(images, [wheel, elsewhere]) is expected
+    monkeypatch.undo()
     recipe = tmp_path / "recipes" / "torchsort.toml"
     text = recipe.read_text()
     assert 'print("torchsort soft_rank' in text
     recipe.write_text(text.replace('print("torchsort soft_rank', 'print("now: torchsort soft_rank'))
     assert reader.fit_expectations(images, [wheel]) != expected
+    # a changed recipe file alone (same images and wheels) is read again
+    again = reader.fit_expectations(images, [wheel, elsewhere])
+    recipe.write_text(recipe.read_text().replace('print("now: ', 'print("then: '))
+    assert reader.fit_expectations(images, [wheel, elsewhere]) != again

@@ -132,6 +132,7 @@ class Reader:
         self._sboms: dict[str, str] = {}  # image digest -> its SBOM's (once found)
         # what devpi held at its last serial: unchanged serial, nothing to read again
         self._index_at: tuple[int, dict[str, dict[str, Any]], list[Wheel]] | None = None
+        self._expected_at: tuple[Any, dict[str, str]] | None = None
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -171,7 +172,29 @@ class Reader:
                          ) -> dict[str, str]:
         """What a fit proof of each (image build, wheel file) pair must have as its inputs
         today: a record made under older rules, or before a recipe's test or an allowance
-        changed, no longer proves the pair (as `publish` would refit it)."""
+        changed, no longer proves the pair (as `publish` would refit it). Computed again
+        only when the images, the wheels or a recipe or image file changed: a refresh runs
+        every few seconds beside the requests."""
+        key = (self._definitions_stat(),
+               tuple(sorted((n, p, c.digest) for n, cells in images.items()
+                            for p, c in cells.items())),
+               tuple(sorted((w.platform or "", w.sha256) for w in wheels)))
+        if self._expected_at is not None and self._expected_at[0] == key:
+            return self._expected_at[1]
+        expected = self._fit_expectations(images, wheels)
+        self._expected_at = (key, expected)
+        return expected
+
+    def _definitions_stat(self) -> tuple[tuple[str, int, int], ...]:
+        found = []
+        for folder in (self.factory.recipes_dir, self.factory.images_dir):
+            for path in sorted(folder.glob("**/*.toml")):
+                st = path.stat()
+                found.append((str(path), st.st_mtime_ns, st.st_size))
+        return tuple(found)
+
+    def _fit_expectations(self, images: dict[str, dict[str, ImageCell]], wheels: list[Wheel]
+                          ) -> dict[str, str]:
         recipes = load_recipes(self.factory.recipes_dir,
                                exclude=self.factory.config.wheels.exclude)
         definitions = load_images(self.factory.images_dir, recipes=set(recipes))
