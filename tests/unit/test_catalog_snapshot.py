@@ -14,6 +14,7 @@ from basefactory.adapters.devpi_api import ReleaseFile
 from basefactory.catalog.snapshot import Reader
 from basefactory.images import fit
 from basefactory.images.definition import load_images
+from basefactory.proofs import Kind, Proof, Subject
 from basefactory.refs import zstd_ref, zstd_repository
 from basefactory.wheels.recipe import load_recipes
 from tests.helpers import ROOT, small_factory
@@ -54,12 +55,17 @@ def test_the_fit_inputs_expected_today_come_from_the_recipes_and_images_on_disk(
     reader.factory = factory
     reader._expected_at = None
     cell: Any = SimpleNamespace(ref="r/cuda-deps:p1", digest="sha256:d1", wheels={})
+    record = Proof.new(Kind.FIT, Subject(platform="p1", wheel="torchsort.whl", image="cuda-deps",
+                                         image_digest="sha256:d1"), inputs="old", passed=True,
+                       evidence={})
     wheel: Any = SimpleNamespace(project="torchsort", version="0.1.10+pt213cpu",
                                  filename="torchsort.whl", url="u", sha256="s1",
-                                 index="factory/p1", platform="p1")
+                                 index="factory/p1", platform="p1", proofs=[record])
+    # another platform's wheel, and one no fit record names: nothing to expect of either
     elsewhere: Any = SimpleNamespace(**{**wheel.__dict__, "platform": "p2", "sha256": "s2"})
+    unrecorded: Any = SimpleNamespace(**{**wheel.__dict__, "sha256": "s3", "proofs": []})
     images = {"cuda-deps": {"p1": cell}}
-    expected = reader.fit_expectations(images, [wheel, elsewhere])
+    expected = reader.fit_expectations(images, [wheel, elsewhere, unrecorded])
     recipes = load_recipes(factory.recipes_dir, exclude=factory.config.wheels.exclude)
     definitions = load_images(factory.images_dir, recipes=set(recipes))
     target = fit.Target("cuda-deps", "p1", cell.ref, cell.digest, {},
@@ -69,7 +75,7 @@ def test_the_fit_inputs_expected_today_come_from_the_recipes_and_images_on_disk(
     assert expected == {"sha256:d1 s1": fit.fit_inputs(target, candidate)}  # p2's: not here
     # nothing changed: not computed again (the recipes are not even read)
     monkeypatch.setattr("basefactory.catalog.snapshot.load_recipes", lambda *a, **k: 1 / 0)
-    assert reader.fit_expectations(images, [wheel, elsewhere]) is expected
+    assert reader.fit_expectations(images, [wheel, elsewhere, unrecorded]) is expected
     monkeypatch.undo()
     recipe = tmp_path / "recipes" / "torchsort.toml"
     text = recipe.read_text()
