@@ -397,11 +397,13 @@ def test_an_existing_devpi_over_tls_gets_its_layout_from_its_admin(
         ensure_layout(plain)
     assert "has no user `team`" in missing.value.message
     assert "devpi index -c team/common bases=root/pypi" in (missing.value.hint or "")
-    assert f"devpi index -c team/{PLATFORM} bases=team/common" in (missing.value.hint or "")
+    assert (f"devpi index -c team/{PLATFORM} bases=team/{PLATFORM}-base,team/common"
+            in (missing.value.hint or ""))
+    assert f"devpi index -c team/{PLATFORM}-base bases= volatile=True" in (missing.value.hint or "")
     # with the admin's password the factory makes them, over TLS through nginx
     monkeypatch.setenv("TIER_DEVPI_ADMIN", ADMIN_PASSWORD)
     made = ensure_layout(devpi_factory(tmp_path / "b", external, user="team", admin=True))
-    assert "user team" in made and f"team/{PLATFORM}" in made
+    assert "user team" in made and f"team/{PLATFORM}" in made and f"team/{PLATFORM}-base" in made
     assert layout_current(plain)
     # devpi runs with --restrict-modify root: the team user may not change its indexes'
     # settings, and the factory says what it needs instead of failing on a 403
