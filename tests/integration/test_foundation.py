@@ -17,7 +17,7 @@ from basefactory.adapters.docker import OWNER_LABEL
 from basefactory.platforms.publish import PlatformResult
 from basefactory.plumbing.digest import file_sha256
 from basefactory.plumbing.errors import PublishRefused, ServiceError
-from basefactory.refs import common_index, image_ref, platform_index, repository
+from basefactory.refs import base_pins_index, common_index, image_ref, platform_index, repository
 from basefactory.session import Session
 from tests.helpers import PLATFORM, write_pyproject
 
@@ -40,8 +40,13 @@ def test_up_creates_the_index_layout(session: Session) -> None:
     plat = session.devpi.index_config(platform_index(factory, PLATFORM))
     assert common is not None and plat is not None
     assert common["bases"] == ["root/pypi"]
-    assert plat["bases"] == [common_index(factory)]
+    # what the platform's base pins first (devpi then hides the mirror's other releases of
+    # those names), then the common index
+    pins = session.devpi.index_config(base_pins_index(factory, PLATFORM))
+    assert plat["bases"] == [base_pins_index(factory, PLATFORM), common_index(factory)]
     assert plat["volatile"] is False and plat["acl_upload"] == ["factory"]
+    assert pins is not None and pins["bases"] == [] and pins["volatile"] is True
+    assert pins["acl_upload"] == ["factory"]
 
 
 def test_upload_download_and_refusals(session: Session, platform: PlatformResult,
