@@ -289,7 +289,7 @@ def fit(cell: ImageCell, w: Wheel, test: Proof, expected: str | None) -> dict[st
     records = [p for p in w.proofs if p.kind == Kind.FIT
                and p.subject.image == cell.image and p.subject.platform == cell.platform
                and p.subject.image_digest == cell.digest
-               and (not p.subject.wheel_sha256 or p.subject.wheel_sha256 == w.sha256)]
+               and p.subject.of_file(w.sha256)]
     record = first([p for p in records if expected is not None and p.inputs == expected],
                    Kind.FIT)
     if record is None and records:

@@ -33,6 +33,11 @@ class Subject:
     image: str | None = None
     image_digest: str | None = None
 
+    def of_file(self, sha256: str) -> bool:
+        """Whether this is about the file of `sha256`: a subject naming no file (an older
+        writer's) is taken as the file's it is attached to."""
+        return not self.wheel_sha256 or self.wheel_sha256 == sha256
+
     def key(self) -> str:
         return "|".join(x or "" for x in (self.platform, self.image, self.image_digest,
                                           self.wheel, self.wheel_sha256))

@@ -54,8 +54,8 @@ class ProofReader:
                 with self._lock:
                     self._records[url] = proof
             found = self._records[url]
-            if found is not None and (not file.sha256 or not found.subject.wheel_sha256
-                                      or found.subject.wheel_sha256 == file.sha256):
+            # a file devpi gave no sha256 for cannot be compared: its records are kept
+            if found is not None and (not file.sha256 or found.subject.of_file(file.sha256)):
                 proofs.append(found)
         return proofs
 
